@@ -64,8 +64,10 @@ class ExitReason(StrEnum):
 
 def _check_decimal(name: str, value: object) -> Decimal:
     # Floats would silently carry binary rounding error into prices.
-    if not isinstance(value, Decimal) or not value.is_finite():
-        raise TypeError(f"{name} must be a finite Decimal, got {value!r}")
+    if not isinstance(value, Decimal):
+        raise TypeError(f"{name} must be a Decimal, got {type(value).__name__} {value!r}")
+    if not value.is_finite():
+        raise ValueError(f"{name} must be a finite number, got {value}")
     return value
 
 
@@ -140,17 +142,17 @@ class PositionView:
         self._check_levels()
 
     def _check_levels(self) -> None:
-        if _better(self.side, self.entry_price, self.peak_price):
+        side, entry, stop = self.side, self.entry_price, self.initial_stop
+        if _better(side, entry, self.peak_price):
             raise ValueError(f"peak_price {self.peak_price} is worse than the entry")
-        if self.initial_stop is not None:
-            if self.initial_stop < 0 or not _better(self.side, self.entry_price,
-                                                    self.initial_stop):
-                raise ValueError(f"initial_stop {self.initial_stop} is not on the loss side")
-            if self.current_stop is None or _better(self.side, self.initial_stop,
-                                                    self.current_stop):
-                raise ValueError("current_stop must be set and no looser than initial_stop")
-        if self.target is not None and not _better(self.side, self.target, self.entry_price):
-            raise ValueError(f"target {self.target} is not on the profit side")
+        if stop is not None and (stop < 0 or not _better(side, entry, stop)):
+            raise ValueError(f"initial_stop {stop} is not on the loss side of the entry")
+        if stop is not None and (
+            self.current_stop is None or _better(side, stop, self.current_stop)
+        ):
+            raise ValueError("current_stop must be set and no looser than initial_stop")
+        if self.target is not None and not _better(side, self.target, entry):
+            raise ValueError(f"target {self.target} is not on the profit side of the entry")
 
 
 @dataclass(frozen=True)
@@ -226,13 +228,15 @@ def open_position(
 ) -> PositionView:
     """The view of a just-filled position: stop-loss, target and the trail from the entry."""
     stop, target = initial_levels(side, entry_price, rules, tick_size)
-    position = PositionView(Side(side), entry_price, quantity, stop, stop, target,
-                            entry_price, tick_size)
+    position = PositionView(
+        Side(side), entry_price, quantity, stop, stop, target, entry_price, tick_size
+    )
     trail = ratchet_trailing_stop(position, entry_price, rules)
     if trail is None:
         return position
-    return PositionView(position.side, entry_price, quantity, stop, trail, target,
-                        entry_price, tick_size)
+    return PositionView(
+        position.side, entry_price, quantity, stop, trail, target, entry_price, tick_size
+    )
 
 
 def _check_price(price: Decimal) -> None:

@@ -199,8 +199,10 @@ def _check_fill_args(
         if not isinstance(qty, int) or isinstance(qty, bool):
             raise TypeError(f"{name} must be an int, got {type(qty).__name__}")
     for name, price in (("avg_price", avg_price), ("fill_price", fill_price)):
-        if not isinstance(price, Decimal) or not price.is_finite():
-            raise TypeError(f"{name} must be a finite Decimal, got {price!r}")
+        if not isinstance(price, Decimal):
+            raise TypeError(f"{name} must be a Decimal, got {type(price).__name__}")
+        if not price.is_finite():
+            raise ValueError(f"{name} must be a finite number, got {price}")
     if filled_qty < 0:
         raise ValueError(f"filled_qty must be >= 0, got {filled_qty}")
     if fill_qty <= 0:
