@@ -1,0 +1,68 @@
+"""Injectable faults, set per route through the control API and cleared the same way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# latency: add ``ms`` before answering; http500: Angel's AB1004 envelope with status 500;
+# empty: HTTP 200 with no body; timeout: hold the request ``ms`` (default 30 s) so the client
+# times out; invalid_token: AG8001; rate_limit: the plain-text 403; reject: accept orders and
+# reject them at the risk check; ws_drop: close the route's open WebSockets.
+KINDS = ("latency", "http500", "empty", "timeout", "invalid_token", "rate_limit", "reject",
+         "ws_drop")
+ANY_ROUTE = "*"
+
+
+@dataclass
+class Fault:
+    route: str
+    kind: str
+    ms: int = 0
+    times: int | None = None  # None: until cleared
+    message: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"route": self.route, "kind": self.kind, "ms": self.ms, "times": self.times,
+                "message": self.message}
+
+
+class FaultStore:
+    def __init__(self) -> None:
+        self._faults: list[Fault] = []
+
+    def add(self, spec: dict[str, Any]) -> Fault:
+        kind = str(spec.get("kind", ""))
+        if kind not in KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; expected one of {', '.join(KINDS)}")
+        times = spec.get("times")
+        fault = Fault(route=str(spec.get("route") or ANY_ROUTE), kind=kind,
+                      ms=int(spec.get("ms") or 0), times=None if times is None else int(times),
+                      message=str(spec.get("message") or ""))
+        # One fault per (route, kind): setting it again replaces the previous settings.
+        self._faults = [f for f in self._faults if (f.route, f.kind) != (fault.route, kind)]
+        self._faults.append(fault)
+        return fault
+
+    def clear(self, route: str | None = None, kind: str | None = None) -> int:
+        before = len(self._faults)
+        self._faults = [f for f in self._faults
+                        if not ((route is None or f.route == route)
+                                and (kind is None or f.kind == kind))]
+        return before - len(self._faults)
+
+    def list(self) -> list[dict[str, Any]]:
+        return [f.as_dict() for f in self._faults]
+
+    def take(self, route: str) -> dict[str, Fault]:
+        """Faults that apply to one request on ``route``, consuming counted ones."""
+        out: dict[str, Fault] = {}
+        for f in list(self._faults):
+            if f.route not in (route, ANY_ROUTE) or f.kind in out:
+                continue
+            out[f.kind] = f
+            if f.times is not None:
+                f.times -= 1
+                if f.times <= 0:
+                    self._faults.remove(f)
+        return out
