@@ -1,0 +1,54 @@
+# One command to start the system (make run), one to test it (make test).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BUN_VERSION := 1.4.4
+STAMP := $(VENV)/.requirements.stamp
+export REFLEX_TELEMETRY_ENABLED := false
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup run test test-browser-deps lint bench sim clean
+
+setup: $(STAMP) $(VENV)/bin/bun
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): requirements.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+# Reflex's own bun installer downloads from the internet; the npm registry works offline.
+$(VENV)/bin/bun: | $(PY)
+	npm install --silent -g --prefix $(VENV) bun@$(BUN_VERSION)
+	$(VENV)/bin/bun --version
+
+run: setup
+	$(PY) -m ats_app.cli db upgrade
+	$(VENV)/bin/reflex run
+
+# Debian's chromium for the browser tests, installed when absent and installable.
+test-browser-deps:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || echo "warning: could not install chromium"; \
+	  else echo "warning: /usr/bin/chromium missing and cannot be installed here"; fi; \
+	fi
+
+test: setup test-browser-deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check ats_app tests bench
+
+bench: setup
+	$(PY) -m bench
+
+sim: setup
+	$(PY) -m ats_app.cli sim --port 9100
+
+clean:
+	rm -rf .web .states __pycache__

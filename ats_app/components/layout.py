@@ -1,0 +1,80 @@
+"""Shared page chrome: the mode banner, the navigation bar and the auth card."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from ats_app import routes
+from ats_app.engine.config import settings
+from ats_app.state.auth import AuthState
+
+
+def mode_banner() -> rx.Component:
+    """PAPER vs LIVE, impossible to miss. Read at page build time from TRADING_MODE."""
+    live = settings().trading_mode == "live"
+    text = ("LIVE TRADING — real orders, real money" if live
+            else "PAPER TRADING — simulated orders, no real money")
+    return rx.box(
+        rx.text(text, weight="bold", size="2", id="mode-banner"),
+        background_color="var(--red-9)" if live else "var(--amber-9)",
+        color="white" if live else "black",
+        padding="6px 16px",
+        width="100%",
+        text_align="center",
+    )
+
+
+def navbar() -> rx.Component:
+    return rx.hstack(
+        rx.heading("ATS", size="5"),
+        rx.link("Overview", href=routes.OVERVIEW),
+        rx.link("Settings", href=routes.SETTINGS),
+        rx.spacer(),
+        rx.text(AuthState.display_name, id="user-name", size="2"),
+        rx.button("Log out", on_click=AuthState.logout, variant="soft", size="2", id="logout"),
+        padding="12px 16px",
+        border_bottom="1px solid var(--gray-5)",
+        align="center",
+        width="100%",
+        spacing="4",
+    )
+
+
+def app_page(*children: rx.Component) -> rx.Component:
+    return rx.vstack(
+        mode_banner(),
+        navbar(),
+        rx.box(*children, padding="16px", width="100%", max_width="1200px"),
+        spacing="0",
+        width="100%",
+        align="center",
+    )
+
+
+def form_error(message: rx.Var) -> rx.Component:
+    return rx.cond(
+        message != "",
+        rx.callout(message, icon="triangle_alert", color_scheme="red", role="alert", id="form-error"),
+    )
+
+
+def auth_card(title: str, *children: rx.Component) -> rx.Component:
+    return rx.vstack(
+        mode_banner(),
+        rx.center(
+            rx.card(
+                rx.vstack(
+                    rx.heading("Automated Trading System", size="4"),
+                    rx.text(title, size="3", color="var(--gray-11)"),
+                    *children,
+                    spacing="3",
+                    width="100%",
+                ),
+                width="380px",
+            ),
+            padding_top="10vh",
+            width="100%",
+        ),
+        spacing="0",
+        width="100%",
+    )

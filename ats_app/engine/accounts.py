@@ -1,0 +1,251 @@
+"""Broker accounts: credentials encrypted at rest, write-only towards the UI."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from ats_app.engine import audit
+from ats_app.engine.errors import Conflict, NotFound, ValidationError
+from ats_app.engine.models import BrokerAccount, utcnow
+from ats_app.engine.secrets_box import default_box
+
+CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")
+
+
+@dataclass(frozen=True)
+class AccountView:
+    """An account as the UI sees it: secrets only as set / not set."""
+
+    id: int
+    label: str
+    client_id: str
+    base_url: str | None
+    egress_proxy: str | None
+    egress_ip: str | None
+    is_simulated: bool
+    has_api_key: bool
+    has_pin: bool
+    has_totp_secret: bool
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Decrypted credentials for the broker layer only. repr() never shows secrets."""
+
+    account_id: int
+    client_id: str
+    base_url: str | None
+    egress_proxy: str | None
+    api_key: str = field(repr=False)
+    pin: str = field(repr=False)
+    totp_secret: str = field(repr=False)
+
+
+def _view(a: BrokerAccount) -> AccountView:
+    assert a.id is not None
+    return AccountView(
+        id=a.id,
+        label=a.label,
+        client_id=a.client_id,
+        base_url=a.base_url,
+        egress_proxy=a.egress_proxy,
+        egress_ip=a.egress_ip,
+        is_simulated=a.is_simulated,
+        has_api_key=bool(a.api_key_enc),
+        has_pin=bool(a.pin_enc),
+        has_totp_secret=bool(a.totp_secret_enc),
+    )
+
+
+def validate_totp_secret(secret: str) -> str:
+    s = secret.strip().replace(" ", "").upper()
+    if not s:
+        raise ValidationError("TOTP secret is required", "totp_secret")
+    try:
+        base64.b32decode(s + "=" * (-len(s) % 8))
+    except (binascii.Error, ValueError) as exc:
+        raise ValidationError(
+            "TOTP secret must be the base32 key shown when enabling TOTP (letters A-Z, digits 2-7)",
+            "totp_secret",
+        ) from exc
+    return s
+
+
+def _validate_url(value: str | None, field_name: str) -> str | None:
+    if value is None or not value.strip():
+        return None
+    v = value.strip().rstrip("/")
+    parsed = urlparse(v)
+    if parsed.scheme not in ("http", "https", "socks5", "socks5h") or not parsed.netloc:
+        raise ValidationError(f"{field_name.replace('_', ' ')} must be a URL like https://host:port",
+                              field_name)
+    return v
+
+
+def _validate_ip(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError as exc:
+        raise ValidationError("egress IP must be an IPv4 or IPv6 address", "egress_ip") from exc
+
+
+def _required(value: str | None, field_name: str, limit: int = 256) -> str:
+    v = (value or "").strip()
+    if not v:
+        raise ValidationError(f"{field_name.replace('_', ' ')} is required", field_name)
+    if len(v) > limit:
+        raise ValidationError(f"{field_name.replace('_', ' ')} is too long", field_name)
+    return v
+
+
+def _owned(session: Session, user_id: int, account_id: int) -> BrokerAccount:
+    row = session.exec(
+        select(BrokerAccount)
+        .where(BrokerAccount.id == account_id)
+        .where(BrokerAccount.user_id == user_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"broker account {account_id} not found")
+    return row
+
+
+def add_account(
+    session: Session,
+    user_id: int,
+    *,
+    label: str,
+    client_id: str,
+    api_key: str,
+    pin: str,
+    totp_secret: str,
+    base_url: str | None = None,
+    egress_proxy: str | None = None,
+    egress_ip: str | None = None,
+    is_simulated: bool = False,
+) -> AccountView:
+    box = default_box()
+    cid = _required(client_id, "client_id", 32)
+    if not CLIENT_ID_RE.match(cid):
+        raise ValidationError("client ID must be letters and digits only", "client_id")
+    row = BrokerAccount(
+        user_id=user_id,
+        label=_required(label, "label", 100),
+        client_id=cid.upper(),
+        api_key_enc=box.encrypt(_required(api_key, "api_key")),
+        pin_enc=box.encrypt(_required(pin, "pin", 64)),
+        totp_secret_enc=box.encrypt(validate_totp_secret(totp_secret)),
+        base_url=_validate_url(base_url, "base_url"),
+        egress_proxy=_validate_url(egress_proxy, "egress_proxy"),
+        egress_ip=_validate_ip(egress_ip),
+        is_simulated=is_simulated,
+    )
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        session.rollback()
+        raise Conflict(f"you already have an account labelled {row.label!r}") from exc
+    audit.record(session, "account.added", user_id=user_id, subject=str(row.id),
+                 client_id=row.client_id, simulated=is_simulated)
+    return _view(row)
+
+
+def update_account(
+    session: Session,
+    user_id: int,
+    account_id: int,
+    *,
+    label: str | None = None,
+    api_key: str | None = None,
+    pin: str | None = None,
+    totp_secret: str | None = None,
+    base_url: str | None = None,
+    egress_proxy: str | None = None,
+    egress_ip: str | None = None,
+) -> AccountView:
+    """Change fields; a secret left None or empty keeps its stored value (write-only secrets)."""
+    row = _owned(session, user_id, account_id)
+    box = default_box()
+    changed: list[str] = []
+    if label is not None and label.strip():
+        row.label = _required(label, "label", 100)
+        changed.append("label")
+    if api_key:
+        row.api_key_enc = box.encrypt(_required(api_key, "api_key"))
+        changed.append("api_key")
+    if pin:
+        row.pin_enc = box.encrypt(_required(pin, "pin", 64))
+        changed.append("pin")
+    if totp_secret:
+        row.totp_secret_enc = box.encrypt(validate_totp_secret(totp_secret))
+        changed.append("totp_secret")
+    if base_url is not None:
+        row.base_url = _validate_url(base_url, "base_url")
+        changed.append("base_url")
+    if egress_proxy is not None:
+        row.egress_proxy = _validate_url(egress_proxy, "egress_proxy")
+        changed.append("egress_proxy")
+    if egress_ip is not None:
+        row.egress_ip = _validate_ip(egress_ip)
+        changed.append("egress_ip")
+    row.updated_at = utcnow()
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        session.rollback()
+        raise Conflict(f"you already have an account labelled {row.label!r}") from exc
+    audit.record(session, "account.updated", user_id=user_id, subject=str(account_id),
+                 fields=changed)
+    return _view(row)
+
+
+def delete_account(session: Session, user_id: int, account_id: int) -> None:
+    row = _owned(session, user_id, account_id)
+    session.delete(row)
+    audit.record(session, "account.deleted", user_id=user_id, subject=str(account_id))
+
+
+def list_accounts(session: Session, user_id: int) -> list[AccountView]:
+    rows = session.exec(
+        select(BrokerAccount).where(BrokerAccount.user_id == user_id).order_by(BrokerAccount.id)
+    ).all()
+    return [_view(r) for r in rows]
+
+
+def get_account(session: Session, user_id: int, account_id: int) -> AccountView:
+    return _view(_owned(session, user_id, account_id))
+
+
+def find_by_client_id(session: Session, user_id: int, client_id: str) -> AccountView | None:
+    row = session.exec(
+        select(BrokerAccount)
+        .where(BrokerAccount.user_id == user_id)
+        .where(BrokerAccount.client_id == client_id.strip().upper())
+    ).first()
+    return _view(row) if row else None
+
+
+def credentials(session: Session, user_id: int, account_id: int) -> Credentials:
+    """Decrypt an account's secrets for the broker layer. Never pass these to the UI."""
+    row = _owned(session, user_id, account_id)
+    box = default_box()
+    return Credentials(
+        account_id=account_id,
+        client_id=row.client_id,
+        base_url=row.base_url,
+        egress_proxy=row.egress_proxy,
+        api_key=box.decrypt(row.api_key_enc),
+        pin=box.decrypt(row.pin_enc),
+        totp_secret=box.decrypt(row.totp_secret_enc),
+    )

@@ -1,0 +1,24 @@
+"""Bot state per user: when stopped, alerts are recorded but nothing is traded."""
+
+from __future__ import annotations
+
+from sqlmodel import Session
+
+from ats_app.engine import audit
+from ats_app.engine.models import BotState, utcnow
+
+
+def is_running(session: Session, user_id: int) -> bool:
+    row = session.get(BotState, user_id)
+    return bool(row and row.running)
+
+
+def set_running(session: Session, user_id: int, running: bool) -> bool:
+    row = session.get(BotState, user_id) or BotState(user_id=user_id)
+    changed = row.running != running
+    row.running = running
+    row.updated_at = utcnow()
+    session.add(row)
+    audit.record(session, "bot.started" if running else "bot.stopped", user_id=user_id,
+                 changed=changed)
+    return running

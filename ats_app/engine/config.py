@@ -1,0 +1,190 @@
+"""Settings, read only from environment variables (optionally a `.env` file).
+
+Development gets zero-configuration defaults (SQLite under `.data/`, an embedded Redis, a generated
+encryption key). Production (`ATS_ENV=prod`) refuses to start without the secrets instead of
+inventing them, because a generated key would silently make stored broker secrets unreadable.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+TRADING_MODES = ("paper", "live")
+ENVIRONMENTS = ("dev", "prod")
+MARKET_HOURS_MODES = ("nse", "always")
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or invalid; the message names it."""
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None or value.strip() == "":
+        return default
+    v = value.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"expected a boolean (true/false), got {value!r}")
+
+
+def _int(name: str, env: dict[str, str], default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str
+    trading_mode: str
+    market_hours: str
+    data_dir: Path
+    database_url: str
+    redis_url: str | None  # None: start an embedded redis-server (development only)
+    secret_key: str  # Fernet key protecting broker secrets at rest
+    public_base_url: str
+    registration_open: bool
+    spawn_services: bool  # backend starts worker/monitor/redis children (dev)
+    session_hours: int
+    login_max_failures: int
+    login_window_minutes: int
+    webhook_rate_per_min: int
+    smartapi_client_id: str | None
+    smartapi_api_key: str | None
+    smartapi_password: str | None
+    smartapi_totp: str | None
+
+    @property
+    def is_prod(self) -> bool:
+        return self.env == "prod"
+
+    @property
+    def bootstrap_account_configured(self) -> bool:
+        return bool(self.smartapi_client_id)
+
+
+def _secret_key(env: dict[str, str], data_dir: Path, is_prod: bool) -> str:
+    key = env.get("ATS_SECRET_KEY", "").strip()
+    if key:
+        return key
+    if is_prod:
+        raise ConfigError(
+            "ATS_SECRET_KEY is required when ATS_ENV=prod "
+            "(generate one with: python -m ats_app.cli keygen)"
+        )
+    key_file = data_dir / "secret.key"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    from cryptography.fernet import Fernet
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = Fernet.generate_key().decode()
+    # Create with 0600 from the start so the key is never world-readable, even briefly.
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    return key
+
+
+def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> Settings:
+    """Build settings from `env` (default: os.environ, after loading `.env` if present)."""
+    if env is None:
+        if dotenv:
+            load_dotenv(PROJECT_ROOT / ".env", override=False)
+        env = dict(os.environ)
+
+    ats_env = env.get("ATS_ENV", "dev").strip().lower() or "dev"
+    if ats_env in ("production",):
+        ats_env = "prod"
+    if ats_env in ("development",):
+        ats_env = "dev"
+    if ats_env not in ENVIRONMENTS:
+        raise ConfigError(f"ATS_ENV must be one of {ENVIRONMENTS}, got {ats_env!r}")
+    is_prod = ats_env == "prod"
+
+    mode = env.get("TRADING_MODE", "paper").strip().lower() or "paper"
+    if mode not in TRADING_MODES:
+        raise ConfigError(f"TRADING_MODE must be 'paper' or 'live', got {mode!r}")
+
+    hours = env.get("MARKET_HOURS", "nse").strip().lower() or "nse"
+    if hours not in MARKET_HOURS_MODES:
+        raise ConfigError(f"MARKET_HOURS must be 'nse' or 'always', got {hours!r}")
+    if hours == "always" and mode != "paper":
+        raise ConfigError("MARKET_HOURS=always is only accepted with TRADING_MODE=paper")
+
+    data_dir = Path(env.get("ATS_DATA_DIR", "").strip() or PROJECT_ROOT / ".data")
+    database_url = env.get("DATABASE_URL", "").strip()
+    if not database_url:
+        if is_prod:
+            raise ConfigError("DATABASE_URL is required when ATS_ENV=prod")
+        database_url = f"sqlite:///{data_dir / 'ats.db'}"
+    redis_url = env.get("REDIS_URL", "").strip() or None
+    if redis_url is None and is_prod:
+        raise ConfigError("REDIS_URL is required when ATS_ENV=prod")
+
+    public_base_url = env.get("PUBLIC_BASE_URL", "").strip().rstrip("/")
+    if not public_base_url:
+        if is_prod:
+            raise ConfigError("PUBLIC_BASE_URL is required when ATS_ENV=prod")
+        public_base_url = "http://localhost:8000"
+
+    try:
+        registration_open = _flag(env.get("ALLOW_REGISTRATION"), default=not is_prod)
+        spawn_services = _flag(env.get("ATS_SPAWN_SERVICES"), default=not is_prod)
+    except ConfigError as exc:
+        raise ConfigError(f"ALLOW_REGISTRATION/ATS_SPAWN_SERVICES: {exc}") from exc
+
+    return Settings(
+        env=ats_env,
+        trading_mode=mode,
+        market_hours=hours,
+        data_dir=data_dir,
+        database_url=database_url,
+        redis_url=redis_url,
+        secret_key=_secret_key(env, data_dir, is_prod),
+        public_base_url=public_base_url,
+        registration_open=registration_open,
+        spawn_services=spawn_services,
+        session_hours=_int("SESSION_HOURS", env, 12),
+        login_max_failures=_int("LOGIN_MAX_FAILURES", env, 5),
+        login_window_minutes=_int("LOGIN_WINDOW_MINUTES", env, 15),
+        webhook_rate_per_min=_int("WEBHOOK_RATE_PER_MIN", env, 120),
+        smartapi_client_id=env.get("SMARTAPI_CLIENT_ID", "").strip() or None,
+        smartapi_api_key=env.get("SMARTAPI_API_KEY", "").strip() or None,
+        smartapi_password=env.get("SMARTAPI_PASSWORD", "").strip() or None,
+        smartapi_totp=env.get("SMARTAPI_TOTP", "").strip() or None,
+    )
+
+
+_cached: Settings | None = None
+
+
+def settings() -> Settings:
+    """Process-wide settings, loaded once."""
+    global _cached
+    if _cached is None:
+        _cached = load_settings()
+    return _cached
+
+
+def reset_settings_cache() -> None:
+    global _cached
+    _cached = None
+
+
+def new_token(nbytes: int = 24) -> str:
+    """URL-safe random token (24 bytes = 192 bits)."""
+    return secrets.token_urlsafe(nbytes)

@@ -1,0 +1,55 @@
+"""Child processes (embedded Redis, RQ worker, monitor, simulator) that die with their parent."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+
+log = logging.getLogger("ats.processes")
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    # If the backend is killed outright (SIGKILL), the kernel still stops this child: no orphans.
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def child_popen(args: Sequence[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        list(args),
+        env=env,
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+    )
+
+
+def python_child(module_args: Sequence[str], env: dict[str, str]) -> subprocess.Popen:
+    """`python -m ...` in the same interpreter and environment."""
+    return child_popen([sys.executable, "-m", *module_args], env=env)
+
+
+def stop(proc: subprocess.Popen, name: str, timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after `timeout` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        log.warning("%s (pid %s) ignored SIGTERM; killing", name, proc.pid)
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+def child_env(extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(extra)
+    return env

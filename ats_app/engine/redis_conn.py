@@ -1,0 +1,29 @@
+"""The Redis connection: one URL for the app, the RQ worker and the monitor."""
+
+from __future__ import annotations
+
+import redis
+
+from ats_app.engine.config import settings
+
+# Queue names: alerts must never wait behind slow work, so they get their own queue.
+ALERTS_QUEUE = "alerts"
+EXITS_QUEUE = "exits"
+DEFAULT_QUEUE = "default"
+ALL_QUEUES = (EXITS_QUEUE, ALERTS_QUEUE, DEFAULT_QUEUE)  # exits first: protect open money
+
+MONITOR_HEARTBEAT_KEY = "ats:monitor:heartbeat"
+
+
+def redis_url() -> str:
+    url = settings().redis_url
+    if not url:
+        raise RuntimeError(
+            "REDIS_URL is not set and no embedded Redis is running "
+            "(start the system with `make run`, or set REDIS_URL)"
+        )
+    return url
+
+
+def connect(url: str | None = None, **kwargs: object) -> redis.Redis:
+    return redis.Redis.from_url(url or redis_url(), **kwargs)  # type: ignore[arg-type]

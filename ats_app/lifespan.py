@@ -1,0 +1,40 @@
+"""What the backend does on start and stop (registered as a Reflex lifespan task)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from ats_app.engine import db
+from ats_app.engine.bootstrap import account_from_env
+from ats_app.engine.config import settings
+from ats_app.engine.supervisor import Supervisor
+
+log = logging.getLogger("ats.lifespan")
+
+
+def _startup() -> Supervisor | None:
+    cfg = settings()
+    if not cfg.is_prod:
+        # Development: a fresh checkout works without a separate migrate step. Production
+        # runs `cli db upgrade` once per deploy instead of once per backend worker.
+        db.upgrade()
+    with db.session_scope() as s:
+        account_from_env(s, cfg)
+    if not cfg.spawn_services:
+        return None
+    supervisor = Supervisor(cfg)
+    supervisor.start()
+    return supervisor
+
+
+@asynccontextmanager
+async def services() -> AsyncIterator[None]:
+    supervisor = await asyncio.to_thread(_startup)
+    try:
+        yield
+    finally:
+        if supervisor is not None:
+            await asyncio.to_thread(supervisor.stop)
