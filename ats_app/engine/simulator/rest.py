@@ -94,7 +94,9 @@ def endpoint(route: str, handler: Handler, *, auth: bool = True, limiter: str | 
             if found is None:
                 return invalid_token()
             client = found
-        if limiter and not state.allow(limiter, client or str(body.get("clientcode", ""))):
+        # Angel's limits are per client and per endpoint (orderBook and getPosition each 1/s).
+        key = f"{client or body.get('clientcode', '')}:{route}"
+        if limiter and not state.allow(limiter, key):
             return PlainTextResponse(RATE_LIMIT_TEXT, status_code=403)
         if order:
             ip = state.accounts[client].static_ip
