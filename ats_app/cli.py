@@ -266,6 +266,17 @@ def _print_human(result: dict[str, Any]) -> None:
         print(f"{key}: {value}")
 
 
+def _audit_refusal(args: argparse.Namespace, exc: AtsError) -> None:
+    """Refused input is audited too (in its own transaction; the command's rolled back)."""
+    from ats_app.engine.audit import record_now
+
+    try:
+        record_now("cli.refused", subject=f"{args.group} {getattr(args, 'cmd', '')}".strip(),
+                   error=str(exc), field=getattr(exc, "field", None))
+    except Exception:  # noqa: BLE001 - e.g. database not migrated yet; the error is printed
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -278,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     except (AtsError, ConfigError) as exc:
         field = getattr(exc, "field", None)
         print(f"error: {exc}" + (f" (field: {field})" if field else ""), file=sys.stderr)
+        if isinstance(exc, AtsError):
+            _audit_refusal(args, exc)
         return 1
     if result:
         if args.json:

@@ -31,3 +31,12 @@ def record(
     session.add(event)
     log.info("audit %s user=%s subject=%s", action, user_id, subject)
     return event
+
+
+def record_now(action: str, *, user_id: int | None = None, subject: str | None = None,
+               **detail: Any) -> None:
+    """Record in its own transaction: for refusals, whose caller's transaction rolls back."""
+    from ats_app.engine.db import session_scope
+
+    with session_scope() as s:
+        record(s, action, user_id=user_id, subject=subject, **detail)

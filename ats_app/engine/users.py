@@ -114,7 +114,7 @@ def authenticate(session: Session, username: str, password: str) -> UserView:
     uname = normalize_username(username)
     now = utcnow()
     if _recent_failures(session, uname, now) >= settings().login_max_failures:
-        audit.record(session, "auth.login_locked", subject=uname)
+        audit.record_now("auth.login_locked", subject=uname)
         raise AuthError(
             "too many failed logins for this username; "
             f"try again in {settings().login_window_minutes} minutes"
@@ -123,7 +123,7 @@ def authenticate(session: Session, username: str, password: str) -> UserView:
     # Verify against a dummy hash for unknown users so response time does not leak usernames.
     ok = verify_password(user.password_hash if user else DUMMY_HASH, password)
     if user is None or not ok:
-        audit.record(session, LOGIN_FAILED, user_id=user.id if user else None, subject=uname)
+        audit.record_now(LOGIN_FAILED, user_id=user.id if user else None, subject=uname)
         raise AuthError("wrong username or password")
     audit.record(session, "auth.login", user_id=user.id, subject=uname)
     return _view(user)
@@ -171,7 +171,8 @@ def change_password(
     if user is None:
         raise NotFound("user not found")
     if not verify_password(user.password_hash, current_password):
-        audit.record(session, "auth.password_change_refused", user_id=user_id, reason="wrong current")
+        audit.record_now("auth.password_change_refused", user_id=user_id,
+                         reason="wrong current password")
         raise AuthError("current password is wrong")
     problem = password_problem(new_password)
     if problem:
