@@ -130,6 +130,7 @@ def test_lot_size_and_market_hours_rejections(sim_factory) -> None:
     sc = sim.client()
     closed = sc.placeOrder(order())
     amo = sc.placeOrder(order(variety="AMO"))
+    time.sleep(0.2)  # let the engine's risk check run while the clock still says 16:00
     sim.control("POST", "/sim/clock", {"at": "2026-11-25T10:00:00+05:30"})
     odd = sc.placeOrder(order(tradingsymbol="NIFTY01DEC2626000CE", symboltoken="40041",
                               exchange="NFO", producttype="CARRYFORWARD", quantity="10"))
