@@ -206,3 +206,16 @@ def test_market_data_ltp_quote_search_candles(sim: Sim) -> None:
                                 "interval": "ONE_HOUR", "fromdate": "2026-11-23 09:15",
                                 "todate": "2026-11-23 15:30"})["data"]
     assert len(candles) == 7 and candles[0][0].startswith("2026-11-23T09:15")
+
+
+def test_scrip_master_route_matches_the_simulated_market(sim: Sim) -> None:
+    rows = sim.http.get("/OpenAPI_File/files/OpenAPIScripMaster.json").json()
+    nifty_ce = [r for r in rows if r["name"] == "NIFTY" and r["symbol"].endswith("CE")]
+    assert len(nifty_ce) > 100 and all(r["exch_seg"] == "NFO" for r in nifty_ce)
+    sc = sim.client()
+    spot = sim.control("POST", "/sim/price", {"token": "99926000", "ltp": 26000})["ltp"]
+    deep_itm = min(nifty_ce, key=lambda r: float(r["strike"]))
+    strike = float(deep_itm["strike"]) / 100
+    ltp = sc.ltpData("NFO", deep_itm["symbol"], deep_itm["token"])["data"]["ltp"]
+    assert spot - strike <= ltp <= spot - strike + 60  # intrinsic plus a little time value
+    assert sim.control("GET", "/sim/clock")["real"] is True
