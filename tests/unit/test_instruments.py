@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -214,7 +214,7 @@ def test_as_of_rules() -> None:
     assert as_of(datetime(2026, 11, 24, 15, 29)) == (EXPIRY_DAY, True)
     assert as_of(datetime(2026, 11, 24, 15, 30)) == (EXPIRY_DAY, False)
     # 20:00 UTC on the 23rd is 01:30 IST on the 24th.
-    assert as_of(datetime(2026, 11, 23, 20, 0, tzinfo=timezone.utc)) == (EXPIRY_DAY, True)
+    assert as_of(datetime(2026, 11, 23, 20, 0, tzinfo=UTC)) == (EXPIRY_DAY, True)
     assert as_of(EXPIRY_DAY, roll_expiry_day=True) == (EXPIRY_DAY, False)
 
 
@@ -310,7 +310,7 @@ def test_explicit_expired_expiry() -> None:
     (datetime(2026, 11, 24, 9, 20), date(2026, 11, 24)),
     (datetime(2026, 11, 24, 15, 29, 59), date(2026, 11, 24)),
     (datetime(2026, 11, 24, 15, 30), date(2026, 12, 1)),  # rolled at the close
-    (datetime(2026, 11, 24, 10, 5, tzinfo=timezone.utc), date(2026, 12, 1)),  # 15:35 IST
+    (datetime(2026, 11, 24, 10, 5, tzinfo=UTC), date(2026, 12, 1)),  # 15:35 IST
     (date(2026, 11, 25), date(2026, 12, 1)),
 ])
 def test_expiry_day_rollover(on: date | datetime, expected: date) -> None:
@@ -395,6 +395,8 @@ def test_explicit_symbol_expired() -> None:
 @pytest.mark.parametrize(("price", "tick", "direction", "expected"), [
     ("123.456", "0.05", "nearest", "123.45"),
     ("123.475", "0.05", "nearest", "123.5"),  # half up
+    ("123.425", "0.05", "nearest", "123.45"),  # half up, not half to even (123.40)
+    ("24040", "50", "down", "24000"),
     ("123.456", "0.05", "up", "123.5"),
     ("123.456", "0.05", "down", "123.45"),
     ("123.45", "0.05", "up", "123.45"),  # already on the grid: unchanged
