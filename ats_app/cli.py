@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from ats_app.cli_instruments import add_instruments_commands
 from ats_app.engine import accounts, bot, orders, strategies, users, webhooks
 from ats_app.engine.config import ConfigError, settings
 from ats_app.engine.errors import AtsError, NotFound
@@ -157,15 +158,6 @@ def cmd_keygen(args: argparse.Namespace) -> dict[str, Any]:
     return {"ATS_SECRET_KEY": generate_key()}
 
 
-def cmd_sim(args: argparse.Namespace) -> dict[str, Any]:
-    from ats_app.engine.simulator.server import main as sim_main
-
-    code = sim_main(args.sim_args)
-    if code:
-        raise CliError("simulator exited with an error", code)
-    return {}
-
-
 def cmd_worker(args: argparse.Namespace) -> dict[str, Any]:
     from ats_app.engine.worker import run_worker
 
@@ -252,12 +244,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("sim", help="run the SmartAPI simulator (see: sim --help)", add_help=False)
     sim.add_argument("sim_args", nargs=argparse.REMAINDER)
-    sim.set_defaults(fn=cmd_sim, json=False)
+    sim.set_defaults(json=False)  # dispatched in main() before parsing
 
     w = sub.add_parser("worker", parents=[common], help="run an RQ worker")
     w.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     w.set_defaults(fn=cmd_worker)
     sub.add_parser("monitor", parents=[common], help="run the price monitor").set_defaults(fn=cmd_monitor)
+    add_instruments_commands(sub, common)
     return p
 
 
@@ -278,6 +271,12 @@ def _audit_refusal(args: argparse.Namespace, exc: AtsError) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sim"]:
+        # The simulator owns its flags (--port, --account, ...); hand them over untouched.
+        from ats_app.engine.simulator.server import main as sim_main
+
+        return sim_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

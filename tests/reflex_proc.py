@@ -23,6 +23,7 @@ class ReflexProcess:
         self.data_dir = data_dir
         self.backend_port = free_port()
         self.frontend_port = free_port()
+        self.simulator_port = free_port()
         self.backend_only = backend_only
         log_dir = data_dir.parent
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -37,6 +38,7 @@ class ReflexProcess:
             # Tests edit no source files, and a reload mid-test would restart the services.
             "REFLEX_HOT_RELOAD_EXCLUDE_PATHS": str(ROOT),
             "API_URL": f"http://localhost:{self.backend_port}",
+            "SIMULATOR_PORT": str(self.simulator_port),
             **(env or {}),
         }
         self.proc: subprocess.Popen | None = None

@@ -36,8 +36,9 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReflexProcess]:
 
 @pytest.fixture
 def page(app: ReflexProcess):  # noqa: ANN201
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=15_000)  # a loaded 2-core CI machine, not a fast laptop
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1200, "height": 800})

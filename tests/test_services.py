@@ -68,8 +68,20 @@ def test_backend_starts_embedded_redis_worker_and_monitor_then_stops_them(
         time.sleep(0.1)
     assert job.return_value()["nonce"] == nonce
 
+    # The SmartAPI simulator runs too (demo mode), serving its scrip master.
+    sim = f"http://127.0.0.1:{backend.simulator_port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{sim}/sim/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "simulator did not come up"
+        time.sleep(0.3)
+
     children = backend.descendants()
-    assert sum(_is_ours(p) for p in children) >= 3  # redis-server, worker, monitor
+    assert sum(_is_ours(p) for p in children) >= 4  # redis-server, worker, monitor, simulator
     backend.stop()  # SIGINT to the process group, as Ctrl-C does
     gone, alive = psutil.wait_procs(children, timeout=20)
     assert alive == [], f"orphans left after Ctrl-C: {[(p.pid, p.name()) for p in alive]}"

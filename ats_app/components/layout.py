@@ -51,6 +51,12 @@ def app_page(*children: rx.Component) -> rx.Component:
     )
 
 
+def submit_button(label: str, button_id: str, **props: object) -> rx.Component:
+    """A submit button that stays disabled until the page is connected to the backend, so an
+    early click cannot fall through to a plain browser form submission and be lost."""
+    return rx.button(label, type="submit", id=button_id, disabled=~rx.State.is_hydrated, **props)
+
+
 def form_error(message: rx.Var) -> rx.Component:
     return rx.cond(
         message != "",

@@ -58,6 +58,8 @@ class Settings:
     public_base_url: str
     registration_open: bool
     spawn_services: bool  # backend starts worker/monitor/redis children (dev)
+    simulator_enabled: bool  # dev services include the SmartAPI simulator (demo mode)
+    simulator_port: int
     session_hours: int
     login_max_failures: int
     login_window_minutes: int
@@ -144,8 +146,9 @@ def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> 
     try:
         registration_open = _flag(env.get("ALLOW_REGISTRATION"), default=not is_prod)
         spawn_services = _flag(env.get("ATS_SPAWN_SERVICES"), default=not is_prod)
+        simulator_enabled = _flag(env.get("ATS_SIMULATOR"), default=not is_prod)
     except ConfigError as exc:
-        raise ConfigError(f"ALLOW_REGISTRATION/ATS_SPAWN_SERVICES: {exc}") from exc
+        raise ConfigError(f"ALLOW_REGISTRATION/ATS_SPAWN_SERVICES/ATS_SIMULATOR: {exc}") from exc
 
     return Settings(
         env=ats_env,
@@ -158,6 +161,8 @@ def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> 
         public_base_url=public_base_url,
         registration_open=registration_open,
         spawn_services=spawn_services,
+        simulator_enabled=simulator_enabled,
+        simulator_port=_int("SIMULATOR_PORT", env, 9100),
         session_hours=_int("SESSION_HOURS", env, 12),
         login_max_failures=_int("LOGIN_MAX_FAILURES", env, 5),
         login_window_minutes=_int("LOGIN_WINDOW_MINUTES", env, 15),

@@ -55,6 +55,10 @@ class Supervisor:
         env = child_env(extra)
         self.children.append(("rq-worker", python_child(["ats_app.cli", "worker"], env)))
         self.children.append(("monitor", python_child(["ats_app.cli", "monitor"], env)))
+        if self.settings.simulator_enabled:
+            port = str(self.settings.simulator_port)
+            self.children.append(
+                ("simulator", python_child(["ats_app.cli", "sim", "--port", port], env)))
         log.info("started %s", ", ".join(f"{n} (pid {p.pid})" for n, p in self.children))
 
     def _adopt_embedded_redis_url(self) -> None:

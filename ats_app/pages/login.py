@@ -3,7 +3,7 @@
 import reflex as rx
 
 from ats_app import routes
-from ats_app.components.layout import auth_card, form_error
+from ats_app.components.layout import auth_card, form_error, submit_button
 from ats_app.state.auth import AuthState
 
 
@@ -17,7 +17,7 @@ def login_page() -> rx.Component:
                 rx.input(name="password", placeholder="Password", type="password", id="password",
                          width="100%", auto_complete="current-password"),
                 form_error(AuthState.error),
-                rx.button("Log in", type="submit", width="100%", id="login-submit"),
+                submit_button("Log in", "login-submit", width="100%"),
                 spacing="3",
                 width="100%",
             ),

@@ -3,7 +3,7 @@
 import reflex as rx
 
 from ats_app import routes
-from ats_app.components.layout import auth_card, form_error
+from ats_app.components.layout import auth_card, form_error, submit_button
 from ats_app.state.auth import AuthState
 
 
@@ -26,7 +26,7 @@ def register_page() -> rx.Component:
                            "new-password"),
                     _field("confirm", "Repeat password", "password", "new-password"),
                     form_error(AuthState.error),
-                    rx.button("Register", type="submit", width="100%", id="register-submit"),
+                    submit_button("Register", "register-submit", width="100%"),
                     spacing="3",
                     width="100%",
                 ),

@@ -2,7 +2,7 @@
 
 import reflex as rx
 
-from ats_app.components.layout import app_page, form_error
+from ats_app.components.layout import app_page, form_error, submit_button
 from ats_app.state.auth import AuthState
 
 
@@ -22,7 +22,7 @@ def settings_page() -> rx.Component:
                     rx.cond(AuthState.message != "",
                             rx.callout(AuthState.message, icon="check", color_scheme="green",
                                        id="form-message")),
-                    rx.button("Change password", type="submit", id="change-password"),
+                    submit_button("Change password", "change-password"),
                     spacing="3",
                     width="100%",
                 ),
