@@ -1,15 +1,45 @@
-"""Plain HTTP routes served by the Reflex backend (Starlette): health, and later the webhook."""
+"""Plain HTTP routes served by the Reflex backend (Starlette): the webhook and health."""
 
 from __future__ import annotations
 
 import asyncio
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ats_app.engine import health
+from ats_app.engine import alerts, health
+from ats_app.engine.config import settings
+
+
+async def _read_capped(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it exceeds `limit` (never buffers an unbounded body)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def webhook(request: Request) -> JSONResponse:
+    cfg = settings()
+    token = request.path_params["token"]
+    peer = request.client.host if request.client else None
+    source = alerts.client_ip(peer, request.headers.get("x-forwarded-for"), cfg)
+    try:
+        body = await _read_capped(request, cfg.webhook_max_bytes)
+    except ClientDisconnect:
+        return JSONResponse({"status": "error", "error": "client disconnected"}, 400)
+    # The database and Redis calls are blocking; keep them off the event loop.
+    reply = await asyncio.to_thread(alerts.receive, token, body, source)
+    return JSONResponse(reply.body, status_code=reply.status_code)
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -19,4 +49,7 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 def build_api() -> Starlette:
-    return Starlette(routes=[Route("/healthz", healthz, methods=["GET"])])
+    return Starlette(routes=[
+        Route("/webhook/{token}", webhook, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+    ])

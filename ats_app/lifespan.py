@@ -23,11 +23,22 @@ def _startup() -> Supervisor | None:
         db.upgrade()
     with db.session_scope() as s:
         account_from_env(s, cfg)
-    if not cfg.spawn_services:
-        return None
-    supervisor = Supervisor(cfg)
-    supervisor.start()
+    supervisor = None
+    if cfg.spawn_services:
+        supervisor = Supervisor(cfg)
+        supervisor.start()
+    _recover_alerts()
     return supervisor
+
+
+def _recover_alerts() -> None:
+    """Alerts accepted before a crash or a Redis restart get their jobs back."""
+    from ats_app.engine.recovery import requeue_lost_alerts
+
+    try:
+        requeue_lost_alerts()
+    except Exception:  # noqa: BLE001 - Redis may be down; the monitor retries every 30 s
+        log.exception("could not re-enqueue lost alerts at startup")
 
 
 @asynccontextmanager

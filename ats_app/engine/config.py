@@ -64,6 +64,11 @@ class Settings:
     login_max_failures: int
     login_window_minutes: int
     webhook_rate_per_min: int
+    webhook_max_bytes: int
+    alert_max_age_seconds: int  # entries older than this are refused as stale (0: off)
+    alert_dedup_window_seconds: int  # identical bodies without id/time within it = duplicate
+    webhook_ip_allowlist: tuple[str, ...]  # empty: any source address
+    trusted_proxies: tuple[str, ...]  # peers whose X-Forwarded-For is believed
     smartapi_client_id: str | None
     smartapi_api_key: str | None
     smartapi_password: str | None
@@ -76,6 +81,26 @@ class Settings:
     @property
     def bootstrap_account_configured(self) -> bool:
         return bool(self.smartapi_client_id)
+
+
+# TradingView's published webhook source addresses.
+TRADINGVIEW_IPS = ("52.89.214.238", "34.212.75.30", "54.218.53.128", "52.32.178.7")
+
+
+def _csv(value: str | None) -> tuple[str, ...]:
+    return tuple(v.strip() for v in (value or "").split(",") if v.strip())
+
+
+def _allowlist(value: str | None, is_prod: bool) -> tuple[str, ...]:
+    """`tradingview` (default in prod), `off` (default in dev), or a comma-separated list."""
+    raw = (value or "").strip().lower()
+    if raw == "" :
+        return TRADINGVIEW_IPS if is_prod else ()
+    if raw == "off":
+        return ()
+    if raw == "tradingview":
+        return TRADINGVIEW_IPS
+    return _csv(value)
 
 
 def _secret_key(env: dict[str, str], data_dir: Path, is_prod: bool) -> str:
@@ -167,6 +192,11 @@ def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> 
         login_max_failures=_int("LOGIN_MAX_FAILURES", env, 5),
         login_window_minutes=_int("LOGIN_WINDOW_MINUTES", env, 15),
         webhook_rate_per_min=_int("WEBHOOK_RATE_PER_MIN", env, 120),
+        webhook_max_bytes=_int("WEBHOOK_MAX_BYTES", env, 16 * 1024),
+        alert_max_age_seconds=_int("ALERT_MAX_AGE_SECONDS", env, 60),
+        alert_dedup_window_seconds=_int("ALERT_DEDUP_WINDOW_SECONDS", env, 300),
+        webhook_ip_allowlist=_allowlist(env.get("WEBHOOK_IP_ALLOWLIST"), is_prod),
+        trusted_proxies=_csv(env.get("TRUSTED_PROXIES")),
         smartapi_client_id=env.get("SMARTAPI_CLIENT_ID", "").strip() or None,
         smartapi_api_key=env.get("SMARTAPI_API_KEY", "").strip() or None,
         smartapi_password=env.get("SMARTAPI_PASSWORD", "").strip() or None,

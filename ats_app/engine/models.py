@@ -134,9 +134,13 @@ class Alert(SQLModel, table=True):
     user_id: int = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
     link_id: int = Field(foreign_key="webhook_links.id", index=True, ondelete="CASCADE")
     dedup_key: str = Field(max_length=128)
-    payload: str = Field(sa_type=sa.Text)  # type: ignore[call-overload]
-    status: str = Field(default="RECEIVED", max_length=32)
+    payload: str = Field(sa_type=sa.Text)  # type: ignore[call-overload]  # secret removed
+    action: str = Field(default="", max_length=8)  # buy / sell / exit
+    symbol: str = Field(default="", max_length=64)
+    # ACCEPTED -> PROCESSING -> DONE | REJECTED | FAILED; IGNORED when the bot was stopped
+    status: str = Field(default="ACCEPTED", max_length=32, index=True)
     reason: str | None = Field(default=None, max_length=500)
+    source_ip: str | None = Field(default=None, max_length=64)
     received_at: datetime = _ts()
     processed_at: datetime | None = _ts_opt()
 
@@ -149,8 +153,12 @@ class Order(SQLModel, table=True):
     user_id: int = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
     alert_id: int | None = Field(default=None, foreign_key="alerts.id", index=True)
     account_id: int | None = Field(default=None, foreign_key="broker_accounts.id", index=True)
+    link_id: int | None = Field(default=None, foreign_key="webhook_links.id", index=True,
+                                ondelete="SET NULL")
     position_id: int | None = Field(default=None, index=True)
+    # Deterministic per (alert, account, purpose): a retried job finds its row, never a twin.
     client_order_id: str = Field(max_length=20, unique=True, index=True)
+    purpose: str = Field(default="ENTRY", max_length=8)  # ENTRY / EXIT
     broker_order_id: str | None = Field(default=None, max_length=64, index=True)
     exchange: str = Field(max_length=8)
     symbol: str = Field(max_length=64)
@@ -159,7 +167,7 @@ class Order(SQLModel, table=True):
     order_type: str = Field(default="MARKET", max_length=20)
     product: str = Field(default="INTRADAY", max_length=20)
     quantity: int
-    price_paise: int | None = Field(default=None)
+    price_paise: int | None = Field(default=None)  # requested (signal / limit) price
     status: str = Field(default="CREATED", max_length=20, index=True)  # engine.fsm.OrderStatus
     filled_quantity: int = Field(default=0)
     average_price_paise: int | None = Field(default=None)
@@ -180,6 +188,8 @@ class Position(SQLModel, table=True):
     symbol_token: str = Field(max_length=32)
     side: str = Field(default="LONG", max_length=5)
     quantity: int
+    lot_size: int = Field(default=1)
+    tick_size_paise: int = Field(default=5)
     entry_price_paise: int
     initial_stop_paise: int | None = Field(default=None)
     stop_paise: int | None = Field(default=None)

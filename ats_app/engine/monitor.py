@@ -17,6 +17,7 @@ from ats_app.engine.redis_conn import MONITOR_HEARTBEAT_KEY, connect
 
 TICK_CHANNEL_PATTERN = "ticks:*"
 HEARTBEAT_SECONDS = 1.0
+RECOVERY_SECONDS = 30.0  # how often lost alert jobs are looked for
 
 log = logging.getLogger("ats.monitor")
 
@@ -38,15 +39,27 @@ class Monitor:
         beat = {"at": time.time(), "ticks_seen": self.ticks_seen}
         self.conn.set(MONITOR_HEARTBEAT_KEY, json.dumps(beat), ex=10)
 
+    def recover(self) -> None:
+        from ats_app.engine.recovery import requeue_lost_alerts
+
+        try:
+            requeue_lost_alerts(self.conn)
+        except Exception:  # keep watching prices whatever happens here
+            log.exception("alert recovery failed")
+
     def run(self) -> None:
         pubsub = self.conn.pubsub(ignore_subscribe_messages=True)
         pubsub.psubscribe(TICK_CHANNEL_PATTERN)
         next_beat = 0.0
+        next_recovery = time.monotonic() + RECOVERY_SECONDS
         while not self.stopping:
             now = time.monotonic()
             if now >= next_beat:
                 self.heartbeat()
                 next_beat = now + HEARTBEAT_SECONDS
+            if now >= next_recovery:
+                self.recover()
+                next_recovery = now + RECOVERY_SECONDS
             message = pubsub.get_message(timeout=0.2)
             if message is not None:
                 self.ticks_seen += 1

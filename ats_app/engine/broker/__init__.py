@@ -1,0 +1,1 @@
+"""Brokers behind one interface: Angel One SmartAPI (live) and paper trading."""

@@ -1,0 +1,252 @@
+"""RQ jobs that turn an accepted alert into orders, and an exit decision into a sell.
+
+Idempotent by construction: every order's client order id is derived from (alert, account,
+purpose) or (position, attempt), and its row is written in SUBMITTING before the broker is
+called. A job run twice, or retried after its worker was killed mid-call, finds that row and
+reconciles it with the broker's order book instead of sending the order again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlmodel import col, select
+
+from ats_app.engine import audit, contracts, order_store, positions
+from ats_app.engine.alert_schema import AlertSignal, parse_alert
+from ats_app.engine.broker.base import Broker, BrokerOrder, Contract, OrderRequest, Side
+from ats_app.engine.broker.errors import BrokerError, OrderRejected, UnknownOutcome
+from ats_app.engine.broker.factory import broker_for
+from ats_app.engine.config import settings
+from ats_app.engine.db import session_scope
+from ats_app.engine.errors import AtsError
+from ats_app.engine.fsm import OrderEvent, OrderStatus, is_terminal
+from ats_app.engine.models import Alert, BrokerAccount, Order, Position, WebhookLink, WebhookLinkAccount, utcnow
+from ats_app.engine.money import to_paise, to_rupees
+from ats_app.engine.queueing import connection
+
+log = logging.getLogger("ats.pipeline")
+
+RECONCILE_TRIES = 3  # order-book look-ups (1/s limit) before an unseen order counts as absent
+FILL_WAIT_SECONDS = 10.0  # how long a job follows a working order before leaving it to sync
+
+
+@dataclass(frozen=True)
+class Target:
+    account_id: int | None  # None: paper trading without a broker account
+    multiplier: int
+    base_url: str | None
+
+
+def _targets(link_id: int) -> list[Target]:
+    with session_scope() as s:
+        rows = s.exec(select(WebhookLinkAccount, BrokerAccount)
+                      .where(WebhookLinkAccount.link_id == link_id)
+                      .where(WebhookLinkAccount.account_id == BrokerAccount.id)
+                      .order_by(col(WebhookLinkAccount.account_id))).all()
+    return [Target(a.id, la.lot_multiplier, a.base_url) for la, a in rows] or [
+        Target(None, 1, None)]
+
+
+def _set_alert(alert_id: int, status: str, reason: str | None = None) -> None:
+    with session_scope() as s:
+        alert = s.get(Alert, alert_id)
+        assert alert is not None
+        alert.status, alert.reason = status, reason and reason[:500]
+        if status in ("DONE", "REJECTED", "FAILED"):
+            alert.processed_at = utcnow()
+        s.add(alert)
+        audit.record(s, f"alert.{status.lower()}", user_id=alert.user_id, subject=str(alert_id),
+                     reason=reason)
+
+
+def handle_alert(alert_id: int) -> str:
+    """The RQ job for one accepted alert: one order per targeted account, at most."""
+    with session_scope() as s:
+        alert = s.get(Alert, alert_id)
+        if alert is None or alert.status in ("DONE", "REJECTED", "FAILED", "IGNORED"):
+            return "nothing to do"
+        link = s.get(WebhookLink, alert.link_id)
+        payload, user_id = json.loads(alert.payload), alert.user_id
+        received = alert.received_at
+    if link is None:
+        _set_alert(alert_id, "REJECTED", "webhook link deleted")
+        return "rejected"
+    _set_alert(alert_id, "PROCESSING")
+    signal = parse_alert(payload)
+    paper = settings().trading_mode == "paper" or link.paper
+    age = (utcnow() - received).total_seconds()
+    limit = settings().alert_max_age_seconds
+    if signal.is_entry and limit and age > limit and not _any_order(alert_id):
+        # Accepted in time but executed late (e.g. re-enqueued after an outage): too late now.
+        _set_alert(alert_id, "REJECTED", f"stale at execution: received {age:.0f}s ago")
+        return "rejected"
+    outcomes = []
+    for target in _targets(link.id):  # type: ignore[arg-type]
+        try:
+            outcomes.append(_run_target(alert_id, user_id, link, target, signal, paper))
+        except (AtsError, BrokerError) as exc:  # one account's failure never blocks the others
+            audit.record_now("alert.target_failed", user_id=user_id, subject=str(alert_id),
+                             account_id=target.account_id, error=str(exc))
+            outcomes.append(f"failed: {exc}")
+    failed = [o for o in outcomes if o.startswith(("failed", "rejected"))]
+    status = "DONE" if len(failed) < len(outcomes) else "REJECTED"
+    _set_alert(alert_id, status, "; ".join(failed) or None)
+    return "; ".join(outcomes)
+
+
+def _any_order(alert_id: int) -> bool:
+    with session_scope() as s:
+        return s.exec(select(Order.id).where(Order.alert_id == alert_id)).first() is not None
+
+
+def _run_target(alert_id: int, user_id: int, link: WebhookLink, target: Target,
+                signal: AlertSignal, paper: bool) -> str:
+    conn = connection()
+    with session_scope() as s:
+        broker = broker_for(s, user_id, target.account_id, paper=paper, redis=conn)
+    if not signal.is_entry:
+        with session_scope() as s:
+            position = positions.open_for(s, link.id, target.account_id)
+        if position is None or position.id is None:
+            audit.record_now("alert.exit_without_position", user_id=user_id,
+                             subject=str(alert_id), account_id=target.account_id)
+            return "ignored: no open position"
+        return exit_position(position.id, "signal", alert_id=alert_id, broker=broker)
+    client_id = f"A{alert_id}E{target.account_id or 0}"
+    with session_scope() as s:
+        existing = order_store.by_client_id(s, client_id)
+        open_position = positions.open_for(s, link.id, target.account_id)
+    if existing is None and open_position is not None:
+        audit.record_now("alert.entry_ignored", user_id=user_id, subject=str(alert_id),
+                         reason="a position is already open for this link and account",
+                         position_id=open_position.id)
+        return "ignored: position already open"
+    if existing is None:
+        index = contracts.index_for(target.base_url)
+        contract = contracts.resolve(signal, index, utcnow(),
+                                     lambda c: broker.quote(c).ltp)
+        quantity = contracts.order_quantity(signal, contract, target.multiplier)
+        existing = order_store.create(Order(
+            user_id=user_id, alert_id=alert_id, account_id=target.account_id, link_id=link.id,
+            client_order_id=client_id, purpose="ENTRY", exchange=contract.exchange,
+            symbol=contract.tradingsymbol, symbol_token=contract.symboltoken, side="BUY",
+            quantity=quantity, price_paise=to_paise(signal.price), paper=paper,
+            reason="entry signal"))
+        tick = contract.tick_size
+    else:
+        tick = _tick_of(existing)
+    order = drive(existing.id, broker, _request(existing, tick))  # type: ignore[arg-type]
+    if order.filled_quantity > 0 and is_terminal(OrderStatus(order.status)):
+        positions.open_from_entry(order.id, tick, conn)  # type: ignore[arg-type]
+    return f"{order.status.lower()}: {order.client_order_id}"
+
+
+def _tick_of(order: Order) -> Decimal:
+    with session_scope() as s:
+        pos = s.get(Position, order.position_id) if order.position_id else None
+    return to_rupees(pos.tick_size_paise) if pos else Decimal("0.05")  # type: ignore[return-value]
+
+
+def _request(order: Order, tick: Decimal) -> OrderRequest:
+    contract = Contract(exchange=order.exchange, tradingsymbol=order.symbol,
+                        symboltoken=order.symbol_token, lot_size=1, tick_size=tick)
+    return OrderRequest(client_order_id=order.client_order_id, contract=contract,
+                        side=Side(order.side), quantity=order.quantity,
+                        price=to_rupees(order.price_paise))
+
+
+def drive(order_id: int, broker: Broker, request: OrderRequest) -> Order:
+    """Take an order from wherever it stands to a terminal or working state — never resending."""
+    order = order_store.get(order_id)
+    status = OrderStatus(order.status)
+    if status == OrderStatus.SUBMITTING:
+        # A previous run died mid-call: the broker may have it. Look, don't resend.
+        order = order_store.transition(order_id, OrderEvent.TIMEOUT,
+                                       reason="job restarted while submitting")
+        status = OrderStatus(order.status)
+    if status == OrderStatus.CREATED:
+        order_store.transition(order_id, OrderEvent.SUBMIT)
+        try:
+            report = broker.place_order(request)
+        except UnknownOutcome as exc:
+            order_store.transition(order_id, OrderEvent.TIMEOUT, reason=str(exc))
+        except OrderRejected as exc:
+            return order_store.transition(order_id, OrderEvent.REJECT,
+                                          reason=exc.broker_message or str(exc))
+        except BrokerError as exc:  # refused before processing: nothing reached the book
+            return order_store.transition(order_id, OrderEvent.FAIL, reason=str(exc))
+        else:
+            order = order_store.apply_report(order_id, report)
+    order = order_store.get(order_id)
+    if OrderStatus(order.status) == OrderStatus.UNKNOWN:
+        order = _reconcile(order_id, broker, request.client_order_id)
+    return _follow(order_id, broker, request.client_order_id, order)
+
+
+def _reconcile(order_id: int, broker: Broker, client_order_id: str) -> Order:
+    for attempt in range(RECONCILE_TRIES):
+        found = broker.find_order(client_order_id)
+        if found is not None:
+            return order_store.apply_report(order_id, found, reconciled=True)
+        time.sleep(1.0 + attempt)
+    return order_store.transition(order_id, OrderEvent.RECONCILE_NOT_FOUND,
+                                  reason="not in the broker's order book")
+
+
+def _follow(order_id: int, broker: Broker, client_order_id: str, order: Order) -> Order:
+    """Poll a working order (inside the order-book rate limit) until it finishes or we stop."""
+    deadline = time.monotonic() + FILL_WAIT_SECONDS
+    while not is_terminal(OrderStatus(order.status)) and time.monotonic() < deadline:
+        time.sleep(0.5 if broker.is_paper else 1.0)
+        report: BrokerOrder | None = broker.find_order(client_order_id)
+        if report is not None and report.status != order.status:
+            order = order_store.apply_report(order_id, report)
+    return order
+
+
+def exit_position(position_id: int, reason: str, *, alert_id: int | None = None,
+                  broker: Broker | None = None) -> str:
+    """Sell an open position exactly once (the OPEN -> EXITING claim makes racers lose)."""
+    position = positions.claim_for_exit(position_id)
+    if position is None:
+        with session_scope() as s:
+            current = s.get(Position, position_id)
+        state = current.status if current else "missing"
+        if state != "EXITING":
+            return f"ignored: position {state.lower()}"
+        position = current  # a retried exit job resumes its own claim
+    assert position is not None
+    if broker is None:
+        with session_scope() as s:
+            broker = broker_for(s, position.user_id, position.account_id, paper=position.paper,
+                                redis=connection())
+    with session_scope() as s:
+        attempts = s.exec(select(Order).where(Order.position_id == position_id)
+                          .where(Order.purpose == "EXIT")).all()
+    live = [o for o in attempts if not is_terminal(OrderStatus(o.status))
+            or OrderStatus(o.status) == OrderStatus.FILLED]
+    order = live[0] if live else order_store.create(Order(
+        user_id=position.user_id, alert_id=alert_id, account_id=position.account_id,
+        link_id=position.link_id, position_id=position_id,
+        client_order_id=f"P{position_id}X{len(attempts)}", purpose="EXIT",
+        exchange=position.exchange, symbol=position.symbol, symbol_token=position.symbol_token,
+        side="SELL", quantity=position.quantity, paper=position.paper, reason=reason))
+    tick = to_rupees(position.tick_size_paise) or Decimal("0.05")
+    order = drive(order.id, broker, _request(order, tick))  # type: ignore[arg-type]
+    if OrderStatus(order.status) == OrderStatus.FILLED:
+        positions.close_from_exit(position_id, order.id, reason, connection())  # type: ignore[arg-type]
+        return f"closed: {order.client_order_id}"
+    if is_terminal(OrderStatus(order.status)):
+        positions.release_exit(position_id, f"exit order {order.status.lower()}: {order.reason}")
+        return f"exit {order.status.lower()}: {order.reason}"
+    return f"exit working: {order.client_order_id}"
+
+
+def handle_exit(position_id: int, reason: str) -> str:
+    """The RQ job the monitor enqueues when a stop-loss, target or trailing stop is hit."""
+    return exit_position(position_id, reason)

@@ -1,0 +1,119 @@
+"""Positions: opened by a filled entry, closed by a filled exit — each exactly once.
+
+Position rule (documented in README): one open position per link and account. A new entry
+while one is open is ignored (recorded); sell/exit closes it; an exit with nothing open is
+recorded and ignored. Position state, not the alert stream, decides.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from decimal import Decimal
+
+import redis
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from ats_app.engine import audit, exits
+from ats_app.engine.db import session_scope
+from ats_app.engine.models import Order, Position, WebhookLink, utcnow
+from ats_app.engine.money import to_paise, to_rupees
+
+log = logging.getLogger("ats.positions")
+
+POSITIONS_CHANNEL = "ats:positions"  # the monitor subscribes/unsubscribes instruments on it
+
+
+def open_for(session: Session, link_id: int | None, account_id: int | None) -> Position | None:
+    stmt = select(Position).where(col(Position.status).in_(("OPEN", "EXITING")))
+    stmt = stmt.where(Position.link_id == link_id).where(Position.account_id == account_id)
+    return session.exec(stmt).first()
+
+
+def _publish(conn: redis.Redis | None, event: str, position: Position) -> None:
+    if conn is None:
+        return
+    message = {"event": event, "position_id": position.id, "exchange": position.exchange,
+               "symboltoken": position.symbol_token, "user_id": position.user_id}
+    try:
+        conn.publish(POSITIONS_CHANNEL, json.dumps(message))
+    except redis.RedisError:
+        # The monitor also loads open positions from the database when it (re)starts.
+        log.warning("could not tell the monitor about position %s", position.id)
+
+
+def open_from_entry(order_id: int, tick_size: Decimal, conn: redis.Redis | None) -> Position | None:
+    """Open the position of a filled (or partly filled, then finished) entry order, once."""
+    with session_scope() as s:
+        order = s.get(Order, order_id, with_for_update=True)
+        assert order is not None
+        if order.position_id is not None or order.filled_quantity <= 0:
+            return s.get(Position, order.position_id) if order.position_id else None
+        link = s.get(WebhookLink, order.link_id) if order.link_id else None
+        rules = exits.ExitRules.from_settings(
+            link.stop_loss_pct if link else None, link.target_pct if link else None,
+            link.trailing_stop_pct if link else None)
+        entry = to_rupees(order.average_price_paise)
+        assert entry is not None, "a filled order has an average price"
+        view = exits.open_position("LONG", entry, order.filled_quantity, rules, tick_size)
+        position = Position(
+            user_id=order.user_id, account_id=order.account_id, link_id=order.link_id,
+            exchange=order.exchange, symbol=order.symbol, symbol_token=order.symbol_token,
+            side="LONG", quantity=order.filled_quantity, tick_size_paise=to_paise(tick_size) or 5,
+            entry_price_paise=order.average_price_paise or 0,
+            initial_stop_paise=to_paise(view.initial_stop), stop_paise=to_paise(view.current_stop),
+            target_paise=to_paise(view.target), trailing_stop_pct=link.trailing_stop_pct if link else None,
+            peak_price_paise=to_paise(view.peak_price), paper=order.paper)
+        s.add(position)
+        s.flush()
+        order.position_id = position.id
+        s.add(order)
+        audit.record(s, "position.opened", user_id=order.user_id, subject=str(position.id),
+                     order=order.client_order_id, entry=str(entry), quantity=position.quantity,
+                     stop=str(view.current_stop), target=str(view.target))
+    _publish(conn, "opened", position)
+    return position
+
+
+def claim_for_exit(position_id: int) -> Position | None:
+    """OPEN -> EXITING atomically: of two racing exit triggers only one gets the position."""
+    with session_scope() as s:
+        result = s.exec(update(Position).where(col(Position.id) == position_id)  # type: ignore[call-overload]
+                        .where(col(Position.status) == "OPEN").values(status="EXITING"))
+        if result.rowcount != 1:
+            return None
+        return s.get(Position, position_id)
+
+
+def release_exit(position_id: int, reason: str) -> None:
+    """The exit order failed without a fill: the position is open again and still watched."""
+    with session_scope() as s:
+        position = s.get(Position, position_id)
+        if position is not None and position.status == "EXITING":
+            position.status = "OPEN"
+            s.add(position)
+            audit.record(s, "position.exit_failed", user_id=position.user_id,
+                         subject=str(position_id), reason=reason)
+
+
+def close_from_exit(position_id: int, exit_order_id: int, reason: str,
+                    conn: redis.Redis | None) -> Position:
+    with session_scope() as s:
+        position = s.get(Position, position_id, with_for_update=True)
+        order = s.get(Order, exit_order_id)
+        assert position is not None and order is not None
+        if position.status == "CLOSED":
+            return position
+        exit_paise = order.average_price_paise or 0
+        position.status = "CLOSED"
+        position.exit_price_paise = exit_paise
+        position.exit_reason = reason
+        position.realized_pnl_paise = (exit_paise - position.entry_price_paise) * position.quantity
+        position.closed_at = utcnow()
+        s.add(position)
+        audit.record(s, "position.closed", user_id=position.user_id, subject=str(position_id),
+                     reason=reason, exit=str(to_rupees(exit_paise)),
+                     pnl=str(to_rupees(position.realized_pnl_paise)))
+    _publish(conn, "closed", position)
+    return position

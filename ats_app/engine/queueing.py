@@ -1,0 +1,51 @@
+"""RQ queues and enqueueing: job ids are deterministic so a repeat enqueue is harmless."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import redis
+from rq import Queue
+from rq.job import Job, Retry
+
+from ats_app.engine.redis_conn import ALERTS_QUEUE, EXITS_QUEUE, connect, redis_url
+
+ALERT_JOB_TIMEOUT = 120  # seconds a handle_alert run may take before RQ kills it
+RESULT_TTL = 24 * 3600
+# By dotted path: the web process enqueues without importing the broker stack.
+HANDLE_ALERT = "ats_app.engine.pipeline.handle_alert"
+HANDLE_EXIT = "ats_app.engine.pipeline.handle_exit"
+FAILURE_TTL = 7 * 24 * 3600  # failed jobs stay visible for a week
+
+
+@lru_cache(maxsize=8)
+def _conn(url: str) -> redis.Redis:
+    return connect(url)
+
+
+def connection() -> redis.Redis:
+    return _conn(redis_url())
+
+
+def alert_job_id(alert_id: int) -> str:
+    return f"alert-{alert_id}"
+
+
+def enqueue_alert(alert_id: int, conn: redis.Redis | None = None) -> Job:
+    q = Queue(ALERTS_QUEUE, connection=conn or connection())
+    # Retrying is safe: handle_alert is idempotent (orders keyed by deterministic ids).
+    return q.enqueue_call(HANDLE_ALERT, args=(alert_id,), job_id=alert_job_id(alert_id),
+                          timeout=ALERT_JOB_TIMEOUT, result_ttl=RESULT_TTL,
+                          failure_ttl=FAILURE_TTL, retry=Retry(max=3, interval=[1, 5, 15]))
+
+
+def enqueue_exit(position_id: int, reason: str, conn: redis.Redis | None = None) -> Job:
+    q = Queue(EXITS_QUEUE, connection=conn or connection())
+    return q.enqueue_call(HANDLE_EXIT, args=(position_id, reason),
+                          job_id=f"exit-{position_id}", timeout=ALERT_JOB_TIMEOUT,
+                          result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
+                          retry=Retry(max=5, interval=[1, 2, 5, 10, 30]))
+
+
+def job_exists(job_id: str, conn: redis.Redis | None = None) -> bool:
+    return Job.exists(job_id, connection=conn or connection())

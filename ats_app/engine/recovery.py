@@ -1,0 +1,46 @@
+"""Nothing accepted is lost: alerts live in the database first, jobs in Redis second.
+
+If Redis lost a job (restarted without persistence, flushed, or was down at enqueue time),
+`requeue_lost_alerts` finds accepted alerts with no job and enqueues them again. The job is
+idempotent, so enqueueing one that still exists somewhere is harmless; we still skip those.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import redis
+from sqlmodel import col, select
+
+from ats_app.engine import audit
+from ats_app.engine.db import session_scope
+from ats_app.engine.models import Alert, utcnow
+from ats_app.engine.queueing import alert_job_id, connection, enqueue_alert, job_exists
+
+log = logging.getLogger("ats.recovery")
+
+LOOKBACK = timedelta(days=1)
+
+
+def requeue_lost_alerts(conn: redis.Redis | None = None) -> list[int]:
+    """Re-enqueue accepted/processing alerts whose job vanished; returns their ids."""
+    conn = conn or connection()
+    since = utcnow() - LOOKBACK
+    with session_scope() as s:
+        pending = s.exec(select(Alert.id, Alert.user_id)
+                         .where(col(Alert.status).in_(("ACCEPTED", "PROCESSING")))
+                         .where(col(Alert.received_at) >= since)
+                         .order_by(col(Alert.id))).all()
+    requeued = []
+    for alert_id, user_id in pending:
+        assert alert_id is not None
+        if job_exists(alert_job_id(alert_id), conn):
+            continue
+        enqueue_alert(alert_id, conn)
+        audit.record_now("alert.requeued", user_id=user_id, subject=str(alert_id),
+                         reason="job missing from Redis")
+        requeued.append(alert_id)
+    if requeued:
+        log.warning("re-enqueued %d alert(s) whose jobs were lost: %s", len(requeued), requeued)
+    return requeued

@@ -1,0 +1,203 @@
+"""POST /webhook/{token}: every answer the route gives, against real databases and Redis."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+from rq import Queue
+from sqlmodel import select
+from starlette.testclient import TestClient
+
+from ats_app.api import build_api
+from ats_app.engine import bot, strategies, users, webhooks
+from ats_app.engine.config import reset_settings_cache
+from ats_app.engine.db import session_scope
+from ats_app.engine.models import Alert, AuditEvent
+from ats_app.engine.recovery import requeue_lost_alerts
+from ats_app.engine.redis_conn import ALERTS_QUEUE
+
+
+@pytest.fixture
+def link(database_url: str, redis_url: str) -> dict:
+    with session_scope() as s:
+        uid = users.create_user(s, "trader", "password123", "T", "R").id
+        strat = strategies.create_strategy(s, uid, "ORB")
+        view, secret = webhooks.create_link(
+            s, uid, name="nifty", accounts=[], strategy_id=strat.id, stop_loss_pct=1,
+            target_pct=2, trailing_stop_pct=None, paper=True)
+        bot.set_running(s, uid, True)
+    return {"user_id": uid, "token": view.token, "secret": secret, "id": view.id}
+
+
+@pytest.fixture
+def client() -> TestClient:
+    return TestClient(build_api())
+
+
+def _alert(link: dict, **fields: object) -> dict:
+    return {"secret": link["secret"], "action": "buy", "symbol": "NIFTY", "option": "CE",
+            "strike": "ATM", "lots": "1", **fields}
+
+
+def _post(client: TestClient, link: dict, body: object, token: str | None = None):  # noqa: ANN202
+    data = body if isinstance(body, bytes | str) else json.dumps(body)
+    return client.post(f"/webhook/{token or link['token']}", content=data)
+
+
+def _audit(action: str) -> list[AuditEvent]:
+    with session_scope() as s:
+        return list(s.exec(select(AuditEvent).where(AuditEvent.action == action)).all())
+
+
+def _alerts() -> list[Alert]:
+    with session_scope() as s:
+        return list(s.exec(select(Alert)).all())
+
+
+def test_accepted_alert_is_stored_and_enqueued(client: TestClient, link: dict,
+                                               redis_url: str) -> None:
+    resp = _post(client, link, _alert(link, id="sig-1"))
+    assert resp.status_code == 202
+    body = resp.json()
+    assert body["status"] == "accepted" and isinstance(body["alert_id"], int)
+    (alert,) = _alerts()
+    assert alert.id == body["alert_id"] and alert.status == "ACCEPTED"
+    assert link["secret"] not in alert.payload  # the secret is never stored
+    job_ids = Queue(ALERTS_QUEUE, connection=redis.Redis.from_url(redis_url)).job_ids
+    assert job_ids == [f"alert-{alert.id}"]
+
+
+@pytest.mark.parametrize("body,status,field", [
+    pytest.param(b"buy NIFTY now", 400, None, id="plain-text"),
+    pytest.param(b"[1, 2]", 400, None, id="json-array"),
+    pytest.param({"action": "buy", "symbol": "NIFTY"}, 401, None, id="missing-secret"),
+    pytest.param({"secret": "wrong", "action": "buy", "symbol": "NIFTY"}, 401, None,
+                 id="wrong-secret"),
+    pytest.param("ALERT", 422, "action", id="missing-action"),
+    pytest.param({"action": "hold"}, 422, "action", id="bad-action"),
+    pytest.param({"qty": 5}, 422, "qty", id="unknown-field"),
+    pytest.param({"lots": 2, "quantity": 150}, 422, "quantity", id="lots-and-quantity"),
+    pytest.param({"lots": "1.5"}, 422, "lots", id="fractional-lots"),
+    pytest.param({"strike": "XTM"}, 422, "strike", id="bad-strike"),
+    pytest.param({"option": "XX"}, 422, "option", id="bad-option"),
+    pytest.param({"price": "-3"}, 422, "price", id="negative-price"),
+    pytest.param({"tradingsymbol": "NIFTY26DEC26000CE"}, 422, "exchange", id="symbol-no-exchange"),
+])
+def test_bad_input_is_refused_named_and_audited(client: TestClient, link: dict, body: object,
+                                                status: int, field: str | None) -> None:
+    if body == "ALERT":
+        body = {"secret": link["secret"], "symbol": "NIFTY"}
+    elif isinstance(body, dict) and status == 422:
+        body = _alert(link, **body)
+    resp = _post(client, link, body)
+    assert resp.status_code == status, resp.text
+    assert resp.json()["status"] == "error" and resp.json()["error"]
+    if field:
+        assert resp.json()["field"] == field and field in resp.json()["error"]
+    assert _alerts() == []
+    refused = _audit("webhook.refused")
+    assert len(refused) == 1 and f'"status": {status}' in refused[0].detail
+
+
+def test_unknown_token_is_404(client: TestClient, link: dict) -> None:
+    resp = _post(client, link, _alert(link), token="not-a-real-token-at-all")
+    assert resp.status_code == 404 and _alerts() == []
+    assert len(_audit("webhook.refused")) == 1
+
+
+def test_rotated_token_answers_404(client: TestClient, link: dict) -> None:
+    with session_scope() as s:
+        new = webhooks.rotate_token(s, link["user_id"], link["id"])
+    assert _post(client, link, _alert(link)).status_code == 404
+    assert _post(client, link, _alert(link), token=new.token).status_code == 202
+
+
+def test_oversized_body_is_413(client: TestClient, link: dict) -> None:
+    resp = _post(client, link, _alert(link, id="x" * 20_000))
+    assert resp.status_code == 413 and _alerts() == []
+
+
+def test_rate_limit_per_link_is_429(client: TestClient, link: dict,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEBHOOK_RATE_PER_MIN", "3")
+    reset_settings_cache()
+    codes = [_post(client, link, _alert(link, id=f"r{i}")).status_code for i in range(5)]
+    assert codes == [202, 202, 202, 429, 429]
+    assert len(_alerts()) == 3
+
+
+def test_duplicate_alert_returns_the_first_id(client: TestClient, link: dict) -> None:
+    first = _post(client, link, _alert(link, id="tv-42")).json()
+    again = _post(client, link, _alert(link, id="tv-42"))
+    assert again.status_code == 200
+    assert again.json() == {"status": "duplicate", "alert_id": first["alert_id"]}
+    assert len(_alerts()) == 1
+
+
+def test_identical_bodies_without_id_are_duplicates(client: TestClient, link: dict) -> None:
+    a = _post(client, link, _alert(link)).json()
+    b = _post(client, link, _alert(link)).json()
+    assert b == {"status": "duplicate", "alert_id": a["alert_id"]}
+
+
+def test_fifty_concurrent_copies_make_one_alert(client: TestClient, link: dict) -> None:
+    body = json.dumps(_alert(link, id="burst-1"))
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda _: _post(client, link, body), range(50)))
+    statuses = sorted(r.json()["status"] for r in answers)
+    assert statuses.count("accepted") == 1 and statuses.count("duplicate") == 49
+    assert len({r.json()["alert_id"] for r in answers}) == 1
+    assert len(_alerts()) == 1
+
+
+def test_bot_stopped_is_ignored_and_not_enqueued(client: TestClient, link: dict,
+                                                 redis_url: str) -> None:
+    with session_scope() as s:
+        bot.set_running(s, link["user_id"], False)
+    resp = _post(client, link, _alert(link))
+    assert resp.status_code == 200
+    assert resp.json()["status"] == "ignored" and resp.json()["reason"] == "bot_stopped"
+    (alert,) = _alerts()
+    assert alert.status == "IGNORED"
+    assert Queue(ALERTS_QUEUE, connection=redis.Redis.from_url(redis_url)).count == 0
+
+
+def test_stale_entry_refused_but_stale_exit_accepted(client: TestClient, link: dict) -> None:
+    old = (datetime.now(UTC) - timedelta(minutes=10)).isoformat().replace("+00:00", "Z")
+    resp = _post(client, link, _alert(link, time=old))
+    assert resp.status_code == 422 and resp.json()["field"] == "time"
+    assert "stale" in resp.json()["error"]
+    exit_alert = {"secret": link["secret"], "action": "exit", "symbol": "NIFTY", "time": old}
+    assert _post(client, link, exit_alert).status_code == 202
+
+
+def test_source_allowlist(client: TestClient, link: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEBHOOK_IP_ALLOWLIST", "tradingview")
+    reset_settings_cache()
+    assert _post(client, link, _alert(link)).status_code == 403  # testclient is no TV address
+    monkeypatch.setenv("WEBHOOK_IP_ALLOWLIST", "off")
+    reset_settings_cache()
+    assert _post(client, link, _alert(link)).status_code == 202
+
+
+def test_alert_accepted_while_redis_down_is_requeued(client: TestClient, link: dict,
+                                                     redis_url: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from ats_app.engine import queueing
+
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens there
+    reset_settings_cache()
+    queueing._conn.cache_clear()
+    resp = _post(client, link, _alert(link, id="during-outage"))
+    assert resp.status_code == 202  # persisted first: accepted even though Redis is down
+    alert_id = resp.json()["alert_id"]
+    conn = redis.Redis.from_url(redis_url)
+    assert Queue(ALERTS_QUEUE, connection=conn).count == 0
+    assert requeue_lost_alerts(conn) == [alert_id]
+    assert Queue(ALERTS_QUEUE, connection=conn).job_ids == [f"alert-{alert_id}"]
+    assert requeue_lost_alerts(conn) == []  # its job exists now: not enqueued twice
+    queueing._conn.cache_clear()
