@@ -1,0 +1,107 @@
+"""The one place that decides which Broker a webhook link gets. No `if paper` elsewhere.
+
+- live: an `AngelBroker` for the account (required), through the account's egress proxy;
+- paper with an account: a `PaperBroker` (scope `u{user}:a{account}`) priced by the feed's
+  ticks in Redis, falling back to that account's Angel quote (market data needs no static
+  IP, and no order route is ever called);
+- paper without an account: a `PaperBroker` (scope `u{user}`) priced by the feed's ticks,
+  falling back to the local SmartAPI simulator's quote when the simulator is enabled.
+
+`ATS_IP_ECHO_URL` (default https://api.ipify.org; empty disables) is the plain-text IP-echo
+service used to report the address an account's orders leave from.
+"""
+
+from __future__ import annotations
+
+import os
+
+import redis
+from sqlmodel import Session
+
+from ats_app.engine import accounts
+from ats_app.engine.accounts import Credentials
+from ats_app.engine.broker.angel import DEFAULT_IP_ECHO_URL, AngelBroker
+from ats_app.engine.broker.base import Broker, ConnectionReport
+from ats_app.engine.broker.paper import PaperBroker
+from ats_app.engine.broker.ratelimit import RateLimiter
+from ats_app.engine.broker.session import AngelSession
+from ats_app.engine.config import settings
+from ats_app.engine.errors import ValidationError
+from ats_app.engine.prices import (
+    BrokerPriceSource,
+    FallbackPriceSource,
+    PriceSource,
+    RedisPriceSource,
+)
+from ats_app.engine.redis_conn import connect
+
+__all__ = ["angel_broker", "broker_for", "simulator_credentials", "test_connection"]
+
+SIMULATOR_ACCOUNT_ID = 0  # not a database id: the demo account of the local simulator
+
+
+def _ip_echo_url() -> str | None:
+    url = os.environ.get("ATS_IP_ECHO_URL")
+    if url is None:
+        return DEFAULT_IP_ECHO_URL
+    return url.strip() or None
+
+
+def angel_broker(creds: Credentials, r: redis.Redis, *, declared_ip: str | None = None,
+                 timeout: float = 7.0) -> AngelBroker:
+    """An AngelBroker for decrypted credentials (rate limits and session shared via Redis)."""
+    limiter = RateLimiter(r, f"acct{creds.account_id}")
+    session = AngelSession(creds, r, limiter=limiter, timeout=timeout)
+    return AngelBroker(session, limiter, ip_echo_url=_ip_echo_url(), declared_ip=declared_ip)
+
+
+def simulator_credentials() -> Credentials | None:
+    """The local simulator's demo account, when the simulator is part of this installation."""
+    s = settings()
+    if not s.simulator_enabled:
+        return None
+    from ats_app.engine.simulator.config import demo_account
+
+    demo = demo_account()
+    return Credentials(account_id=SIMULATOR_ACCOUNT_ID, client_id=demo.client_code,
+                       base_url=f"http://127.0.0.1:{s.simulator_port}", egress_proxy=None,
+                       api_key="simulator", pin=demo.pin, totp_secret=demo.totp_secret)
+
+
+def _account_broker(session: Session, user_id: int, account_id: int,
+                    r: redis.Redis) -> AngelBroker:
+    creds = accounts.credentials(session, user_id, account_id)  # NotFound for others' accounts
+    view = accounts.get_account(session, user_id, account_id)
+    return angel_broker(creds, r, declared_ip=view.egress_ip)
+
+
+def broker_for(session: Session, user_id: int, account_id: int | None, *, paper: bool,
+               redis: redis.Redis, slippage_ticks: int = 1) -> Broker:
+    """The Broker for one webhook link (see the module docstring)."""
+    r = redis
+    if not paper:
+        if account_id is None:
+            raise ValidationError("live trading needs a broker account", "account_id")
+        return _account_broker(session, user_id, account_id, r)
+    sources: list[PriceSource] = [RedisPriceSource(r)]
+    if account_id is not None:
+        sources.append(BrokerPriceSource(_account_broker(session, user_id, account_id, r)))
+        scope = f"u{user_id}:a{account_id}"
+    else:
+        sim = simulator_credentials()
+        if sim is not None:
+            sources.append(BrokerPriceSource(angel_broker(sim, r, timeout=3.0)))
+        scope = f"u{user_id}"
+    return PaperBroker(r, scope, FallbackPriceSource(*sources), slippage_ticks=slippage_ticks)
+
+
+def test_connection(session: Session, user_id: int, account_id: int, *,
+                    redis: redis.Redis | None = None) -> ConnectionReport:
+    """Log in to the account afresh and report success or Angel's exact error, plus the IP
+    its orders leave from. Never raises for broker answers."""
+    r = redis if redis is not None else connect()
+    broker = _account_broker(session, user_id, account_id, r)
+    try:
+        return broker.test_connection()
+    finally:
+        broker.close()

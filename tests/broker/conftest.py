@@ -1,0 +1,123 @@
+"""Fixtures for the broker tests: the SmartAPI simulator in-process, Redis, credentials.
+
+The simulator helpers come from tests/simulator/sim_kit.py; tests/conftest.py (base_env,
+redis_url, database_url) applies here too.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from ats_app.engine.accounts import Credentials
+from ats_app.engine.broker.angel import AngelBroker
+from ats_app.engine.broker.ratelimit import RateLimiter
+from ats_app.engine.broker.session import AngelSession
+from ats_app.engine.simulator.server import ServerThread
+from tests.simulator.sim_kit import API_KEY, CLIENT, PIN, SECRET, Sim, make_config
+
+
+@pytest.fixture(autouse=True)
+def _cwd_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Anything the SDK might write into the working directory lands where tests can see it
+    # (and the secret-leak test scans it), never in the repository.
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def sim_factory() -> Iterator[Callable[..., Sim]]:
+    started: list[Sim] = []
+
+    def make(**overrides: Any) -> Sim:
+        sim = Sim(ServerThread(make_config(**overrides)).start())
+        started.append(sim)
+        return sim
+
+    yield make
+    for sim in started:
+        sim.http.close()
+        sim.server.stop()
+        assert not sim.server.thread.is_alive()
+
+
+@pytest.fixture
+def sim(sim_factory: Callable[..., Sim]) -> Sim:
+    return sim_factory()
+
+
+@pytest.fixture
+def rds(base_env: dict[str, str], redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def make_creds(sim: Sim, *, account_id: int = 1, proxy: str | None = None,
+               secret: str = SECRET, pin: str = PIN) -> Credentials:
+    return Credentials(account_id=account_id, client_id=CLIENT, base_url=sim.base_url,
+                       egress_proxy=proxy, api_key=API_KEY, pin=pin, totp_secret=secret)
+
+
+class BrokerKit:
+    """Builds sessions/brokers on one simulator and Redis, closing them at teardown."""
+
+    def __init__(self, sim: Sim, r: redis.Redis) -> None:
+        self.sim, self.redis = sim, r
+        self._sessions: list[AngelSession] = []
+
+    def session(self, creds: Credentials | None = None, **kw: Any) -> AngelSession:
+        creds = creds or make_creds(self.sim)
+        limiter = RateLimiter(self.redis, f"acct{creds.account_id}")
+        s = AngelSession(creds, self.redis, limiter=limiter, **kw)
+        self._sessions.append(s)
+        return s
+
+    def broker(self, creds: Credentials | None = None, *, timeout: float = 7.0,
+               ip_echo_url: str | None = None, **session_kw: Any) -> AngelBroker:
+        s = self.session(creds, timeout=timeout, **session_kw)
+        b = AngelBroker(s, RateLimiter(self.redis, f"acct{s.creds.account_id}"),
+                        ip_echo_url=ip_echo_url)
+        b.backoff = (0.05, 0.1, 0.2)  # keep the rate-limit tests fast
+        return b
+
+    def close(self) -> None:
+        for s in self._sessions:
+            s.close()
+
+
+@pytest.fixture
+def kit(sim: Sim, rds: redis.Redis) -> Iterator[BrokerKit]:
+    k = BrokerKit(sim, rds)
+    yield k
+    k.close()
+
+
+class _Echo(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = self.client_address[0].encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def ip_echo() -> Iterator[str]:
+    """A local IP-echo service (like api.ipify.org): answers with the caller's address."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
