@@ -35,6 +35,12 @@ ANGEL_LIMITS: Mapping[str, tuple[tuple[int, float], ...]] = {
     "other": ((10, 1.0),),
 }
 
+# Angel counts a request when it arrives, we when we are about to send it; a request that
+# waits a little longer on the wire would land in Angel's window next to the previous
+# second's burst. Padding each window (10%, at most 1 s) absorbs that skew.
+PAD_FRACTION = 0.1
+PAD_MAX_S = 1.0
+
 # KEYS[1] log (zset), KEYS[2] hold key; ARGV: member, then count/window_ms pairs.
 # Returns 0 when the request was recorded, else the milliseconds to wait before retrying.
 _ACQUIRE = """
@@ -89,7 +95,7 @@ class RateLimiter:
         limits = self._limits.get(bucket) or self._limits["other"]
         args: list[str | int] = [uuid.uuid4().hex]
         for count, window in limits:
-            args += [count, int(window * 1000)]
+            args += [count, int(window * 1000 + min(window * PAD_FRACTION, PAD_MAX_S) * 1000)]
         wait_ms = int(self._script(keys=self._keys(bucket), args=args))
         return wait_ms / 1000.0
 

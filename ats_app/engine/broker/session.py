@@ -212,7 +212,11 @@ class AngelSession:
     def _generate_token(self, t: Tokens) -> Tokens:
         c = self.new_client()
         try:
-            env = self._call("generateTokens", lambda: c.generateToken(t.refresh))
+            # The SDK's generateToken() indexes response['data'] before looking at the status,
+            # so a refused renewal (AB8050, data: null) crashes it with a TypeError; send the
+            # same request on the same SDK route and read the envelope ourselves.
+            env = self._call("generateTokens",
+                             lambda: c._postRequest("api.token", {"refreshToken": t.refresh}))
         finally:
             c.close()
         data = env.get("data") or {}
