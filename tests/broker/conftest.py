@@ -17,6 +17,7 @@ import redis
 
 from ats_app.engine.accounts import Credentials
 from ats_app.engine.broker.angel import AngelBroker
+from ats_app.engine.broker.factory import limiter_key
 from ats_app.engine.broker.ratelimit import RateLimiter
 from ats_app.engine.broker.session import AngelSession
 from ats_app.engine.simulator.server import ServerThread
@@ -73,7 +74,7 @@ class BrokerKit:
 
     def session(self, creds: Credentials | None = None, **kw: Any) -> AngelSession:
         creds = creds or make_creds(self.sim)
-        limiter = RateLimiter(self.redis, f"acct{creds.account_id}")
+        limiter = RateLimiter(self.redis, limiter_key(creds))
         s = AngelSession(creds, self.redis, limiter=limiter, **kw)
         self._sessions.append(s)
         return s
@@ -81,7 +82,7 @@ class BrokerKit:
     def broker(self, creds: Credentials | None = None, *, timeout: float = 7.0,
                ip_echo_url: str | None = None, **session_kw: Any) -> AngelBroker:
         s = self.session(creds, timeout=timeout, **session_kw)
-        b = AngelBroker(s, RateLimiter(self.redis, f"acct{s.creds.account_id}"),
+        b = AngelBroker(s, RateLimiter(self.redis, limiter_key(s.creds)),
                         ip_echo_url=ip_echo_url)
         b.backoff = (0.05, 0.1, 0.2)  # keep the rate-limit tests fast
         return b

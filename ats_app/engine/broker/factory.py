@@ -35,7 +35,13 @@ from ats_app.engine.prices import (
 )
 from ats_app.engine.redis_conn import connect
 
-__all__ = ["angel_broker", "broker_for", "simulator_credentials", "test_connection"]
+__all__ = [
+    "angel_broker",
+    "broker_for",
+    "limiter_key",
+    "simulator_credentials",
+    "test_connection",
+]
 
 SIMULATOR_ACCOUNT_ID = 0  # not a database id: the demo account of the local simulator
 
@@ -47,10 +53,15 @@ def _ip_echo_url() -> str | None:
     return url.strip() or None
 
 
+def limiter_key(creds: Credentials) -> str:
+    """Angel counts requests per client code, so two account rows for one client code share them."""
+    return f"client:{creds.client_id.upper()}"
+
+
 def angel_broker(creds: Credentials, r: redis.Redis, *, declared_ip: str | None = None,
                  timeout: float = 7.0) -> AngelBroker:
     """An AngelBroker for decrypted credentials (rate limits and session shared via Redis)."""
-    limiter = RateLimiter(r, f"acct{creds.account_id}")
+    limiter = RateLimiter(r, limiter_key(creds))
     session = AngelSession(creds, r, limiter=limiter, timeout=timeout)
     return AngelBroker(session, limiter, ip_echo_url=_ip_echo_url(), declared_ip=declared_ip)
 
