@@ -3,4 +3,21 @@
 LOGIN = "/login"
 REGISTER = "/register"
 OVERVIEW = "/"
-SETTINGS = "/settings"
+ACCOUNTS = "/accounts"
+STRATEGIES = "/strategies"
+WEBHOOKS = "/webhooks"
+ORDERS = "/orders"
+POSITIONS = "/positions"
+AUDIT = "/audit"
+PROFILE = "/profile"
+
+NAV = (
+    ("Overview", OVERVIEW),
+    ("Accounts", ACCOUNTS),
+    ("Strategies", STRATEGIES),
+    ("Webhooks", WEBHOOKS),
+    ("Orders", ORDERS),
+    ("Positions", POSITIONS),
+    ("Audit", AUDIT),
+    ("Profile", PROFILE),
+)

@@ -85,7 +85,7 @@ def test_register_login_logout(app: ReflexProcess, page) -> None:  # noqa: ANN00
 
     page.click("#logout")
     expect(page).to_have_url(re.compile(r"/login/?$"))
-    page.goto(f"{app.frontend}/settings")
+    page.goto(f"{app.frontend}/profile")
     expect(page).to_have_url(re.compile(r"/login/?$"))  # logged out means logged out
 
     page.fill("#username", "asha")

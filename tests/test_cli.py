@@ -69,10 +69,13 @@ def test_orders_export_csv_and_json(cli) -> None:  # noqa: ANN001
                     status="FILLED", filled_quantity=75))
     rows = list(csv.DictReader(io.StringIO(cli("orders", "export", "--user", "ops",
                                                "--format", "csv").stdout)))
-    assert [(r["client_order_id"], r["average_price"], r["status"]) for r in rows] == [
-        ("ats-1", "123.45", "FILLED")]
+    assert [(r["client_order_id"], r["fill_price"], r["status"], r["mode"]) for r in rows] == [
+        ("ats-1", "123.45", "FILLED", "paper")]
     data = json.loads(cli("orders", "export", "--user", "ops", "--format", "json").stdout)
-    assert data[0]["quantity"] == 75 and data[0]["symbol"] == "NIFTY24DEC"
+    assert data[0]["quantity"] == 75 and data[0]["tradingsymbol"] == "NIFTY24DEC"
+    for key in ("id", "alert_id", "created_at", "account", "strategy", "link", "symboltoken",
+                "exchange", "side", "requested_price", "broker_order_id", "reason"):
+        assert key in data[0] and key in rows[0]
     wrapped = cli.json("orders", "export", "--user", "ops", "--format", "json")
     assert wrapped["count"] == 1 and wrapped["orders"][0]["client_order_id"] == "ats-1"
 

@@ -27,8 +27,7 @@ def mode_banner() -> rx.Component:
 def navbar() -> rx.Component:
     return rx.hstack(
         rx.heading("ATS", size="5"),
-        rx.link("Overview", href=routes.OVERVIEW),
-        rx.link("Settings", href=routes.SETTINGS),
+        *[rx.link(label, href=href, id=f"nav-{label.lower()}") for label, href in routes.NAV],
         rx.spacer(),
         rx.text(AuthState.display_name, id="user-name", size="2"),
         rx.button("Log out", on_click=AuthState.logout, variant="soft", size="2", id="logout"),
@@ -37,6 +36,7 @@ def navbar() -> rx.Component:
         align="center",
         width="100%",
         spacing="4",
+        wrap="wrap",
     )
 
 
@@ -61,6 +61,13 @@ def form_error(message: rx.Var) -> rx.Component:
     return rx.cond(
         message != "",
         rx.callout(message, icon="triangle_alert", color_scheme="red", role="alert", id="form-error"),
+    )
+
+
+def form_message(message: rx.Var) -> rx.Component:
+    return rx.cond(
+        message != "",
+        rx.callout(message, icon="check", color_scheme="green", id="form-message"),
     )
 
 

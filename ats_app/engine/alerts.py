@@ -91,13 +91,15 @@ def _find_link(session: Session, token: str) -> WebhookLink | None:
     return session.exec(select(WebhookLink).where(WebhookLink.token == token)).first()
 
 
-def receive(token: str, body: bytes | None, source_ip: str | None) -> Reply:  # noqa: C901
+def receive(token: str, body: bytes | None, source_ip: str | None, *,  # noqa: C901
+            check_source: bool = True) -> Reply:
     """Everything the webhook route does, framework-free. Returns the HTTP answer.
 
     `body` is None when it was larger than the limit (the route stops reading it early).
+    `check_source=False` is for the dashboard's own "Send test alert" (no TradingView IP).
     """
     cfg = settings()
-    if not source_allowed(source_ip, cfg):
+    if check_source and not source_allowed(source_ip, cfg):
         return _refuse(403, "source address not allowed", action="webhook.refused",
                        subject=source_ip)
     with session_scope() as s:

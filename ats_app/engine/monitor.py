@@ -40,9 +40,10 @@ class Monitor:
         self.conn.set(MONITOR_HEARTBEAT_KEY, json.dumps(beat), ex=10)
 
     def recover(self) -> None:
-        from ats_app.engine.recovery import requeue_lost_alerts
+        from ats_app.engine.recovery import cleanup_abandoned_jobs, requeue_lost_alerts
 
         try:
+            cleanup_abandoned_jobs(self.conn)
             requeue_lost_alerts(self.conn)
         except Exception:  # keep watching prices whatever happens here
             log.exception("alert recovery failed")

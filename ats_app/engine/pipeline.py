@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -20,7 +21,7 @@ from ats_app.engine import audit, contracts, order_store, positions
 from ats_app.engine.alert_schema import AlertSignal, parse_alert
 from ats_app.engine.broker.base import Broker, BrokerOrder, Contract, OrderRequest, Side
 from ats_app.engine.broker.errors import BrokerError, OrderRejected, UnknownOutcome
-from ats_app.engine.broker.factory import broker_for
+from ats_app.engine.broker.factory import broker_for, simulator_credentials
 from ats_app.engine.config import settings
 from ats_app.engine.db import session_scope
 from ats_app.engine.errors import AtsError
@@ -49,7 +50,16 @@ def _targets(link_id: int) -> list[Target]:
                       .where(WebhookLinkAccount.account_id == BrokerAccount.id)
                       .order_by(col(WebhookLinkAccount.account_id))).all()
     return [Target(a.id, la.lot_multiplier, a.base_url) for la, a in rows] or [
-        Target(None, 1, None)]
+        Target(None, 1, _paper_master_server())]
+
+
+def _paper_master_server() -> str | None:
+    """Paper without an account: instruments from SCRIP_MASTER_URL when set, else from the
+    built-in simulator when it runs (offline demo), else Angel's own master."""
+    if os.environ.get("SCRIP_MASTER_URL", "").strip():
+        return None
+    sim = simulator_credentials()
+    return sim.base_url if sim else None
 
 
 def _set_alert(alert_id: int, status: str, reason: str | None = None) -> None:

@@ -15,7 +15,7 @@ import redis
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from ats_app.engine import audit, exits
+from ats_app.engine import audit, exits, live
 from ats_app.engine.db import session_scope
 from ats_app.engine.models import Order, Position, WebhookLink, utcnow
 from ats_app.engine.money import to_paise, to_rupees
@@ -41,6 +41,8 @@ def _publish(conn: redis.Redis | None, event: str, position: Position) -> None:
     except redis.RedisError:
         # The monitor also loads open positions from the database when it (re)starts.
         log.warning("could not tell the monitor about position %s", position.id)
+    live.publish(conn, position.user_id, {"type": "position", "event": event,
+                                          "position_id": position.id})
 
 
 def open_from_entry(order_id: int, tick_size: Decimal, conn: redis.Redis | None) -> Position | None:
@@ -117,3 +119,40 @@ def close_from_exit(position_id: int, exit_order_id: int, reason: str,
                      pnl=str(to_rupees(position.realized_pnl_paise)))
     _publish(conn, "closed", position)
     return position
+
+
+def list_positions(session: Session, user_id: int, status: str | None = None,
+                   ltp: dict[str, Decimal] | None = None) -> list[dict[str, object]]:
+    """Positions as data (CLI `positions list`, the dashboard). `ltp` maps
+    "exchange:token" to the latest price, for the unrealized P&L of open positions."""
+    stmt = select(Position).where(Position.user_id == user_id)
+    if status:
+        stmt = stmt.where(Position.status == status.upper())
+    links = dict(session.exec(select(WebhookLink.id, WebhookLink.name)
+                              .where(WebhookLink.user_id == user_id)).all())
+    out = []
+    for p in session.exec(stmt.order_by(col(Position.id).desc())).all():
+        last = (ltp or {}).get(f"{p.exchange}:{p.symbol_token}")
+        if p.status == "CLOSED":
+            pnl: Decimal | None = to_rupees(p.realized_pnl_paise)
+        elif last is not None:
+            pnl = (last - (to_rupees(p.entry_price_paise) or Decimal(0))) * p.quantity
+        else:
+            pnl = None
+        out.append({
+            "id": p.id, "link": links.get(p.link_id), "tradingsymbol": p.symbol,
+            "symboltoken": p.symbol_token, "exchange": p.exchange, "quantity": p.quantity,
+            "entry_price": _money(p.entry_price_paise), "peak_price": _money(p.peak_price_paise),
+            "stop_price": _money(p.stop_paise), "target_price": _money(p.target_paise),
+            "status": p.status, "exit_reason": p.exit_reason,
+            "exit_price": _money(p.exit_price_paise), "ltp": None if last is None else str(last),
+            "pnl": None if pnl is None else f"{pnl:.2f}", "mode": "paper" if p.paper else "live",
+            "opened_at": p.opened_at.isoformat(),
+            "closed_at": p.closed_at.isoformat() if p.closed_at else None,
+        })
+    return out
+
+
+def _money(paise: int | None) -> str | None:
+    value = to_rupees(paise)
+    return None if value is None else f"{value:.2f}"

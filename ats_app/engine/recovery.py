@@ -11,12 +11,15 @@ import logging
 from datetime import timedelta
 
 import redis
+from rq import Queue
+from rq.registry import StartedJobRegistry
 from sqlmodel import col, select
 
 from ats_app.engine import audit
 from ats_app.engine.db import session_scope
 from ats_app.engine.models import Alert, utcnow
 from ats_app.engine.queueing import alert_job_id, connection, enqueue_alert, job_exists
+from ats_app.engine.redis_conn import ALL_QUEUES
 
 log = logging.getLogger("ats.recovery")
 
@@ -44,3 +47,11 @@ def requeue_lost_alerts(conn: redis.Redis | None = None) -> list[int]:
     if requeued:
         log.warning("re-enqueued %d alert(s) whose jobs were lost: %s", len(requeued), requeued)
     return requeued
+
+
+def cleanup_abandoned_jobs(conn: redis.Redis | None = None, at: float | None = None) -> None:
+    """Jobs whose worker died (no heartbeat) are retried or failed by RQ's own registry
+    cleanup; run it often instead of waiting for a worker's 10-minute maintenance."""
+    conn = conn or connection()
+    for name in ALL_QUEUES:
+        StartedJobRegistry(queue=Queue(name, connection=conn)).cleanup(timestamp=at)

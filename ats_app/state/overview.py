@@ -1,14 +1,32 @@
-"""Overview page state: bot on/off, trading mode, service health."""
+"""Overview page state: bot on/off, mode, services, today's P&L, live open positions.
+
+Live P&L arrives from the monitor through Redis pub/sub into this state (a background
+event), so the page updates by itself without polling the database.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+from decimal import Decimal, InvalidOperation
+
 import reflex as rx
+import redis.asyncio as aioredis
 
 from ats_app import routes
-from ats_app.engine import bot, health
+from ats_app.engine import bot, health, live
 from ats_app.engine.config import settings
 from ats_app.engine.db import session_scope
+from ats_app.engine.redis_conn import redis_url
 from ats_app.state.auth import AuthState
+from ats_app.state.positions import position_rows
+
+
+def _dec(text: str) -> Decimal:
+    try:
+        return Decimal(text) if text else Decimal(0)
+    except InvalidOperation:
+        return Decimal(0)
 
 
 class OverviewState(AuthState):
@@ -16,25 +34,83 @@ class OverviewState(AuthState):
     trading_mode: str = "paper"
     market_hours: str = "nse"
     services: dict[str, str] = {}
+    open_rows: list[dict[str, str]] = []
+    realized_today: str = "0.00"
+    streaming: bool = False
+    _uid: int = 0
+
+    @rx.var
+    def unrealized(self) -> str:
+        return f"{sum(_dec(r.get('pnl', '')) for r in self.open_rows):.2f}"
+
+    def _refresh(self, uid: int) -> None:
+        rows = position_rows(uid)
+        self.open_rows = [r for r in rows if r["status"] in ("OPEN", "EXITING")]
+        from datetime import datetime
+        from zoneinfo import ZoneInfo
+
+        today = datetime.now(ZoneInfo("Asia/Kolkata")).date().isoformat()
+        realized = sum(_dec(r["pnl"]) for r in rows
+                       if r["status"] == "CLOSED" and r.get("closed_at", "")[:10] == today)
+        self.realized_today = f"{realized:.2f}"
 
     @rx.event
-    def load(self):
+    def load(self):  # noqa: ANN201
         uid = self._user_id()
         if uid is None:
             return rx.redirect(routes.LOGIN)
+        self._uid = uid
         cfg = settings()
-        self.trading_mode = cfg.trading_mode
-        self.market_hours = cfg.market_hours
+        self.trading_mode, self.market_hours = cfg.trading_mode, cfg.market_hours
         with session_scope() as s:
             self.bot_running = bot.is_running(s, uid)
         self.services = {k: ("up" if v else "down") for k, v in health.check().items()}
-        return None
+        self._refresh(uid)
+        return OverviewState.stream_live
 
     @rx.event
-    def set_bot(self, running: bool):
+    def set_bot(self, running: bool):  # noqa: ANN201
         uid = self._user_id()
         if uid is None:
             return rx.redirect(routes.LOGIN)
         with session_scope() as s:
             self.bot_running = bot.set_running(s, uid, running)
         return None
+
+    @rx.event(background=True)
+    async def stream_live(self):  # noqa: ANN201
+        async with self:
+            if self.streaming or not self._uid:
+                return
+            self.streaming = True
+            uid = self._uid
+        conn = aioredis.from_url(redis_url())
+        pubsub = conn.pubsub()
+        await pubsub.subscribe(live.channel(uid))
+        try:
+            while True:
+                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if msg is None:
+                    continue
+                data = json.loads(msg["data"])
+                async with self:
+                    if data.get("type") == "pnl":
+                        self._apply_pnl(data)
+                    else:
+                        await asyncio.to_thread(self._refresh, uid)
+        finally:
+            await pubsub.aclose()
+            await conn.aclose()
+            async with self:
+                self.streaming = False
+
+    def _apply_pnl(self, data: dict) -> None:
+        pid = str(data.get("position_id"))
+        rows = []
+        for r in self.open_rows:
+            if r["id"] == pid:
+                r = {**r, "ltp": str(data.get("ltp", r["ltp"])), "pnl": str(data.get("pnl", r["pnl"])),
+                     "stop_price": str(data.get("stop", r["stop_price"])),
+                     "peak_price": str(data.get("peak", r["peak_price"]))}
+            rows.append(r)
+        self.open_rows = rows

@@ -1,13 +1,23 @@
-"""Settings: change password."""
+"""Profile: who you are, change password, log out."""
 
 import reflex as rx
 
-from ats_app.components.layout import app_page, form_error, submit_button
+from ats_app.components.layout import app_page, form_error, form_message, submit_button
 from ats_app.state.auth import AuthState
 
 
-def settings_page() -> rx.Component:
+def profile_page() -> rx.Component:
     return app_page(
+        rx.heading("Profile", size="6"),
+        rx.card(
+            rx.vstack(
+                rx.text("Name: ", rx.text.strong(AuthState.display_name), id="profile-name"),
+                rx.text("Username: ", rx.code(AuthState.username)),
+                rx.cond(AuthState.is_admin, rx.badge("administrator", color_scheme="indigo")),
+                rx.button("Log out", on_click=AuthState.logout, variant="soft"),
+            ),
+            max_width="420px", margin_y="12px",
+        ),
         rx.card(
             rx.form(
                 rx.vstack(
@@ -19,9 +29,7 @@ def settings_page() -> rx.Component:
                     rx.input(name="confirm", type="password", id="confirm",
                              placeholder="Repeat new password", width="100%"),
                     form_error(AuthState.error),
-                    rx.cond(AuthState.message != "",
-                            rx.callout(AuthState.message, icon="check", color_scheme="green",
-                                       id="form-message")),
+                    form_message(AuthState.message),
                     submit_button("Change password", "change-password"),
                     spacing="3",
                     width="100%",

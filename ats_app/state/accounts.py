@@ -1,0 +1,145 @@
+"""Broker accounts page state. Secrets go in, never come back out."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from ats_app import routes
+from ats_app.engine import accounts
+from ats_app.engine.config import settings
+from ats_app.engine.db import session_scope
+from ats_app.engine.errors import AtsError
+from ats_app.state.auth import AuthState
+
+
+def _row(a: accounts.AccountView) -> dict[str, str]:
+    return {
+        "id": str(a.id), "label": a.label, "client_id": a.client_id,
+        "server": a.base_url or "Angel One",
+        "egress": a.egress_proxy or "direct",
+        "egress_ip": a.egress_ip or "—",
+        "simulated": "yes" if a.is_simulated else "no",
+        "secrets": "API key, PIN, TOTP set" if (a.has_api_key and a.has_pin
+                                                and a.has_totp_secret) else "incomplete",
+    }
+
+
+class AccountsState(AuthState):
+    rows: list[dict[str, str]] = []
+    editing_id: int = 0  # 0: the form adds a new account
+    edit_label: str = ""
+    test_results: dict[str, str] = {}
+    confirm_delete: int = 0
+
+    def _reload(self, uid: int) -> None:
+        with session_scope() as s:
+            self.rows = [_row(a) for a in accounts.list_accounts(s, uid)]
+
+    @rx.event
+    def load(self):  # noqa: ANN201
+        uid = self._user_id()
+        if uid is None:
+            return rx.redirect(routes.LOGIN)
+        self.error = self.message = ""
+        self._reload(uid)
+        return None
+
+    @rx.event
+    def save(self, form: dict[str, str]):  # noqa: ANN201
+        uid = self._user_id()
+        if uid is None:
+            return rx.redirect(routes.LOGIN)
+        self.error = self.message = ""
+        fields = {k: form.get(k, "") for k in ("label", "client_id", "api_key", "pin",
+                                                "totp_secret", "base_url", "egress_proxy",
+                                                "egress_ip")}
+        try:
+            with session_scope() as s:
+                if self.editing_id:
+                    fields.pop("client_id")
+                    accounts.update_account(s, uid, self.editing_id, **fields)
+                    self.message = "Account updated."
+                else:
+                    accounts.add_account(s, uid, **fields)
+                    self.message = "Account added."
+        except AtsError as exc:
+            self.error = str(exc).capitalize()
+            return None
+        self.editing_id = 0
+        self._reload(uid)
+        return rx.call_script("document.getElementById('account-form').reset()")
+
+    @rx.event
+    def add_simulated(self):  # noqa: ANN201
+        """One click: an account on the built-in simulator (its demo login)."""
+        uid = self._user_id()
+        if uid is None:
+            return rx.redirect(routes.LOGIN)
+        from ats_app.engine.simulator.config import demo_account
+
+        demo = demo_account()
+        self.error = self.message = ""
+        try:
+            with session_scope() as s:
+                accounts.add_account(
+                    s, uid, label="Simulated Angel One", client_id=demo.client_code,
+                    api_key="simulator", pin=demo.pin, totp_secret=demo.totp_secret,
+                    base_url=f"http://127.0.0.1:{settings().simulator_port}", is_simulated=True)
+        except AtsError as exc:
+            self.error = str(exc).capitalize()
+            return None
+        self.message = "Simulated account added: it trades on the built-in simulator."
+        self._reload(uid)
+        return None
+
+    @rx.event
+    def start_edit(self, account_id: str):  # noqa: ANN201
+        row = next((r for r in self.rows if r["id"] == account_id), None)
+        if row:
+            self.editing_id = int(account_id)
+            self.edit_label = row["label"]
+
+    @rx.event
+    def cancel_edit(self):  # noqa: ANN201
+        self.editing_id = 0
+
+    @rx.event
+    def ask_delete(self, account_id: str):  # noqa: ANN201
+        self.confirm_delete = int(account_id)
+
+    @rx.event
+    def cancel_delete(self):  # noqa: ANN201
+        self.confirm_delete = 0
+
+    @rx.event
+    def delete(self):  # noqa: ANN201
+        uid = self._user_id()
+        if uid is None:
+            return rx.redirect(routes.LOGIN)
+        try:
+            with session_scope() as s:
+                accounts.delete_account(s, uid, self.confirm_delete)
+        except AtsError as exc:
+            self.error = str(exc).capitalize()
+        self.confirm_delete = 0
+        self._reload(uid)
+        return None
+
+    @rx.event
+    def test_connection(self, account_id: str):  # noqa: ANN201
+        uid = self._user_id()
+        if uid is None:
+            return rx.redirect(routes.LOGIN)
+        from ats_app.engine.broker.factory import test_connection
+
+        self.test_results[account_id] = "testing…"
+        yield
+        try:
+            with session_scope() as s:
+                report = test_connection(s, uid, int(account_id))
+            text = ("OK: " if report.ok else "Failed: ") + report.message
+            if report.egress_ip:
+                text += f" (orders leave from {report.egress_ip})"
+        except Exception as exc:  # noqa: BLE001 - show the user whatever went wrong
+            text = f"Failed: {exc}"
+        self.test_results[account_id] = text

@@ -1,0 +1,52 @@
+"""Audit page state."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import reflex as rx
+
+from ats_app import routes
+from ats_app.engine import audit_log
+from ats_app.engine.db import session_scope
+from ats_app.state.auth import AuthState
+
+
+class AuditState(AuthState):
+    rows: list[dict[str, str]] = []
+    filters: dict[str, str] = {}
+
+    def _query(self, uid: int, limit: int = 200) -> list[dict[str, str]]:
+        f = self.filters
+        try:
+            day = date.fromisoformat(f["day"]) if f.get("day") else None
+        except ValueError:
+            day = None
+        with session_scope() as s:
+            return audit_log.list_events(s, uid, category=f.get("category") or None,
+                                         text=f.get("text") or None, day=day, limit=limit)
+
+    @rx.event
+    def load(self):  # noqa: ANN201
+        uid = self._user_id()
+        if uid is None:
+            return rx.redirect(routes.LOGIN)
+        self.rows = self._query(uid)
+        return None
+
+    @rx.event
+    def apply_filters(self, form: dict[str, str]):  # noqa: ANN201
+        uid = self._user_id()
+        if uid is None:
+            return rx.redirect(routes.LOGIN)
+        self.filters = {k: str(v).strip() for k, v in form.items()}
+        self.rows = self._query(uid)
+        return None
+
+    @rx.event
+    def download(self, fmt: str):  # noqa: ANN201
+        uid = self._user_id()
+        if uid is None:
+            return rx.redirect(routes.LOGIN)
+        rows = self._query(uid, limit=100_000)
+        return rx.download(data=audit_log.export_events(rows, fmt), filename=f"audit.{fmt}")

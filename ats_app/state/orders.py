@@ -1,0 +1,135 @@
+"""Orders page state: filters, paging, download of exactly what the filters show, bulk delete."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import date
+
+import reflex as rx
+
+from ats_app import routes
+from ats_app.engine import accounts, orders, strategies
+from ats_app.engine.db import session_scope
+from ats_app.state.auth import AuthState
+
+PAGE_SIZE = 50
+
+
+def _date(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+def _str_row(v: orders.OrderView) -> dict[str, str]:
+    return {k: "" if val is None else str(val) for k, val in asdict(v).items()}
+
+
+class OrdersState(AuthState):
+    rows: list[dict[str, str]] = []
+    total: int = 0
+    page: int = 0
+    filters: dict[str, str] = {}
+    strategy_options: list[list[str]] = []
+    account_options: list[list[str]] = []
+    selected: list[str] = []
+    confirm_delete: bool = False
+
+    def _filter(self) -> orders.OrderFilter:
+        f = self.filters
+        return orders.OrderFilter(
+            date_from=_date(f.get("date_from", "")), date_to=_date(f.get("date_to", "")),
+            strategy_id=int(f["strategy_id"]) if f.get("strategy_id", "").isdigit() else None,
+            account_id=int(f["account_id"]) if f.get("account_id", "").isdigit() else None,
+            status=f.get("status") or None, symbol=f.get("symbol") or None)
+
+    def _reload(self, uid: int) -> None:
+        f = self._filter()
+        with session_scope() as s:
+            self.total = orders.count_orders(s, uid, f)
+            self.rows = [_str_row(v) for v in orders.list_orders(
+                s, uid, f, offset=self.page * PAGE_SIZE, limit=PAGE_SIZE)]
+            self.strategy_options = [[str(x.id), x.name] for x in strategies.list_strategies(s, uid)]
+            self.account_options = [[str(a.id), a.label] for a in accounts.list_accounts(s, uid)]
+
+    @rx.var
+    def page_label(self) -> str:
+        if self.total == 0:
+            return "No orders"
+        first = self.page * PAGE_SIZE + 1
+        last = min(self.total, (self.page + 1) * PAGE_SIZE)
+        return f"{first}–{last} of {self.total}"
+
+    @rx.var
+    def delete_label(self) -> str:
+        n = len(self.selected) or self.total
+        which = "selected" if self.selected else "matching the filters"
+        return f"Delete {n} order{'s' if n != 1 else ''} {which}? This cannot be undone."
+
+    @rx.event
+    def load(self):  # noqa: ANN201
+        uid = self._user_id()
+        if uid is None:
+            return rx.redirect(routes.LOGIN)
+        self.selected = []
+        self._reload(uid)
+        return None
+
+    @rx.event
+    def apply_filters(self, form: dict[str, str]):  # noqa: ANN201
+        uid = self._user_id()
+        if uid is None:
+            return rx.redirect(routes.LOGIN)
+        self.filters = {k: str(v).strip() for k, v in form.items()}
+        self.page, self.selected = 0, []
+        self._reload(uid)
+        return None
+
+    @rx.event
+    def move_page(self, delta: int):  # noqa: ANN201
+        uid = self._user_id()
+        if uid is None:
+            return rx.redirect(routes.LOGIN)
+        last = max(0, (self.total - 1) // PAGE_SIZE)
+        self.page = min(max(0, self.page + delta), last)
+        self._reload(uid)
+        return None
+
+    @rx.event
+    def toggle(self, order_id: str):  # noqa: ANN201
+        if order_id in self.selected:
+            self.selected = [i for i in self.selected if i != order_id]
+        else:
+            self.selected = [*self.selected, order_id]
+
+    @rx.event
+    def download(self, fmt: str):  # noqa: ANN201
+        uid = self._user_id()
+        if uid is None:
+            return rx.redirect(routes.LOGIN)
+        with session_scope() as s:
+            rows = orders.list_orders(s, uid, self._filter())
+        return rx.download(data=orders.export_orders(rows, fmt), filename=f"orders.{fmt}")
+
+    @rx.event
+    def ask_delete(self):  # noqa: ANN201
+        self.confirm_delete = True
+
+    @rx.event
+    def cancel_delete(self):  # noqa: ANN201
+        self.confirm_delete = False
+
+    @rx.event
+    def delete(self):  # noqa: ANN201
+        uid = self._user_id()
+        if uid is None:
+            return rx.redirect(routes.LOGIN)
+        with session_scope() as s:
+            if self.selected:
+                n = orders.delete_orders(s, uid, ids=[int(i) for i in self.selected])
+            else:
+                n = orders.delete_orders(s, uid, f=self._filter())
+        self.confirm_delete, self.selected, self.page = False, [], 0
+        self._reload(uid)
+        return rx.toast(f"Deleted {n} order(s)")

@@ -1,0 +1,62 @@
+"""Positions page state: open and closed positions, manual exit."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from ats_app import routes
+from ats_app.engine import positions, prices
+from ats_app.engine.db import session_scope
+from ats_app.engine.queueing import connection, enqueue_exit
+from ats_app.state.auth import AuthState
+
+
+def position_rows(uid: int, status: str | None = None) -> list[dict[str, str]]:
+    """Positions with the latest feed price (for unrealized P&L), as strings for the UI."""
+    with session_scope() as s:
+        raw = positions.list_positions(s, uid, status)
+    conn = connection()
+    latest = {}
+    for p in raw:
+        if p["status"] != "CLOSED":
+            tick = prices.read_tick(conn, str(p["exchange"]), str(p["symboltoken"]))
+            if tick is not None:
+                latest[f"{p['exchange']}:{p['symboltoken']}"] = tick.ltp
+    with session_scope() as s:
+        rows = positions.list_positions(s, uid, status, ltp=latest)
+    return [{k: "" if v is None else str(v) for k, v in r.items()} for r in rows]
+
+
+class PositionsState(AuthState):
+    rows: list[dict[str, str]] = []
+    confirm_exit: int = 0
+
+    @rx.event
+    def load(self):  # noqa: ANN201
+        uid = self._user_id()
+        if uid is None:
+            return rx.redirect(routes.LOGIN)
+        self.rows = position_rows(uid)
+        return None
+
+    @rx.event
+    def ask_exit(self, position_id: str):  # noqa: ANN201
+        self.confirm_exit = int(position_id)
+
+    @rx.event
+    def cancel_exit(self):  # noqa: ANN201
+        self.confirm_exit = 0
+
+    @rx.event
+    def exit_now(self):  # noqa: ANN201
+        uid = self._user_id()
+        if uid is None:
+            return rx.redirect(routes.LOGIN)
+        if not any(r["id"] == str(self.confirm_exit) and r["status"] == "OPEN"
+                   for r in position_rows(uid)):  # scoped: only the user's own positions
+            self.confirm_exit = 0
+            return rx.toast("That position is not open.")
+        enqueue_exit(self.confirm_exit, "manual", connection())
+        self.confirm_exit = 0
+        self.rows = position_rows(uid)
+        return rx.toast("Exit order queued.")

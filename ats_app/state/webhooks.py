@@ -1,0 +1,202 @@
+"""Webhook links page state: create/edit/delete, reveal and rotate secrets, test alerts."""
+
+from __future__ import annotations
+
+import json
+
+import reflex as rx
+
+from ats_app import routes
+from ats_app.engine import accounts, alerts, strategies, webhooks
+from ats_app.engine.config import settings
+from ats_app.engine.db import session_scope
+from ats_app.engine.errors import AtsError, ValidationError
+from ats_app.state.auth import AuthState
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:g}%"
+
+
+def _link_row(v: webhooks.LinkView, strategy_names: dict[int, str],
+              account_labels: dict[int, str]) -> dict[str, str]:
+    return {
+        "id": str(v.id), "name": v.name, "url": v.url,
+        "strategy": strategy_names.get(v.strategy_id or 0, "—"),
+        "accounts": ", ".join(f"{account_labels.get(a.account_id, a.account_id)} ×{a.lot_multiplier}"
+                              for a in v.accounts) or "paper (no account)",
+        "rules": f"SL {_pct(v.stop_loss_pct)} · target {_pct(v.target_pct)} · "
+                 f"trail {_pct(v.trailing_stop_pct)}",
+        "mode": "PAPER" if v.paper or settings().trading_mode == "paper" else "LIVE",
+        "enabled": "enabled" if v.enabled else "disabled",
+        "sl": "" if v.stop_loss_pct is None else f"{v.stop_loss_pct:g}",
+        "target": "" if v.target_pct is None else f"{v.target_pct:g}",
+        "tsl": "" if v.trailing_stop_pct is None else f"{v.trailing_stop_pct:g}",
+        "strategy_id": str(v.strategy_id or ""),
+        "paper": "1" if v.paper else "",
+        "is_enabled": "1" if v.enabled else "",
+        "multipliers": json.dumps({str(a.account_id): a.lot_multiplier for a in v.accounts}),
+    }
+
+
+class WebhooksState(AuthState):
+    rows: list[dict[str, str]] = []
+    strategy_options: list[list[str]] = []  # [id, name]
+    account_options: list[list[str]] = []  # [id, label]
+    revealed: dict[str, str] = {}  # link id -> secret, only after "Reveal"
+    messages: dict[str, str] = {}  # link id -> ready-to-paste TradingView message
+    results: dict[str, str] = {}  # link id -> last test alert result
+    editing_id: int = 0
+    edit: dict[str, str] = {}
+    edit_multipliers: dict[str, str] = {}  # account id -> lot multiplier of the edited link
+    confirm_delete: int = 0
+
+    def _reload(self, uid: int) -> None:
+        with session_scope() as s:
+            strats = strategies.list_strategies(s, uid)
+            accs = accounts.list_accounts(s, uid)
+            links = webhooks.list_links(s, uid)
+        names = {x.id: x.name for x in strats}
+        labels = {a.id: a.label for a in accs}
+        self.strategy_options = [[str(x.id), x.name] for x in strats]
+        self.account_options = [[str(a.id), a.label] for a in accs]
+        self.rows = [_link_row(v, names, labels) for v in links]
+
+    @rx.event
+    def load(self):  # noqa: ANN201
+        uid = self._user_id()
+        if uid is None:
+            return rx.redirect(routes.LOGIN)
+        self.error = self.message = ""
+        self.revealed, self.messages = {}, {}
+        self._reload(uid)
+        return None
+
+    @staticmethod
+    def _accounts_from(form: dict[str, str]) -> list[webhooks.LinkAccount]:
+        chosen = []
+        for key, value in form.items():
+            if key.startswith("mult_") and str(value).strip() not in ("", "0"):
+                try:
+                    chosen.append(webhooks.LinkAccount(int(key[5:]), int(value)))
+                except ValueError as exc:
+                    raise ValidationError("lot multiplier must be a whole number",
+                                          "lot_multiplier") from exc
+        return chosen
+
+    @rx.event
+    def save(self, form: dict[str, str]):  # noqa: ANN201
+        uid = self._user_id()
+        if uid is None:
+            return rx.redirect(routes.LOGIN)
+        self.error = self.message = ""
+        try:
+            strategy = form.get("strategy_id") or ""
+            fields = dict(
+                name=form.get("name", ""), accounts=self._accounts_from(form),
+                strategy_id=int(strategy) if strategy.isdigit() else None,
+                stop_loss_pct=form.get("sl"), target_pct=form.get("target"),
+                trailing_stop_pct=form.get("tsl"), paper=form.get("paper") == "on",
+                enabled=form.get("enabled") == "on")
+            with session_scope() as s:
+                if self.editing_id:
+                    webhooks.update_link(s, uid, self.editing_id, **fields)  # type: ignore[arg-type]
+                else:
+                    webhooks.create_link(s, uid, **fields)  # type: ignore[arg-type]
+        except AtsError as exc:
+            self.error = str(exc).capitalize()
+            return None
+        self.message = "Webhook link saved."
+        self.editing_id, self.edit, self.edit_multipliers = 0, {}, {}
+        self._reload(uid)
+        return rx.call_script("document.getElementById('link-form').reset()")
+
+    @rx.event
+    def start_edit(self, link_id: str):  # noqa: ANN201
+        row = next((r for r in self.rows if r["id"] == link_id), None)
+        if row:
+            self.editing_id, self.edit = int(link_id), dict(row)
+            self.edit_multipliers = {k: str(v) for k, v in json.loads(row["multipliers"]).items()}
+
+    @rx.event
+    def cancel_edit(self):  # noqa: ANN201
+        self.editing_id, self.edit, self.edit_multipliers = 0, {}, {}
+
+    def _secret_action(self, link_id: str, rotate: bool) -> None:
+        uid = self._user_id()
+        if uid is None:
+            return
+        with session_scope() as s:
+            secret = (webhooks.rotate_secret if rotate else webhooks.reveal_secret)(
+                s, uid, int(link_id))
+        self.revealed[link_id] = secret
+        self.messages[link_id] = webhooks.alert_message_template(secret)
+
+    @rx.event
+    def reveal(self, link_id: str):  # noqa: ANN201
+        self._secret_action(link_id, rotate=False)
+
+    @rx.event
+    def hide(self, link_id: str):  # noqa: ANN201
+        self.revealed.pop(link_id, None)
+        self.messages.pop(link_id, None)
+
+    @rx.event
+    def rotate(self, link_id: str):  # noqa: ANN201
+        self._secret_action(link_id, rotate=True)
+        self.results[link_id] = "New secret: update the message in your TradingView alert."
+
+    @rx.event
+    def rotate_url(self, link_id: str):  # noqa: ANN201
+        uid = self._user_id()
+        if uid is None:
+            return rx.redirect(routes.LOGIN)
+        with session_scope() as s:
+            webhooks.rotate_token(s, uid, int(link_id))
+        self.results[link_id] = "New URL: the old one answers 404 from now on."
+        self._reload(uid)
+        return None
+
+    @rx.event
+    def copy_url(self, url: str):  # noqa: ANN201
+        return [rx.set_clipboard(url), rx.toast("Webhook URL copied")]
+
+    @rx.event
+    def send_test(self, link_id: str):  # noqa: ANN201
+        """A real alert through the whole path (route logic, queue, worker) — paper only."""
+        uid = self._user_id()
+        if uid is None:
+            return rx.redirect(routes.LOGIN)
+        with session_scope() as s:
+            link = webhooks.get_link(s, uid, int(link_id))
+            secret = webhooks.reveal_secret(s, uid, int(link_id))
+        if not link.paper and settings().trading_mode != "paper":
+            self.results[link_id] = "Test alerts are sent only to paper links."
+            return None
+        body = json.dumps({"secret": secret, "action": "buy", "symbol": "NIFTY",
+                           "option": "CE", "strike": "ATM", "lots": 1})
+        reply = alerts.receive(link.token, body.encode(), None, check_source=False)
+        self.results[link_id] = f"{reply.status_code}: {json.dumps(reply.body)}"
+        return None
+
+    @rx.event
+    def ask_delete(self, link_id: str):  # noqa: ANN201
+        self.confirm_delete = int(link_id)
+
+    @rx.event
+    def cancel_delete(self):  # noqa: ANN201
+        self.confirm_delete = 0
+
+    @rx.event
+    def delete(self):  # noqa: ANN201
+        uid = self._user_id()
+        if uid is None:
+            return rx.redirect(routes.LOGIN)
+        try:
+            with session_scope() as s:
+                webhooks.delete_link(s, uid, self.confirm_delete)
+        except AtsError as exc:
+            self.error = str(exc).capitalize()
+        self.confirm_delete = 0
+        self._reload(uid)
+        return None
