@@ -1,0 +1,106 @@
+"""The scale-out shape: several workers (as on several hosts) share one Redis and one PostgreSQL.
+
+Three `python -m ats_app.cli worker` processes and two `python -m ats_app.cli monitor` processes
+(the production entry commands) run against one Redis and one PostgreSQL. 120 jobs enqueued on
+the alerts queue each run exactly once (none lost, none doubled), spread over all three workers.
+
+The job is a probe that writes one row per run; once the alert -> order pipeline is wired, the
+same harness should enqueue real alerts and count orders (see docs/deploy-ec2.md, "Past one
+machine").
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from cryptography.fernet import Fernet
+from rq import Queue
+
+from ats_app.engine.redis_conn import ALERTS_QUEUE, MONITOR_HEARTBEAT_KEY
+
+ROOT = Path(__file__).resolve().parents[2]
+JOBS = 120
+
+
+@pytest.fixture
+def shared(pg_server: str, private_redis_url: str) -> Iterator[tuple[str, str, dict[str, str]]]:
+    name = f"ats_scale_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    dsn = f"{pg_server.rsplit('/', 1)[0]}/{name}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE scale_probe (nonce text NOT NULL, pid int NOT NULL)")
+    redis.Redis.from_url(private_redis_url).flushdb()
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith(("ATS_", "SMARTAPI_", "DATABASE_URL", "REDIS_URL"))}
+    env = {**base, "ATS_ENV": "prod", "ATS_SECRET_KEY": Fernet.generate_key().decode(),
+           "DATABASE_URL": dsn, "REDIS_URL": private_redis_url,
+           "PUBLIC_BASE_URL": "https://ats.example.test"}
+    yield dsn, private_redis_url, env
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_three_workers_two_monitors_run_each_job_exactly_once(
+    shared: tuple[str, str, dict[str, str]], tmp_path: Path
+) -> None:
+    dsn, redis_url, env = shared
+    migrate = subprocess.run([sys.executable, "-m", "ats_app.cli", "db", "upgrade"], cwd=ROOT,
+                             env=env, capture_output=True, text=True, timeout=120)
+    assert migrate.returncode == 0, migrate.stderr
+    conn = redis.Redis.from_url(redis_url)
+    queue = Queue(ALERTS_QUEUE, connection=conn)
+    nonces = [uuid.uuid4().hex for _ in range(JOBS)]
+    # Enqueued before any worker runs, so all three compete for the same backlog.
+    for nonce in nonces:
+        queue.enqueue("tests.deploy.scale_jobs.record", dsn, nonce)
+    procs: list[subprocess.Popen] = []
+    try:
+        for i, service in enumerate(["worker"] * 3 + ["monitor"] * 2):
+            log = open(tmp_path / f"{service}{i}.log", "w")  # noqa: SIM115 - closed with proc
+            procs.append(subprocess.Popen([sys.executable, "-m", "ats_app.cli", service],
+                                          cwd=ROOT, env=env, stdout=log,
+                                          stderr=subprocess.STDOUT))
+        deadline = time.monotonic() + 60
+        done = 0
+        while time.monotonic() < deadline:
+            for p in procs:
+                assert p.poll() is None, _tails(tmp_path)
+            with psycopg.connect(dsn) as c:
+                done = c.execute("SELECT count(*) FROM scale_probe").fetchone()[0]
+            if done >= JOBS and queue.count == 0:
+                break
+            time.sleep(0.2)
+        time.sleep(1.0)  # a doubled run would land now
+        with psycopg.connect(dsn) as c:
+            rows = c.execute("SELECT nonce, pid FROM scale_probe").fetchall()
+        ran = [n for n, _ in rows]
+        assert len(ran) == JOBS, f"{len(ran)} runs for {JOBS} jobs\n{_tails(tmp_path)}"
+        assert set(ran) == set(nonces)  # none lost, none doubled
+        assert {pid for _, pid in rows} == {p.pid for p in procs[:3]}, "a worker took no jobs"
+        assert conn.get(MONITOR_HEARTBEAT_KEY), "no monitor heartbeat"
+        assert all(p.poll() is None for p in procs[3:]), "a monitor exited"
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+
+
+def _tails(tmp_path: Path) -> str:
+    return "\n".join(f"--- {p.name}\n{p.read_text()[-1500:]}" for p in tmp_path.glob("*.log"))
