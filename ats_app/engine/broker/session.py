@@ -24,6 +24,7 @@ from typing import Any
 
 import pyotp
 import redis
+from redis.exceptions import LockError
 
 from ats_app.engine.accounts import Credentials
 from ats_app.engine.broker import parsing
@@ -72,6 +73,15 @@ def _jwt_exp(token: str) -> float | None:
         return float(claims["exp"])
     except (IndexError, ValueError, KeyError, TypeError):
         return None
+
+
+def _release(lock: Any) -> None:
+    # The lock can expire under a very slow login (or vanish with a flushed Redis); the
+    # login's own outcome matters more than the bookkeeping, so never let this mask it.
+    try:
+        lock.release()
+    except LockError:
+        log.warning("Angel login lock expired before release")
 
 
 def _strip_bearer(token: str) -> str:
@@ -140,8 +150,13 @@ class AngelSession:
 
     def login(self) -> Tokens:
         """A fresh login regardless of stored tokens (used by "Test connection")."""
-        with self._lock():
+        lock = self._lock()
+        if not lock.acquire():
+            raise BrokerDown("another process is logging in to this account; try again")
+        try:
             return self._save(self._login())
+        finally:
+            _release(lock)
 
     def forget(self) -> None:
         self._redis.delete(session_key(self.creds.account_id))
@@ -188,7 +203,7 @@ class AngelSession:
                              self.creds.account_id, exc.errorcode)
             return self._save(self._login())
         finally:
-            lock.release()
+            _release(lock)
 
     def _tokens_from(self, jwt: str, refresh: str, feed: str) -> Tokens:
         now = self._clock()
