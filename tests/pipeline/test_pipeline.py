@@ -1,0 +1,227 @@
+"""Alert → RQ job → exactly one order, with real RQ worker processes and the SmartAPI
+simulator as the broker (live through the official SDK, paper priced from it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pyotp
+import pytest
+import redis
+from SmartApi import SmartConnect
+from SmartApi.smartExceptions import DataException
+from sqlmodel import select
+from starlette.testclient import TestClient
+
+from ats_app.api import build_api
+from ats_app.engine import accounts, bot, strategies, users, webhooks
+from ats_app.engine.config import reset_settings_cache
+from ats_app.engine.db import session_scope
+from ats_app.engine.models import Alert, Order, Position
+from ats_app.engine.recovery import cleanup_abandoned_jobs
+from ats_app.engine.simulator.config import AccountSpec, SimConfig, demo_account
+from ats_app.engine.simulator.server import ServerThread
+
+ROOT = Path(__file__).resolve().parents[2]
+CLIENT, PIN, SECRET, API_KEY = "T2001", "2468", "KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU", "k1"
+
+
+@pytest.fixture
+def sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ServerThread]:
+    monkeypatch.chdir(tmp_path)  # the SDK writes logs/ into the working directory
+    server = ServerThread(SimConfig(accounts=[AccountSpec(CLIENT, PIN, SECRET), demo_account()],
+                                    engine_interval_ms=20)).start()
+    monkeypatch.setenv("SIMULATOR_PORT", str(server.port))
+    monkeypatch.setenv("ATS_SIMULATOR", "true")
+    monkeypatch.setenv("ATS_IP_ECHO_URL", "")
+    monkeypatch.delenv("SCRIP_MASTER_URL", raising=False)
+    reset_settings_cache()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def world(database_url: str, redis_url: str, sim: ServerThread,
+          monkeypatch: pytest.MonkeyPatch) -> dict:
+    monkeypatch.setenv("TRADING_MODE", "live")
+    reset_settings_cache()
+    with session_scope() as s:
+        uid = users.create_user(s, "trader", "password123", "T", "R").id
+        acc = accounts.add_account(s, uid, label="sim", client_id=CLIENT, api_key=API_KEY,
+                                   pin=PIN, totp_secret=SECRET, base_url=sim.base_url)
+        strat = strategies.create_strategy(s, uid, "ORB")
+        live, live_secret = webhooks.create_link(
+            s, uid, name="live", accounts=[webhooks.LinkAccount(acc.id, 1)],
+            strategy_id=strat.id, stop_loss_pct=5, target_pct=10, trailing_stop_pct=None,
+            paper=False)
+        paper, paper_secret = webhooks.create_link(
+            s, uid, name="paper", accounts=[], strategy_id=strat.id, stop_loss_pct=5,
+            target_pct=10, trailing_stop_pct=2, paper=True)
+        bot.set_running(s, uid, True)
+    return {"user": uid, "account": acc.id, "live": (live.token, live_secret),
+            "paper": (paper.token, paper_secret), "sim": sim}
+
+
+def _worker_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def _run_burst_worker(timeout: float = 90) -> None:
+    proc = subprocess.run([sys.executable, "-m", "ats_app.cli", "worker", "--burst"],
+                          env=_worker_env(), cwd=os.getcwd(), capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    if os.environ.get("PIPELINE_DEBUG"):
+        print(proc.stderr[-6000:])
+
+
+def _post(link: tuple[str, str], **fields: object) -> dict:
+    body = {"secret": link[1], "action": "buy", "symbol": "NIFTY", "option": "CE",
+            "strike": "ATM", "lots": 1, **fields}
+    resp = TestClient(build_api()).post(f"/webhook/{link[0]}", content=json.dumps(body))
+    assert resp.status_code in (200, 202), resp.text
+    return resp.json()
+
+
+def _orders() -> list[Order]:
+    with session_scope() as s:
+        return list(s.exec(select(Order)).all())
+
+
+def _within_rate_limit(call):  # noqa: ANN001, ANN202
+    """The simulator enforces Angel's 1/s login and order-book limits on us too."""
+    for _ in range(6):
+        try:
+            return call()
+        except DataException:
+            time.sleep(1.1)
+    return call()
+
+
+def _broker_orders(sim: ServerThread, ordertag: str) -> list[dict]:
+    """The broker's own order book, read through the official SDK."""
+    sc = SmartConnect(api_key=API_KEY, root=sim.base_url)
+    _within_rate_limit(lambda: sc.generateSession(CLIENT, PIN, pyotp.TOTP(SECRET).now()))
+    book = _within_rate_limit(sc.orderBook)["data"] or []
+    return [o for o in book if o.get("ordertag") == ordertag]
+
+
+def test_live_alert_fills_once_and_opens_position(world: dict) -> None:
+    accepted = _post(world["live"], id="live-1")
+    assert accepted["status"] == "accepted"
+    _run_burst_worker()
+    (order,) = _orders()
+    assert order.status == "FILLED" and order.side == "BUY" and not order.paper
+    assert order.client_order_id == f"A{accepted['alert_id']}E{world['account']}"
+    assert order.symbol.startswith("NIFTY") and order.symbol.endswith("CE")
+    assert order.quantity % 65 == 0 or order.quantity > 0  # lots x the master's lot size
+    assert len(_broker_orders(world["sim"], order.client_order_id)) == 1
+    with session_scope() as s:
+        (position,) = s.exec(select(Position)).all()
+        alert = s.get(Alert, accepted["alert_id"])
+    assert position.status == "OPEN" and position.quantity == order.filled_quantity
+    assert position.entry_price_paise == order.average_price_paise
+    assert position.stop_paise < position.entry_price_paise < position.target_paise
+    assert alert.status == "DONE"
+
+
+def test_paper_alert_fills_without_an_order_route(world: dict) -> None:
+    _post(world["paper"], id="paper-1")
+    _run_burst_worker()
+    (order,) = _orders()
+    assert order.paper and order.status == "FILLED" and order.account_id is None
+    assert order.average_price_paise and order.average_price_paise > 0
+    assert _broker_orders(world["sim"], order.client_order_id) == []  # nothing sent to Angel
+    with session_scope() as s:
+        (position,) = s.exec(select(Position)).all()
+    assert position.paper and position.status == "OPEN"
+
+
+def test_sell_alert_closes_the_position(world: dict) -> None:
+    _post(world["paper"], id="in-1")
+    _run_burst_worker()
+    _post(world["paper"], action="sell", id="out-1")
+    _post(world["paper"], action="exit", id="out-2")  # nothing left to close: ignored
+    _run_burst_worker()
+    entry, exit_order = sorted(_orders(), key=lambda o: o.id)
+    assert (entry.side, exit_order.side) == ("BUY", "SELL")
+    assert exit_order.status == "FILLED" and exit_order.quantity == entry.filled_quantity
+    with session_scope() as s:
+        (position,) = s.exec(select(Position)).all()
+    assert position.status == "CLOSED" and position.exit_reason == "signal"
+    assert position.realized_pnl_paise == (
+        (position.exit_price_paise - position.entry_price_paise) * position.quantity)
+
+
+def test_fifty_concurrent_copies_make_exactly_one_order(world: dict) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda _: _post(world["live"], id="dup-1"), range(50)))
+    assert sum(a["status"] == "accepted" for a in answers) == 1
+    _run_burst_worker()
+    (order,) = _orders()
+    assert len(_broker_orders(world["sim"], order.client_order_id)) == 1
+
+
+def test_worker_killed_mid_order_then_retried_places_one_order(world: dict,
+                                                               redis_url: str) -> None:
+    sim = world["sim"]
+    # placeOrder answers only after 4 s: the worker is killed while it waits.
+    httpx.post(f"{sim.base_url}/sim/faults", json={"route": "placeOrder", "kind": "latency",
+                                                   "ms": 4000}).raise_for_status()
+    accepted = _post(world["live"], id="kill-1")
+    worker = subprocess.Popen([sys.executable, "-m", "ats_app.cli", "worker"],
+                              env=_worker_env(), start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(o.status == "SUBMITTING" for o in _orders()):
+            assert time.monotonic() < deadline, "order never reached SUBMITTING"
+            time.sleep(0.05)
+        os.killpg(worker.pid, signal.SIGKILL)  # the worker and its work-horse, no cleanup
+        worker.wait(10)
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+    httpx.delete(f"{sim.base_url}/sim/faults").raise_for_status()
+    time.sleep(4.5)  # the simulator finishes the request the dead worker had sent
+    # RQ's registry cleanup after the dead worker's heartbeat expired (~90 s) requeues it;
+    # run it as of that moment rather than sleeping through the heartbeat window.
+    cleanup_abandoned_jobs(redis.Redis.from_url(redis_url), at=time.time() + 600)
+    _run_burst_worker()
+    (order,) = _orders()
+    assert order.status == "FILLED", (order.status, order.reason)
+    assert len(_broker_orders(sim, order.client_order_id)) == 1  # reconciled, not resent
+    with session_scope() as s:
+        assert s.get(Alert, accepted["alert_id"]).status == "DONE"
+
+
+def test_broker_timeout_after_accept_is_reconciled(world: dict) -> None:
+    sim = world["sim"]
+    httpx.post(f"{sim.base_url}/sim/faults", json={"route": "placeOrder", "kind": "lost_answer",
+                                                   "times": 1}).raise_for_status()
+    _post(world["live"], id="timeout-1")
+    _run_burst_worker()
+    (order,) = _orders()
+    assert order.status == "FILLED", (order.status, order.reason)
+    assert len(_broker_orders(sim, order.client_order_id)) == 1
+
+
+def test_margin_rejection_reaches_the_order_row(world: dict) -> None:
+    sim = world["sim"]
+    httpx.post(f"{sim.base_url}/sim/accounts", json={"clientcode": CLIENT, "cash": 1}
+               ).raise_for_status()
+    _post(world["live"], id="poor-1")
+    _run_burst_worker()
+    (order,) = _orders()
+    assert order.status == "REJECTED" and order.reason
+    assert "margin" in order.reason.lower() or "fund" in order.reason.lower()
