@@ -8,7 +8,7 @@ STAMP := $(VENV)/.requirements.stamp
 export REFLEX_TELEMETRY_ENABLED := false
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup run test test-browser-deps lint bench sim clean
+.PHONY: setup run test test-deps lint bench sim clean
 
 setup: $(STAMP) $(VENV)/bin/bun
 
@@ -29,16 +29,21 @@ run: setup
 	$(PY) -m ats_app.cli db upgrade
 	$(VENV)/bin/reflex run
 
-# Debian's chromium for the browser tests, installed when absent and installable.
-test-browser-deps:
-	@if [ ! -x /usr/bin/chromium ]; then \
+# Debian packages the tests drive for real: chromium (browser tests), nginx and caddy
+# (deployment config checks), tinyproxy (per-account egress proxy). Installed when absent.
+TEST_DEBS := chromium nginx caddy tinyproxy-bin
+TEST_BINS := /usr/bin/chromium /usr/sbin/nginx /usr/bin/caddy /usr/bin/tinyproxy
+test-deps:
+	@missing=0; for b in $(TEST_BINS); do [ -x $$b ] || missing=1; done; \
+	if [ $$missing = 1 ]; then \
 	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-	      || echo "warning: could not install chromium"; \
-	  else echo "warning: /usr/bin/chromium missing and cannot be installed here"; fi; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      $(TEST_DEBS) >/dev/null) \
+	      || echo "warning: could not install $(TEST_DEBS)"; \
+	  else echo "warning: some of $(TEST_BINS) missing and cannot be installed here"; fi; \
 	fi
 
-test: setup test-browser-deps
+test: setup test-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup
