@@ -49,7 +49,9 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 def build_api() -> Starlette:
-    return Starlette(routes=[
-        Route("/webhook/{token}", webhook, methods=["POST"]),
-        Route("/healthz", healthz, methods=["GET"]),
-    ])
+    return Starlette(
+        routes=[
+            Route("/webhook/{token}", webhook, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ]
+    )

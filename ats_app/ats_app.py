@@ -30,10 +30,15 @@ app = rx.App(
 )
 app.register_lifespan_task(services)
 
-app.add_page(login_page, route=routes.LOGIN, title="Log in · ATS",
-             on_load=AuthState.redirect_if_logged_in)
-app.add_page(register_page, route=routes.REGISTER, title="Register · ATS",
-             on_load=AuthState.redirect_if_logged_in)
+app.add_page(
+    login_page, route=routes.LOGIN, title="Log in · ATS", on_load=AuthState.redirect_if_logged_in
+)
+app.add_page(
+    register_page,
+    route=routes.REGISTER,
+    title="Register · ATS",
+    on_load=AuthState.redirect_if_logged_in,
+)
 
 # Every other page: the session is checked on load, and again by each handler that acts.
 for page, route, title, loader in (
@@ -46,6 +51,9 @@ for page, route, title, loader in (
     (audit_page, routes.AUDIT, "Audit log", AuditState.load),
     (profile_page, routes.PROFILE, "Profile", AuthState.require_login),
 ):
-    on_load = [AuthState.require_login] if loader is AuthState.require_login else [
-        AuthState.require_login, loader]
+    on_load = (
+        [AuthState.require_login]
+        if loader is AuthState.require_login
+        else [AuthState.require_login, loader]
+    )
     app.add_page(page, route=route, title=f"{title} · ATS", on_load=on_load)

@@ -8,6 +8,7 @@ standard input so it stays out of shell history.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Callable
@@ -94,9 +95,16 @@ def cmd_user_passwd(session: Session, args: argparse.Namespace) -> dict[str, Any
 @_with_session
 def cmd_account_add(session: Session, args: argparse.Namespace) -> dict[str, Any]:
     view = accounts.add_account(
-        session, _user_id(session, args.user), label=args.label, client_id=args.client_id,
-        api_key=args.api_key, pin=args.pin, totp_secret=args.totp_secret,
-        base_url=args.base_url, egress_proxy=args.egress_proxy, egress_ip=args.egress_ip,
+        session,
+        _user_id(session, args.user),
+        label=args.label,
+        client_id=args.client_id,
+        api_key=args.api_key,
+        pin=args.pin,
+        totp_secret=args.totp_secret,
+        base_url=args.base_url,
+        egress_proxy=args.egress_proxy,
+        egress_ip=args.egress_ip,
         is_simulated=args.simulated,
     )
     return asdict(view)
@@ -104,8 +112,11 @@ def cmd_account_add(session: Session, args: argparse.Namespace) -> dict[str, Any
 
 @_with_session
 def cmd_strategy_create(session: Session, args: argparse.Namespace) -> dict[str, Any]:
-    return asdict(strategies.create_strategy(session, _user_id(session, args.user), args.name,
-                                             args.description))
+    return asdict(
+        strategies.create_strategy(
+            session, _user_id(session, args.user), args.name, args.description
+        )
+    )
 
 
 def _parse_link_accounts(values: list[str]) -> list[webhooks.LinkAccount]:
@@ -115,16 +126,23 @@ def _parse_link_accounts(values: list[str]) -> list[webhooks.LinkAccount]:
         try:
             result.append(webhooks.LinkAccount(int(acc), int(mult) if mult else 1))
         except ValueError as exc:
-            raise CliError(f"--account expects ACCOUNT_ID or ACCOUNT_ID:MULTIPLIER, got {v!r}", 2) from exc
+            raise CliError(
+                f"--account expects ACCOUNT_ID or ACCOUNT_ID:MULTIPLIER, got {v!r}", 2
+            ) from exc
     return result
 
 
 @_with_session
 def cmd_webhook_create(session: Session, args: argparse.Namespace) -> dict[str, Any]:
     view, secret = webhooks.create_link(
-        session, _user_id(session, args.user), name=args.name,
-        accounts=_parse_link_accounts(args.account or []), strategy_id=args.strategy,
-        stop_loss_pct=args.sl, target_pct=args.target, trailing_stop_pct=args.tsl,
+        session,
+        _user_id(session, args.user),
+        name=args.name,
+        accounts=_parse_link_accounts(args.account or []),
+        strategy_id=args.strategy,
+        stop_loss_pct=args.sl,
+        target_pct=args.target,
+        trailing_stop_pct=args.tsl,
         paper=args.paper,
     )
     out = asdict(view)
@@ -144,7 +162,11 @@ def cmd_orders_export(session: Session, args: argparse.Namespace) -> dict[str, A
     rows = orders.list_orders(session, _user_id(session, args.user))
     if args.json:
         key = "orders" if args.format == "json" else "csv"
-        content: Any = [asdict(r) for r in rows] if args.format == "json" else orders.export_orders(rows, "csv")
+        content: Any = (
+            [asdict(r) for r in rows]
+            if args.format == "json"
+            else orders.export_orders(rows, "csv")
+        )
         return {"count": len(rows), "format": args.format, key: content}
     sys.stdout.write(orders.export_orders(rows, args.format))
     if args.format == "json":
@@ -175,13 +197,18 @@ def cmd_monitor(args: argparse.Namespace) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p = argparse.ArgumentParser(prog="python -m ats_app.cli", description=__doc__,
-                                parents=[common],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m ats_app.cli",
+        description=__doc__,
+        parents=[common],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="group", required=True)
 
     db = sub.add_parser("db", help="database").add_subparsers(dest="cmd", required=True)
-    db.add_parser("upgrade", parents=[common], help="apply migrations").set_defaults(fn=cmd_db_upgrade)
+    db.add_parser("upgrade", parents=[common], help="apply migrations").set_defaults(
+        fn=cmd_db_upgrade
+    )
 
     user = sub.add_parser("user", help="users").add_subparsers(dest="cmd", required=True)
     uc = user.add_parser("create", parents=[common], help="create a user (first = admin)")
@@ -195,7 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--password", required=True, help="or - to read from stdin")
     up.set_defaults(fn=cmd_user_passwd)
 
-    acc = sub.add_parser("account", help="broker accounts").add_subparsers(dest="cmd", required=True)
+    acc = sub.add_parser("account", help="broker accounts").add_subparsers(
+        dest="cmd", required=True
+    )
     aa = acc.add_parser("add", parents=[common], help="add an Angel One account")
     aa.add_argument("--user", required=True)
     aa.add_argument("--label", required=True)
@@ -220,8 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     wc = wh.add_parser("create", parents=[common], help="create a webhook link")
     wc.add_argument("--user", required=True)
     wc.add_argument("--name", required=True)
-    wc.add_argument("--account", action="append",
-                    help="ACCOUNT_ID or ACCOUNT_ID:LOT_MULTIPLIER (repeatable)")
+    wc.add_argument(
+        "--account", action="append", help="ACCOUNT_ID or ACCOUNT_ID:LOT_MULTIPLIER (repeatable)"
+    )
     wc.add_argument("--strategy", type=int)
     wc.add_argument("--sl", help="stop-loss percent")
     wc.add_argument("--target", help="target percent")
@@ -240,7 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     oe.add_argument("--format", choices=orders.EXPORT_FORMATS, default="csv")
     oe.set_defaults(fn=cmd_orders_export)
 
-    sub.add_parser("keygen", parents=[common], help="print a new ATS_SECRET_KEY").set_defaults(fn=cmd_keygen)
+    sub.add_parser("keygen", parents=[common], help="print a new ATS_SECRET_KEY").set_defaults(
+        fn=cmd_keygen
+    )
 
     sim = sub.add_parser("sim", help="run the SmartAPI simulator (see: sim --help)", add_help=False)
     sim.add_argument("sim_args", nargs=argparse.REMAINDER)
@@ -249,7 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("worker", parents=[common], help="run an RQ worker")
     w.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     w.set_defaults(fn=cmd_worker)
-    sub.add_parser("monitor", parents=[common], help="run the price monitor").set_defaults(fn=cmd_monitor)
+    sub.add_parser("monitor", parents=[common], help="run the price monitor").set_defaults(
+        fn=cmd_monitor
+    )
     add_instruments_commands(sub, common)
     return p
 
@@ -263,11 +297,13 @@ def _audit_refusal(args: argparse.Namespace, exc: AtsError) -> None:
     """Refused input is audited too (in its own transaction; the command's rolled back)."""
     from ats_app.engine.audit import record_now
 
-    try:
-        record_now("cli.refused", subject=f"{args.group} {getattr(args, 'cmd', '')}".strip(),
-                   error=str(exc), field=getattr(exc, "field", None))
-    except Exception:  # noqa: BLE001 - e.g. database not migrated yet; the error is printed
-        pass
+    with contextlib.suppress(Exception):
+        record_now(
+            "cli.refused",
+            subject=f"{args.group} {getattr(args, 'cmd', '')}".strip(),
+            error=str(exc),
+            field=getattr(exc, "field", None),
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

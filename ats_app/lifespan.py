@@ -37,7 +37,7 @@ def _recover_alerts() -> None:
 
     try:
         requeue_lost_alerts()
-    except Exception:  # noqa: BLE001 - Redis may be down; the monitor retries every 30 s
+    except Exception:
         log.exception("could not re-enqueue lost alerts at startup")
 
 

@@ -51,8 +51,18 @@ def _reset_caches() -> None:
 def base_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """A dev configuration confined to tmp_path (no .env, no repo .data)."""
     for name in list(os.environ):
-        if name.startswith(("SMARTAPI_", "ATS_", "DATABASE_URL", "TRADING_MODE", "MARKET_HOURS",
-                            "ALLOW_REGISTRATION", "PUBLIC_BASE_URL", "LOGIN_")):
+        if name.startswith(
+            (
+                "SMARTAPI_",
+                "ATS_",
+                "DATABASE_URL",
+                "TRADING_MODE",
+                "MARKET_HOURS",
+                "ALLOW_REGISTRATION",
+                "PUBLIC_BASE_URL",
+                "LOGIN_",
+            )
+        ):
             monkeypatch.delenv(name, raising=False)
     env = {
         "ATS_ENV": "dev",
@@ -92,8 +102,9 @@ def postgres_url(pg_server: str) -> Iterator[str]:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, base_env: dict[str, str],
-                 monkeypatch: pytest.MonkeyPatch) -> str:
+def database_url(
+    request: pytest.FixtureRequest, base_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> str:
     """An empty database of each kind, migrated to head, set as DATABASE_URL."""
     if request.param == "sqlite":
         url = request.getfixturevalue("sqlite_url")
@@ -106,7 +117,7 @@ def database_url(request: pytest.FixtureRequest, base_env: dict[str, str],
 
 
 @pytest.fixture
-def session(database_url: str):  # noqa: ANN201
+def session(database_url: str):
     with db.session_scope(database_url) as s:
         yield s
 
@@ -134,8 +145,20 @@ def redis_server_url() -> Iterator[str]:
     from ats_app.engine.embedded_redis import free_port, redis_server_binary
 
     port = free_port()
-    proc = subprocess.Popen([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
-                             "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            redis_server_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     url = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + 10
     while not _redis_ok(url):

@@ -28,8 +28,11 @@ class ReflexProcess:
         log_dir = data_dir.parent
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / ("backend.log" if backend_only else "reflex.log")
-        base = {k: v for k, v in os.environ.items()
-                if not k.startswith(("ATS_", "REDIS_URL", "DATABASE_URL", "SMARTAPI_"))}
+        base = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("ATS_", "REDIS_URL", "DATABASE_URL", "SMARTAPI_"))
+        }
         self.env = {
             **base,
             "PATH": f"{VENV_BIN}:{base.get('PATH', '')}",
@@ -52,16 +55,28 @@ class ReflexProcess:
         return f"http://localhost:{self.frontend_port}"
 
     def start(self, timeout: float) -> None:
-        args = [str(VENV_BIN / "reflex"), "run", "--backend-port", str(self.backend_port),
-                "--loglevel", "info"]
+        args = [
+            str(VENV_BIN / "reflex"),
+            "run",
+            "--backend-port",
+            str(self.backend_port),
+            "--loglevel",
+            "info",
+        ]
         if self.backend_only:
             args.append("--backend-only")
         else:
             args += ["--frontend-port", str(self.frontend_port)]
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         # Own process group: stop() sends SIGINT to the group, exactly like Ctrl-C in a terminal.
-        self.proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.wait_for(f"{self.backend}/ping", timeout)
         if not self.backend_only:
             self.wait_for(f"{self.frontend}/login", timeout)

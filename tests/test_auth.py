@@ -29,14 +29,18 @@ def test_username_unique_case_insensitively(database_url: str) -> None:
         users.create_user(s, "ALICE", "password123", "A", "B")
 
 
-@pytest.mark.parametrize("username,password,first,field", [
-    pytest.param("a", "password123", "A", "username", id="short-username"),
-    pytest.param("bad name", "password123", "A", "username", id="space-in-username"),
-    pytest.param("alice", "short", "A", "password", id="short-password"),
-    pytest.param("alice", "password123", "  ", "first_name", id="blank-first-name"),
-])
-def test_registration_validation_names_the_field(database_url: str, username: str,
-                                                  password: str, first: str, field: str) -> None:
+@pytest.mark.parametrize(
+    "username,password,first,field",
+    [
+        pytest.param("a", "password123", "A", "username", id="short-username"),
+        pytest.param("bad name", "password123", "A", "username", id="space-in-username"),
+        pytest.param("alice", "short", "A", "password", id="short-password"),
+        pytest.param("alice", "password123", "  ", "first_name", id="blank-first-name"),
+    ],
+)
+def test_registration_validation_names_the_field(
+    database_url: str, username: str, password: str, first: str, field: str
+) -> None:
     with pytest.raises(ValidationError) as err, session_scope() as s:
         users.create_user(s, username, password, first, "Smith")
     assert err.value.field == field
@@ -69,8 +73,9 @@ def test_expired_session_is_rejected(database_url: str) -> None:
         assert users.user_for_token(s, token) is None
 
 
-def test_wrong_password_is_audited_and_rate_limited(database_url: str,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wrong_password_is_audited_and_rate_limited(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _make()
     for _ in range(5):
         with pytest.raises(AuthError, match="wrong username or password"), session_scope() as s:

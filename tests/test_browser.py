@@ -17,10 +17,18 @@ from tests.conftest import require_or_skip
 from tests.reflex_proc import ReflexProcess
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--disable-quic"]
-SHOTS = Path(os.environ.get("ATS_SCREENSHOT_DIR", "")) if os.environ.get("ATS_SCREENSHOT_DIR") else None
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+SHOTS = (
+    Path(os.environ.get("ATS_SCREENSHOT_DIR", "")) if os.environ.get("ATS_SCREENSHOT_DIR") else None
+)
 
 pytestmark = pytest.mark.browser
 
@@ -35,7 +43,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReflexProcess]:
 
 
 @pytest.fixture
-def page(app: ReflexProcess):  # noqa: ANN201
+def page(app: ReflexProcess):
     from playwright.sync_api import expect, sync_playwright
 
     expect.set_options(timeout=15_000)  # a loaded 2-core CI machine, not a fast laptop
@@ -49,13 +57,13 @@ def page(app: ReflexProcess):  # noqa: ANN201
         browser.close()
 
 
-def _shot(page, name: str) -> None:  # noqa: ANN001
+def _shot(page, name: str) -> None:
     if SHOTS:
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / f"{name}.png"))
 
 
-def test_register_login_logout(app: ReflexProcess, page) -> None:  # noqa: ANN001
+def test_register_login_logout(app: ReflexProcess, page) -> None:
     from playwright.sync_api import expect
 
     # A protected page sends a stranger to the login page.
@@ -91,7 +99,9 @@ def test_register_login_logout(app: ReflexProcess, page) -> None:  # noqa: ANN00
     page.fill("#username", "asha")
     page.fill("#password", "wrong-password")
     page.click("#login-submit")
-    expect(page.locator("#form-error")).to_contain_text(re.compile("wrong username or password", re.I))
+    expect(page.locator("#form-error")).to_contain_text(
+        re.compile("wrong username or password", re.I)
+    )
 
     page.fill("#password", "correct-horse-1")
     page.click("#login-submit")

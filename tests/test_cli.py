@@ -21,12 +21,19 @@ TOTP = "JBSWY3DPEHPK3PXP"
 
 
 @pytest.fixture
-def cli(database_url: str, base_env: dict[str, str]):  # noqa: ANN201
+def cli(database_url: str, base_env: dict[str, str]):
     env = {**os.environ, "DATABASE_URL": database_url}
 
     def run(*args: str, stdin: str | None = None, expect: int = 0) -> subprocess.CompletedProcess:
-        proc = subprocess.run([sys.executable, "-m", "ats_app.cli", *args], input=stdin,
-                              capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "ats_app.cli", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=60,
+        )
         assert proc.returncode == expect, (proc.returncode, proc.stdout, proc.stderr)
         return proc
 
@@ -39,20 +46,63 @@ def cli(database_url: str, base_env: dict[str, str]):  # noqa: ANN201
     return run
 
 
-def test_full_operator_flow(cli) -> None:  # noqa: ANN001
+def test_full_operator_flow(cli) -> None:
     assert cli.json("db", "upgrade")["status"] == "ok"
-    user = cli.json("user", "create", "--username", "ops", "--password", "-", "--first", "Op",
-                    "--last", "Erator", stdin="password123\n")
+    user = cli.json(
+        "user",
+        "create",
+        "--username",
+        "ops",
+        "--password",
+        "-",
+        "--first",
+        "Op",
+        "--last",
+        "Erator",
+        stdin="password123\n",
+    )
     assert user["id"] > 0 and user["is_admin"] is True and "password" not in json.dumps(user)
-    acc = cli.json("account", "add", "--user", "ops", "--label", "sim", "--client-id", "S1",
-                   "--api-key", "-", "--pin", "-", "--totp-secret", "-",
-                   "--base-url", "http://127.0.0.1:9100", stdin=f"apikey-xyz\n4321\n{TOTP}\n")
+    acc = cli.json(
+        "account",
+        "add",
+        "--user",
+        "ops",
+        "--label",
+        "sim",
+        "--client-id",
+        "S1",
+        "--api-key",
+        "-",
+        "--pin",
+        "-",
+        "--totp-secret",
+        "-",
+        "--base-url",
+        "http://127.0.0.1:9100",
+        stdin=f"apikey-xyz\n4321\n{TOTP}\n",
+    )
     assert acc["id"] > 0 and acc["base_url"] == "http://127.0.0.1:9100"
     assert "apikey-xyz" not in json.dumps(acc) and TOTP not in json.dumps(acc)
     strat = cli.json("strategy", "create", "--user", "ops", "--name", "ORB")
-    hook = cli.json("webhook", "create", "--user", "ops", "--name", "nifty", "--account",
-                    str(acc["id"]), "--strategy", str(strat["id"]), "--sl", "1.5", "--target", "3",
-                    "--tsl", "1", "--paper")
+    hook = cli.json(
+        "webhook",
+        "create",
+        "--user",
+        "ops",
+        "--name",
+        "nifty",
+        "--account",
+        str(acc["id"]),
+        "--strategy",
+        str(strat["id"]),
+        "--sl",
+        "1.5",
+        "--target",
+        "3",
+        "--tsl",
+        "1",
+        "--paper",
+    )
     assert hook["url"] == f"https://ats.example.test/webhook/{hook['token']}"
     assert len(hook["token"]) >= 22 and len(hook["secret"]) >= 16  # >= 128 bits each
     assert hook["paper"] is True and hook["stop_loss_pct"] == 1.5
@@ -60,39 +110,110 @@ def test_full_operator_flow(cli) -> None:  # noqa: ANN001
     assert cli.json("bot", "stop", "--user", "ops")["running"] is False
 
 
-def test_orders_export_csv_and_json(cli) -> None:  # noqa: ANN001
-    uid = cli.json("user", "create", "--username", "ops", "--password", "password123",
-                   "--first", "O", "--last", "P")["id"]
+def test_orders_export_csv_and_json(cli) -> None:
+    uid = cli.json(
+        "user",
+        "create",
+        "--username",
+        "ops",
+        "--password",
+        "password123",
+        "--first",
+        "O",
+        "--last",
+        "P",
+    )["id"]
     with session_scope() as s:
-        s.add(Order(user_id=uid, client_order_id="ats-1", exchange="NFO", symbol="NIFTY24DEC",
-                    symbol_token="35001", side="BUY", quantity=75, average_price_paise=12345,
-                    status="FILLED", filled_quantity=75))
-    rows = list(csv.DictReader(io.StringIO(cli("orders", "export", "--user", "ops",
-                                               "--format", "csv").stdout)))
+        s.add(
+            Order(
+                user_id=uid,
+                client_order_id="ats-1",
+                exchange="NFO",
+                symbol="NIFTY24DEC",
+                symbol_token="35001",
+                side="BUY",
+                quantity=75,
+                average_price_paise=12345,
+                status="FILLED",
+                filled_quantity=75,
+            )
+        )
+    rows = list(
+        csv.DictReader(
+            io.StringIO(cli("orders", "export", "--user", "ops", "--format", "csv").stdout)
+        )
+    )
     assert [(r["client_order_id"], r["fill_price"], r["status"], r["mode"]) for r in rows] == [
-        ("ats-1", "123.45", "FILLED", "paper")]
+        ("ats-1", "123.45", "FILLED", "paper")
+    ]
     data = json.loads(cli("orders", "export", "--user", "ops", "--format", "json").stdout)
     assert data[0]["quantity"] == 75 and data[0]["tradingsymbol"] == "NIFTY24DEC"
-    for key in ("id", "alert_id", "created_at", "account", "strategy", "link", "symboltoken",
-                "exchange", "side", "requested_price", "broker_order_id", "reason"):
+    for key in (
+        "id",
+        "alert_id",
+        "created_at",
+        "account",
+        "strategy",
+        "link",
+        "symboltoken",
+        "exchange",
+        "side",
+        "requested_price",
+        "broker_order_id",
+        "reason",
+    ):
         assert key in data[0] and key in rows[0]
     wrapped = cli.json("orders", "export", "--user", "ops", "--format", "json")
     assert wrapped["count"] == 1 and wrapped["orders"][0]["client_order_id"] == "ats-1"
 
 
-def test_errors_go_to_stderr_with_status_and_are_audited(cli) -> None:  # noqa: ANN001
-    cli("user", "create", "--username", "ops", "--password", "password123", "--first", "O",
-        "--last", "P")
-    dup = cli("user", "create", "--username", "ops", "--password", "password123", "--first", "O",
-              "--last", "P", "--json", expect=1)
+def test_errors_go_to_stderr_with_status_and_are_audited(cli) -> None:
+    cli(
+        "user",
+        "create",
+        "--username",
+        "ops",
+        "--password",
+        "password123",
+        "--first",
+        "O",
+        "--last",
+        "P",
+    )
+    dup = cli(
+        "user",
+        "create",
+        "--username",
+        "ops",
+        "--password",
+        "password123",
+        "--first",
+        "O",
+        "--last",
+        "P",
+        "--json",
+        expect=1,
+    )
     assert dup.stdout == "" and "already taken" in dup.stderr
     bad = cli("webhook", "create", "--user", "ops", "--name", "x", "--sl", "150", expect=1)
     assert "stop_loss_pct" in bad.stderr
     assert "no user named 'ghost'" in cli("bot", "start", "--user", "ghost", expect=1).stderr
     usage = cli("orders", "export", "--user", "ops", "--format", "xml", expect=2)
     assert "invalid choice" in usage.stderr
-    empty_stdin = cli("user", "create", "--username", "x2", "--password", "-", "--first", "a",
-                      "--last", "b", stdin="", expect=2)
+    empty_stdin = cli(
+        "user",
+        "create",
+        "--username",
+        "x2",
+        "--password",
+        "-",
+        "--first",
+        "a",
+        "--last",
+        "b",
+        stdin="",
+        expect=2,
+    )
     assert "standard input" in empty_stdin.stderr
     with session_scope() as s:
         refused = s.exec(select(AuditEvent).where(AuditEvent.action == "cli.refused")).all()

@@ -25,12 +25,18 @@ def test_dev_defaults_need_no_configuration(tmp_path: Path) -> None:
     assert load_settings({"ATS_DATA_DIR": str(tmp_path)}, dotenv=False).secret_key == cfg.secret_key
 
 
-@pytest.mark.parametrize("missing", ["ATS_SECRET_KEY", "DATABASE_URL", "REDIS_URL",
-                                     "PUBLIC_BASE_URL"])
+@pytest.mark.parametrize(
+    "missing", ["ATS_SECRET_KEY", "DATABASE_URL", "REDIS_URL", "PUBLIC_BASE_URL"]
+)
 def test_prod_refuses_to_start_without_secrets(tmp_path: Path, missing: str) -> None:
-    env = {"ATS_ENV": "prod", "ATS_DATA_DIR": str(tmp_path), "ATS_SECRET_KEY": "k",
-           "DATABASE_URL": "postgresql://x/y", "REDIS_URL": "redis://x",
-           "PUBLIC_BASE_URL": "https://x"}
+    env = {
+        "ATS_ENV": "prod",
+        "ATS_DATA_DIR": str(tmp_path),
+        "ATS_SECRET_KEY": "k",
+        "DATABASE_URL": "postgresql://x/y",
+        "REDIS_URL": "redis://x",
+        "PUBLIC_BASE_URL": "https://x",
+    }
     del env[missing]
     with pytest.raises(ConfigError, match=missing):
         load_settings(env, dotenv=False)
@@ -38,26 +44,42 @@ def test_prod_refuses_to_start_without_secrets(tmp_path: Path, missing: str) -> 
 
 
 def test_prod_closes_registration_and_service_spawning(tmp_path: Path) -> None:
-    cfg = load_settings({"ATS_ENV": "prod", "ATS_SECRET_KEY": "k", "DATABASE_URL": "sqlite://",
-                         "REDIS_URL": "redis://x", "PUBLIC_BASE_URL": "https://x"}, dotenv=False)
+    cfg = load_settings(
+        {
+            "ATS_ENV": "prod",
+            "ATS_SECRET_KEY": "k",
+            "DATABASE_URL": "sqlite://",
+            "REDIS_URL": "redis://x",
+            "PUBLIC_BASE_URL": "https://x",
+        },
+        dotenv=False,
+    )
     assert not cfg.registration_open and not cfg.spawn_services
 
 
-@pytest.mark.parametrize("env,match", [
-    ({"TRADING_MODE": "yolo"}, "TRADING_MODE"),
-    ({"MARKET_HOURS": "always", "TRADING_MODE": "live"}, "MARKET_HOURS=always"),
-    ({"ALLOW_REGISTRATION": "maybe"}, "ALLOW_REGISTRATION"),
-    ({"SESSION_HOURS": "twelve"}, "SESSION_HOURS"),
-])
+@pytest.mark.parametrize(
+    "env,match",
+    [
+        ({"TRADING_MODE": "yolo"}, "TRADING_MODE"),
+        ({"MARKET_HOURS": "always", "TRADING_MODE": "live"}, "MARKET_HOURS=always"),
+        ({"ALLOW_REGISTRATION": "maybe"}, "ALLOW_REGISTRATION"),
+        ({"SESSION_HOURS": "twelve"}, "SESSION_HOURS"),
+    ],
+)
 def test_invalid_values_are_named(tmp_path: Path, env: dict[str, str], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         load_settings({"ATS_DATA_DIR": str(tmp_path), **env}, dotenv=False)
 
 
 def test_smartapi_env_creates_then_updates_admin_account(database_url: str, tmp_path: Path) -> None:
-    env = {"ATS_DATA_DIR": str(tmp_path), "ATS_SECRET_KEY": "unused", "SMARTAPI_CLIENT_ID": "a12345",
-           "SMARTAPI_API_KEY": "key-1", "SMARTAPI_PASSWORD": "1234",
-           "SMARTAPI_TOTP": "JBSWY3DPEHPK3PXP"}
+    env = {
+        "ATS_DATA_DIR": str(tmp_path),
+        "ATS_SECRET_KEY": "unused",
+        "SMARTAPI_CLIENT_ID": "a12345",
+        "SMARTAPI_API_KEY": "key-1",
+        "SMARTAPI_PASSWORD": "1234",
+        "SMARTAPI_TOTP": "JBSWY3DPEHPK3PXP",
+    }
     cfg = load_settings(env, dotenv=False)
     with session_scope() as s:
         assert account_from_env(s, cfg) is None  # no administrator yet

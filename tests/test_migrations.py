@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlmodel import SQLModel
 
 import ats_app.engine.models  # noqa: F401 - registers tables
+from alembic import command
 from ats_app.engine.db import alembic_config, get_engine, upgrade
 
 
@@ -46,10 +46,13 @@ def test_older_database_is_upgraded_keeping_rows(database_url: str) -> None:
     command.downgrade(alembic_config(database_url), "base")
     command.upgrade(alembic_config(database_url), revisions[0])
     with get_engine(database_url).begin() as c:
-        c.execute(sa.text(
-            "INSERT INTO users (username, password_hash, first_name, last_name, is_admin, "
-            "created_at, password_changed_at) VALUES ('old', 'h', 'O', 'L', true, "
-            "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+        c.execute(
+            sa.text(
+                "INSERT INTO users (username, password_hash, first_name, last_name, is_admin, "
+                "created_at, password_changed_at) VALUES ('old', 'h', 'O', 'L', true, "
+                "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
     upgrade(database_url)
     with get_engine(database_url).connect() as c:
         assert c.execute(sa.text("SELECT username FROM users")).scalars().all() == ["old"]

@@ -36,20 +36,30 @@ def test_invalid_key_is_a_clear_error() -> None:
         SecretBox("not-a-key")
 
 
-def _add(session, uid: int) -> accounts.AccountView:  # noqa: ANN001
-    return accounts.add_account(session, uid, label="main", client_id="A123456",
-                                api_key=API_KEY, pin=PIN, totp_secret=TOTP)
+def _add(session, uid: int) -> accounts.AccountView:
+    return accounts.add_account(
+        session, uid, label="main", client_id="A123456", api_key=API_KEY, pin=PIN, totp_secret=TOTP
+    )
 
 
-def test_secrets_never_in_clear_in_database(database_url: str, tmp_path: Path,
-                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_secrets_never_in_clear_in_database(
+    database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     with session_scope() as s:
         uid = users.create_user(s, "alice", "password123", "Alice", "A").id
         view = _add(s, uid)
         _, link_secret = webhooks.create_link(
-            s, uid, name="l", accounts=[webhooks.LinkAccount(view.id, 1)], strategy_id=None,
-            stop_loss_pct=1, target_pct=2, trailing_stop_pct=None, paper=True)
+            s,
+            uid,
+            name="l",
+            accounts=[webhooks.LinkAccount(view.id, 1)],
+            strategy_id=None,
+            stop_loss_pct=1,
+            target_pct=2,
+            trailing_stop_pct=None,
+            paper=True,
+        )
     # Decryptable by the engine...
     with session_scope() as s:
         creds = accounts.credentials(s, uid, view.id)
@@ -93,6 +103,13 @@ def test_bad_totp_secret_names_the_field(database_url: str) -> None:
     with session_scope() as s:
         uid = users.create_user(s, "alice", "password123", "Alice", "A").id
         with pytest.raises(ValidationError) as err:
-            accounts.add_account(s, uid, label="x", client_id="A1", api_key="k", pin="1234",
-                                 totp_secret="not base32 !!")
+            accounts.add_account(
+                s,
+                uid,
+                label="x",
+                client_id="A1",
+                api_key="k",
+                pin="1234",
+                totp_secret="not base32 !!",
+            )
     assert err.value.field == "totp_secret"

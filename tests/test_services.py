@@ -83,7 +83,7 @@ def test_backend_starts_embedded_redis_worker_and_monitor_then_stops_them(
     children = backend.descendants()
     assert sum(_is_ours(p) for p in children) >= 4  # redis-server, worker, monitor, simulator
     backend.stop()  # SIGINT to the process group, as Ctrl-C does
-    gone, alive = psutil.wait_procs(children, timeout=20)
+    _gone, alive = psutil.wait_procs(children, timeout=20)
     assert alive == [], f"orphans left after Ctrl-C: {[(p.pid, p.name()) for p in alive]}"
 
 

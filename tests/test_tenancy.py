@@ -18,14 +18,37 @@ def two_users(database_url: str) -> dict[str, dict[str, int]]:
     with session_scope() as s:
         for name in ("alice", "bob"):
             uid = users.create_user(s, name, "password123", name.title(), "X").id
-            acc = accounts.add_account(s, uid, label="main", client_id=f"{name[0].upper()}1",
-                                       api_key="k", pin="1234", totp_secret=TOTP)
+            acc = accounts.add_account(
+                s,
+                uid,
+                label="main",
+                client_id=f"{name[0].upper()}1",
+                api_key="k",
+                pin="1234",
+                totp_secret=TOTP,
+            )
             strat = strategies.create_strategy(s, uid, "breakout")
             link, _ = webhooks.create_link(
-                s, uid, name="nifty", accounts=[webhooks.LinkAccount(acc.id, 1)],
-                strategy_id=strat.id, stop_loss_pct=1, target_pct=2, trailing_stop_pct=1)
-            s.add(Order(user_id=uid, client_order_id=f"ord-{name}", exchange="NFO",
-                        symbol="NIFTY", symbol_token="1", side="BUY", quantity=75))
+                s,
+                uid,
+                name="nifty",
+                accounts=[webhooks.LinkAccount(acc.id, 1)],
+                strategy_id=strat.id,
+                stop_loss_pct=1,
+                target_pct=2,
+                trailing_stop_pct=1,
+            )
+            s.add(
+                Order(
+                    user_id=uid,
+                    client_order_id=f"ord-{name}",
+                    exchange="NFO",
+                    symbol="NIFTY",
+                    symbol_token="1",
+                    side="BUY",
+                    quantity=75,
+                )
+            )
             out[name] = {"user": uid, "account": acc.id, "strategy": strat.id, "link": link.id}
     return out
 
@@ -39,22 +62,44 @@ def test_listings_show_only_own_rows(two_users: dict[str, dict[str, int]]) -> No
         assert [o.client_order_id for o in orders.list_orders(s, b["user"])] == ["ord-bob"]
 
 
-@pytest.mark.parametrize("action", [
-    pytest.param(lambda s, me, other: accounts.get_account(s, me, other["account"]), id="read-account"),
-    pytest.param(lambda s, me, other: accounts.credentials(s, me, other["account"]), id="decrypt-account"),
-    pytest.param(lambda s, me, other: accounts.update_account(s, me, other["account"], label="pwn"),
-                 id="edit-account"),
-    pytest.param(lambda s, me, other: accounts.delete_account(s, me, other["account"]), id="delete-account"),
-    pytest.param(lambda s, me, other: strategies.update_strategy(s, me, other["strategy"], "x", ""),
-                 id="edit-strategy"),
-    pytest.param(lambda s, me, other: strategies.delete_strategy(s, me, other["strategy"]),
-                 id="delete-strategy"),
-    pytest.param(lambda s, me, other: webhooks.get_link(s, me, other["link"]), id="read-link"),
-    pytest.param(lambda s, me, other: webhooks.reveal_secret(s, me, other["link"]), id="reveal-secret"),
-    pytest.param(lambda s, me, other: webhooks.rotate_token(s, me, other["link"]), id="rotate-token"),
-    pytest.param(lambda s, me, other: webhooks.delete_link(s, me, other["link"]), id="delete-link"),
-])
-def test_other_users_rows_are_not_found(two_users: dict[str, dict[str, int]], action) -> None:  # noqa: ANN001
+@pytest.mark.parametrize(
+    "action",
+    [
+        pytest.param(
+            lambda s, me, other: accounts.get_account(s, me, other["account"]), id="read-account"
+        ),
+        pytest.param(
+            lambda s, me, other: accounts.credentials(s, me, other["account"]), id="decrypt-account"
+        ),
+        pytest.param(
+            lambda s, me, other: accounts.update_account(s, me, other["account"], label="pwn"),
+            id="edit-account",
+        ),
+        pytest.param(
+            lambda s, me, other: accounts.delete_account(s, me, other["account"]),
+            id="delete-account",
+        ),
+        pytest.param(
+            lambda s, me, other: strategies.update_strategy(s, me, other["strategy"], "x", ""),
+            id="edit-strategy",
+        ),
+        pytest.param(
+            lambda s, me, other: strategies.delete_strategy(s, me, other["strategy"]),
+            id="delete-strategy",
+        ),
+        pytest.param(lambda s, me, other: webhooks.get_link(s, me, other["link"]), id="read-link"),
+        pytest.param(
+            lambda s, me, other: webhooks.reveal_secret(s, me, other["link"]), id="reveal-secret"
+        ),
+        pytest.param(
+            lambda s, me, other: webhooks.rotate_token(s, me, other["link"]), id="rotate-token"
+        ),
+        pytest.param(
+            lambda s, me, other: webhooks.delete_link(s, me, other["link"]), id="delete-link"
+        ),
+    ],
+)
+def test_other_users_rows_are_not_found(two_users: dict[str, dict[str, int]], action) -> None:
     me, other = two_users["alice"]["user"], two_users["bob"]
     with pytest.raises(NotFound), session_scope() as s:
         action(s, me, other)
@@ -70,13 +115,29 @@ def test_link_cannot_use_another_users_account_or_strategy(
 ) -> None:
     me, other = two_users["alice"]["user"], two_users["bob"]
     with pytest.raises(ValidationError) as err, session_scope() as s:
-        webhooks.create_link(s, me, name="steal", accounts=[webhooks.LinkAccount(other["account"], 1)],
-                             strategy_id=None, stop_loss_pct=1, target_pct=None,
-                             trailing_stop_pct=None, paper=False)
+        webhooks.create_link(
+            s,
+            me,
+            name="steal",
+            accounts=[webhooks.LinkAccount(other["account"], 1)],
+            strategy_id=None,
+            stop_loss_pct=1,
+            target_pct=None,
+            trailing_stop_pct=None,
+            paper=False,
+        )
     assert err.value.field == "accounts"
     with pytest.raises(ValidationError) as err, session_scope() as s:
-        webhooks.create_link(s, me, name="steal", accounts=[], strategy_id=other["strategy"],
-                             stop_loss_pct=1, target_pct=None, trailing_stop_pct=None)
+        webhooks.create_link(
+            s,
+            me,
+            name="steal",
+            accounts=[],
+            strategy_id=other["strategy"],
+            stop_loss_pct=1,
+            target_pct=None,
+            trailing_stop_pct=None,
+        )
     assert err.value.field == "strategy_id"
 
 

@@ -27,8 +27,16 @@ def link(database_url: str, redis_url: str) -> dict:
         uid = users.create_user(s, "trader", "password123", "T", "R").id
         strat = strategies.create_strategy(s, uid, "ORB")
         view, secret = webhooks.create_link(
-            s, uid, name="nifty", accounts=[], strategy_id=strat.id, stop_loss_pct=1,
-            target_pct=2, trailing_stop_pct=None, paper=True)
+            s,
+            uid,
+            name="nifty",
+            accounts=[],
+            strategy_id=strat.id,
+            stop_loss_pct=1,
+            target_pct=2,
+            trailing_stop_pct=None,
+            paper=True,
+        )
         bot.set_running(s, uid, True)
     return {"user_id": uid, "token": view.token, "secret": secret, "id": view.id}
 
@@ -39,11 +47,18 @@ def client() -> TestClient:
 
 
 def _alert(link: dict, **fields: object) -> dict:
-    return {"secret": link["secret"], "action": "buy", "symbol": "NIFTY", "option": "CE",
-            "strike": "ATM", "lots": "1", **fields}
+    return {
+        "secret": link["secret"],
+        "action": "buy",
+        "symbol": "NIFTY",
+        "option": "CE",
+        "strike": "ATM",
+        "lots": "1",
+        **fields,
+    }
 
 
-def _post(client: TestClient, link: dict, body: object, token: str | None = None):  # noqa: ANN202
+def _post(client: TestClient, link: dict, body: object, token: str | None = None):
     data = body if isinstance(body, bytes | str) else json.dumps(body)
     return client.post(f"/webhook/{token or link['token']}", content=data)
 
@@ -58,8 +73,9 @@ def _alerts() -> list[Alert]:
         return list(s.exec(select(Alert)).all())
 
 
-def test_accepted_alert_is_stored_and_enqueued(client: TestClient, link: dict,
-                                               redis_url: str) -> None:
+def test_accepted_alert_is_stored_and_enqueued(
+    client: TestClient, link: dict, redis_url: str
+) -> None:
     resp = _post(client, link, _alert(link, id="sig-1"))
     assert resp.status_code == 202
     body = resp.json()
@@ -71,24 +87,31 @@ def test_accepted_alert_is_stored_and_enqueued(client: TestClient, link: dict,
     assert job_ids == [f"alert-{alert.id}"]
 
 
-@pytest.mark.parametrize("body,status,field", [
-    pytest.param(b"buy NIFTY now", 400, None, id="plain-text"),
-    pytest.param(b"[1, 2]", 400, None, id="json-array"),
-    pytest.param({"action": "buy", "symbol": "NIFTY"}, 401, None, id="missing-secret"),
-    pytest.param({"secret": "wrong", "action": "buy", "symbol": "NIFTY"}, 401, None,
-                 id="wrong-secret"),
-    pytest.param("ALERT", 422, "action", id="missing-action"),
-    pytest.param({"action": "hold"}, 422, "action", id="bad-action"),
-    pytest.param({"qty": 5}, 422, "qty", id="unknown-field"),
-    pytest.param({"lots": 2, "quantity": 150}, 422, "quantity", id="lots-and-quantity"),
-    pytest.param({"lots": "1.5"}, 422, "lots", id="fractional-lots"),
-    pytest.param({"strike": "XTM"}, 422, "strike", id="bad-strike"),
-    pytest.param({"option": "XX"}, 422, "option", id="bad-option"),
-    pytest.param({"price": "-3"}, 422, "price", id="negative-price"),
-    pytest.param({"tradingsymbol": "NIFTY26DEC26000CE"}, 422, "exchange", id="symbol-no-exchange"),
-])
-def test_bad_input_is_refused_named_and_audited(client: TestClient, link: dict, body: object,
-                                                status: int, field: str | None) -> None:
+@pytest.mark.parametrize(
+    "body,status,field",
+    [
+        pytest.param(b"buy NIFTY now", 400, None, id="plain-text"),
+        pytest.param(b"[1, 2]", 400, None, id="json-array"),
+        pytest.param({"action": "buy", "symbol": "NIFTY"}, 401, None, id="missing-secret"),
+        pytest.param(
+            {"secret": "wrong", "action": "buy", "symbol": "NIFTY"}, 401, None, id="wrong-secret"
+        ),
+        pytest.param("ALERT", 422, "action", id="missing-action"),
+        pytest.param({"action": "hold"}, 422, "action", id="bad-action"),
+        pytest.param({"qty": 5}, 422, "qty", id="unknown-field"),
+        pytest.param({"lots": 2, "quantity": 150}, 422, "quantity", id="lots-and-quantity"),
+        pytest.param({"lots": "1.5"}, 422, "lots", id="fractional-lots"),
+        pytest.param({"strike": "XTM"}, 422, "strike", id="bad-strike"),
+        pytest.param({"option": "XX"}, 422, "option", id="bad-option"),
+        pytest.param({"price": "-3"}, 422, "price", id="negative-price"),
+        pytest.param(
+            {"tradingsymbol": "NIFTY26DEC26000CE"}, 422, "exchange", id="symbol-no-exchange"
+        ),
+    ],
+)
+def test_bad_input_is_refused_named_and_audited(
+    client: TestClient, link: dict, body: object, status: int, field: str | None
+) -> None:
     if body == "ALERT":
         body = {"secret": link["secret"], "symbol": "NIFTY"}
     elif isinstance(body, dict) and status == 422:
@@ -121,8 +144,9 @@ def test_oversized_body_is_413(client: TestClient, link: dict) -> None:
     assert resp.status_code == 413 and _alerts() == []
 
 
-def test_rate_limit_per_link_is_429(client: TestClient, link: dict,
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rate_limit_per_link_is_429(
+    client: TestClient, link: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("WEBHOOK_RATE_PER_MIN", "3")
     reset_settings_cache()
     codes = [_post(client, link, _alert(link, id=f"r{i}")).status_code for i in range(5)]
@@ -154,8 +178,9 @@ def test_fifty_concurrent_copies_make_one_alert(client: TestClient, link: dict) 
     assert len(_alerts()) == 1
 
 
-def test_bot_stopped_is_ignored_and_not_enqueued(client: TestClient, link: dict,
-                                                 redis_url: str) -> None:
+def test_bot_stopped_is_ignored_and_not_enqueued(
+    client: TestClient, link: dict, redis_url: str
+) -> None:
     with session_scope() as s:
         bot.set_running(s, link["user_id"], False)
     resp = _post(client, link, _alert(link))
@@ -184,9 +209,9 @@ def test_source_allowlist(client: TestClient, link: dict, monkeypatch: pytest.Mo
     assert _post(client, link, _alert(link)).status_code == 202
 
 
-def test_alert_accepted_while_redis_down_is_requeued(client: TestClient, link: dict,
-                                                     redis_url: str,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_alert_accepted_while_redis_down_is_requeued(
+    client: TestClient, link: dict, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from ats_app.engine import queueing
 
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens there

@@ -12,8 +12,11 @@ from ats_app.state.auth import AuthState
 def mode_banner() -> rx.Component:
     """PAPER vs LIVE, impossible to miss. Read at page build time from TRADING_MODE."""
     live = settings().trading_mode == "live"
-    text = ("LIVE TRADING — real orders, real money" if live
-            else "PAPER TRADING — simulated orders, no real money")
+    text = (
+        "LIVE TRADING — real orders, real money"
+        if live
+        else "PAPER TRADING — simulated orders, no real money"
+    )
     return rx.box(
         rx.text(text, weight="bold", size="2", id="mode-banner"),
         background_color="var(--red-9)" if live else "var(--amber-9)",
@@ -60,7 +63,9 @@ def submit_button(label: str, button_id: str, **props: object) -> rx.Component:
 def form_error(message: rx.Var) -> rx.Component:
     return rx.cond(
         message != "",
-        rx.callout(message, icon="triangle_alert", color_scheme="red", role="alert", id="form-error"),
+        rx.callout(
+            message, icon="triangle_alert", color_scheme="red", role="alert", id="form-error"
+        ),
     )
 
 

@@ -7,9 +7,13 @@ from collections.abc import Callable
 import reflex as rx
 
 
-def data_table(rows: rx.Var, columns: list[tuple[str, str]],
-               actions: Callable[[rx.Var], rx.Component] | None = None,
-               table_id: str = "table", empty: str = "Nothing here yet.") -> rx.Component:
+def data_table(
+    rows: rx.Var,
+    columns: list[tuple[str, str]],
+    actions: Callable[[rx.Var], rx.Component] | None = None,
+    table_id: str = "table",
+    empty: str = "Nothing here yet.",
+) -> rx.Component:
     """`columns` are (header, key) pairs; `actions(row)` renders a last cell per row."""
     headers = [rx.table.column_header_cell(h) for h, _ in columns]
     if actions is not None:
@@ -27,9 +31,13 @@ def data_table(rows: rx.Var, columns: list[tuple[str, str]],
             rx.table.root(
                 rx.table.header(rx.table.row(*headers)),
                 rx.table.body(rx.foreach(rows, _row)),
-                variant="surface", size="1", id=table_id, width="100%",
+                variant="surface",
+                size="1",
+                id=table_id,
+                width="100%",
             ),
-            overflow_x="auto", width="100%",
+            overflow_x="auto",
+            width="100%",
         ),
         rx.text(empty, color="var(--gray-10)", id=f"{table_id}-empty"),
     )

@@ -85,8 +85,9 @@ def _validate_url(value: str | None, field_name: str) -> str | None:
     v = value.strip().rstrip("/")
     parsed = urlparse(v)
     if parsed.scheme not in ("http", "https", "socks5", "socks5h") or not parsed.netloc:
-        raise ValidationError(f"{field_name.replace('_', ' ')} must be a URL like https://host:port",
-                              field_name)
+        raise ValidationError(
+            f"{field_name.replace('_', ' ')} must be a URL like https://host:port", field_name
+        )
     return v
 
 
@@ -155,8 +156,14 @@ def add_account(
     except IntegrityError as exc:
         session.rollback()
         raise Conflict(f"you already have an account labelled {row.label!r}") from exc
-    audit.record(session, "account.added", user_id=user_id, subject=str(row.id),
-                 client_id=row.client_id, simulated=is_simulated)
+    audit.record(
+        session,
+        "account.added",
+        user_id=user_id,
+        subject=str(row.id),
+        client_id=row.client_id,
+        simulated=is_simulated,
+    )
     return _view(row)
 
 
@@ -205,8 +212,9 @@ def update_account(
     except IntegrityError as exc:
         session.rollback()
         raise Conflict(f"you already have an account labelled {row.label!r}") from exc
-    audit.record(session, "account.updated", user_id=user_id, subject=str(account_id),
-                 fields=changed)
+    audit.record(
+        session, "account.updated", user_id=user_id, subject=str(account_id), fields=changed
+    )
     return _view(row)
 
 

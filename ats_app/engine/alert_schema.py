@@ -7,7 +7,7 @@ placeholders produce them):
 |---|---|---|
 | secret | yes | the webhook link's secret (checked by `alerts`, never stored) |
 | action | yes | buy, sell or exit (any case); sell and exit close the link's open position |
-| symbol | yes, unless tradingsymbol+exchange | underlying, e.g. NIFTY, BANKNIFTY, RELIANCE ("NSE:NIFTY" accepted) |
+| symbol | yes, unless tradingsymbol+exchange | underlying: NIFTY, BANKNIFTY, RELIANCE ("NSE:" ok) |
 | option | no | CE or PE (CALL/PUT accepted); absent for cash/equity |
 | strike | no (ATM) | ATM, ITM1..ITMn, OTM1..OTMn or a strike price |
 | expiry | no (nearest) | nearest, next or a date 2026-11-24 |
@@ -40,8 +40,23 @@ from ats_app.engine.instruments import (
 )
 
 ACTIONS = ("buy", "sell", "exit")
-KNOWN_KEYS = frozenset({"secret", "action", "symbol", "option", "strike", "expiry", "lots",
-                        "quantity", "tradingsymbol", "exchange", "price", "time", "id"})
+KNOWN_KEYS = frozenset(
+    {
+        "secret",
+        "action",
+        "symbol",
+        "option",
+        "strike",
+        "expiry",
+        "lots",
+        "quantity",
+        "tradingsymbol",
+        "exchange",
+        "price",
+        "time",
+        "id",
+    }
+)
 EXCHANGES = ("NSE", "NFO", "BSE", "BFO", "MCX", "CDS")
 MAX_ID_LENGTH = 64
 MAX_LOTS = 1000
@@ -72,8 +87,9 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     try:
         data = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValidationError("body must be a JSON object (TradingView: put JSON in the "
-                              "alert message)") from exc
+        raise ValidationError(
+            "body must be a JSON object (TradingView: put JSON in the alert message)"
+        ) from exc
     if not isinstance(data, dict):
         raise ValidationError("body must be a JSON object, not a JSON " + type(data).__name__)
     return {str(k).strip().lower(): v for k, v in data.items()}
@@ -130,8 +146,9 @@ def parse_time(value: object) -> datetime | None:
         try:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError as exc:
-            raise ValidationError(f"time must be ISO 8601 or epoch seconds, got {value!r}",
-                                  "time") from exc
+            raise ValidationError(
+                f"time must be ISO 8601 or epoch seconds, got {value!r}", "time"
+            ) from exc
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     seconds = number / 1000 if number > 1e11 else number  # epoch ms from Pine's timenow
     return datetime.fromtimestamp(seconds, UTC)
@@ -173,7 +190,9 @@ def parse_alert(data: dict[str, Any]) -> AlertSignal:
         action=action,
         symbol=symbol,
         option=option,
-        strike=parse_strike_choice(strike_raw) if strike_raw not in (None, "") else StrikeChoice("ATM"),
+        strike=parse_strike_choice(strike_raw)
+        if strike_raw not in (None, "")
+        else StrikeChoice("ATM"),
         expiry=parse_expiry_choice(expiry_raw) if expiry_raw not in (None, "") else "nearest",
         lots=lots,
         quantity=quantity,
@@ -191,12 +210,14 @@ def check_fresh(signal: AlertSignal, now: datetime, max_age_seconds: int) -> Non
         return
     age = (now - signal.time).total_seconds()
     if age > max_age_seconds:
-        raise ValidationError(f"alert is stale: its time is {age:.0f}s old "
-                              f"(limit {max_age_seconds}s)", "time")
+        raise ValidationError(
+            f"alert is stale: its time is {age:.0f}s old (limit {max_age_seconds}s)", "time"
+        )
 
 
-def dedup_key(data: dict[str, Any], signal: AlertSignal, received: datetime,
-              window_seconds: int) -> str:
+def dedup_key(
+    data: dict[str, Any], signal: AlertSignal, received: datetime, window_seconds: int
+) -> str:
     """Same alert twice → same key (UNIQUE per link in the database).
 
     With an `id`: the id, forever. Without one: a hash of the normalized body (secret left
@@ -216,5 +237,4 @@ def dedup_key(data: dict[str, Any], signal: AlertSignal, received: datetime,
 
 def stored_payload(data: dict[str, Any]) -> str:
     """The alert as kept in the database: everything but the secret."""
-    return json.dumps({k: v for k, v in data.items() if k != "secret"}, sort_keys=True,
-                      default=str)
+    return json.dumps({k: v for k, v in data.items() if k != "secret"}, sort_keys=True, default=str)

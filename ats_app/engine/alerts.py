@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -20,6 +21,7 @@ from sqlmodel import Session, select
 
 from ats_app.engine import audit, bot
 from ats_app.engine.alert_schema import (
+    AlertSignal,
     check_fresh,
     dedup_key,
     parse_alert,
@@ -42,10 +44,25 @@ class Reply:
     body: dict[str, Any] = field(default_factory=dict)
 
 
-def _refuse(code: int, error: str, *, action: str, user_id: int | None = None,
-            subject: str | None = None, field_name: str | None = None, **detail: Any) -> Reply:
-    audit.record_now(action, user_id=user_id, subject=subject, status=code, error=error,
-                     field=field_name, **detail)
+def _refuse(
+    code: int,
+    error: str,
+    *,
+    action: str,
+    user_id: int | None = None,
+    subject: str | None = None,
+    field_name: str | None = None,
+    **detail: Any,
+) -> Reply:
+    audit.record_now(
+        action,
+        user_id=user_id,
+        subject=subject,
+        status=code,
+        error=error,
+        field=field_name,
+        **detail,
+    )
     body: dict[str, Any] = {"status": "error", "error": error}
     if field_name:
         body["field"] = field_name
@@ -91,8 +108,142 @@ def _find_link(session: Session, token: str) -> WebhookLink | None:
     return session.exec(select(WebhookLink).where(WebhookLink.token == token)).first()
 
 
-def receive(token: str, body: bytes | None, source_ip: str | None, *,  # noqa: C901
-            check_source: bool = True) -> Reply:
+class _Refused(Exception):
+    """A check failed; carries the (already audited) HTTP answer."""
+
+    def __init__(self, reply: Reply) -> None:
+        self.reply = reply
+
+
+@dataclass(frozen=True)
+class _Link:
+    id: int
+    user_id: int
+    secret_enc: str
+    enabled: bool
+
+    @property
+    def subject(self) -> str:
+        return str(self.id)
+
+    def refuse(self, code: int, error: str, **detail: Any) -> _Refused:
+        return _Refused(
+            _refuse(
+                code,
+                error,
+                action="webhook.refused",
+                user_id=self.user_id,
+                subject=self.subject,
+                **detail,
+            )
+        )
+
+
+def _load_link(token: str, source_ip: str | None) -> _Link:
+    with session_scope() as s:
+        link = _find_link(s, token)
+        if link is None:  # unknown, deleted or rotated: same answer, nothing revealed
+            raise _Refused(
+                _refuse(
+                    404,
+                    "unknown webhook",
+                    action="webhook.refused",
+                    subject=token[:12],
+                    source_ip=source_ip,
+                )
+            )
+        assert link.id is not None
+        return _Link(link.id, link.user_id, link.secret_enc, link.enabled)
+
+
+def _authentic_body(
+    link: _Link, body: bytes | None, source_ip: str | None, cfg: Settings
+) -> dict[str, Any]:
+    """Size, JSON, then the secret (constant-time) — in that order."""
+    if body is None or len(body) > cfg.webhook_max_bytes:
+        raise link.refuse(413, f"body over {cfg.webhook_max_bytes} bytes")
+    try:
+        data = parse_json_object(body)
+    except ValidationError as exc:
+        raise link.refuse(400, str(exc)) from exc
+    provided = data.get("secret")
+    expected = default_box().decrypt(link.secret_enc).encode()
+    if not isinstance(provided, str) or not hmac.compare_digest(provided.encode(), expected):
+        raise link.refuse(401, "missing or wrong secret", source_ip=source_ip)
+    return data
+
+
+def _valid_signal(
+    link: _Link, data: dict[str, Any], conn: redis.Redis, cfg: Settings, now: datetime
+) -> AlertSignal:
+    if _over_rate(conn, link.id, cfg.webhook_rate_per_min):
+        raise link.refuse(
+            429, f"more than {cfg.webhook_rate_per_min} alerts a minute for this link"
+        )
+    try:
+        signal = parse_alert(data)
+        if signal.is_entry:  # a late exit still protects money; a late entry is a wrong one
+            check_fresh(signal, now, cfg.alert_max_age_seconds)
+    except ValidationError as exc:
+        raise link.refuse(422, str(exc), field_name=exc.field) from exc
+    return signal
+
+
+def _store(
+    link: _Link,
+    data: dict[str, Any],
+    signal: AlertSignal,
+    key: str,
+    now: datetime,
+    source_ip: str | None,
+) -> tuple[int, str | None]:
+    """Insert the alert; (its id, why it is ignored or None). Duplicates raise _Refused(200)."""
+    with session_scope() as s:
+        reason = None
+        if not link.enabled:
+            reason = "link_disabled"
+        elif not bot.is_running(s, link.user_id):
+            reason = "bot_stopped"
+        alert = Alert(
+            user_id=link.user_id,
+            link_id=link.id,
+            dedup_key=key,
+            payload=stored_payload(data),
+            action=signal.action,
+            symbol=signal.tradingsymbol or signal.symbol,
+            status="IGNORED" if reason else "ACCEPTED",
+            reason=reason,
+            source_ip=source_ip,
+            received_at=now,
+        )
+        s.add(alert)
+        try:
+            s.flush()
+        except IntegrityError:  # the UNIQUE (link, dedup key): this alert came before
+            s.rollback()
+            first = s.exec(
+                select(Alert.id).where(Alert.link_id == link.id).where(Alert.dedup_key == key)
+            ).first()
+            audit.record_now(
+                "alert.duplicate", user_id=link.user_id, subject=link.subject, first_alert_id=first
+            )
+            raise _Refused(Reply(200, {"status": "duplicate", "alert_id": first})) from None
+        assert alert.id is not None
+        audit.record(
+            s,
+            "alert.received",
+            user_id=link.user_id,
+            subject=str(alert.id),
+            link_id=link.id,
+            status=alert.status,
+            reason=reason,
+        )
+        return alert.id, reason
+
+
+def receive(
+    token: str, body: bytes | None, source_ip: str | None, *, check_source: bool = True
+) -> Reply:
     """Everything the webhook route does, framework-free. Returns the HTTP answer.
 
     `body` is None when it was larger than the limit (the route stops reading it early).
@@ -100,74 +251,24 @@ def receive(token: str, body: bytes | None, source_ip: str | None, *,  # noqa: C
     """
     cfg = settings()
     if check_source and not source_allowed(source_ip, cfg):
-        return _refuse(403, "source address not allowed", action="webhook.refused",
-                       subject=source_ip)
-    with session_scope() as s:
-        link = _find_link(s, token)
-        if link is None:
-            return _refuse(404, "unknown webhook", action="webhook.refused",
-                           subject=token[:12], source_ip=source_ip)
-        link_id, user_id = link.id, link.user_id
-        assert link_id is not None
-        secret_enc, enabled = link.secret_enc, link.enabled
-    subject = str(link_id)
-    if body is None or len(body) > cfg.webhook_max_bytes:
-        return _refuse(413, f"body over {cfg.webhook_max_bytes} bytes", action="webhook.refused",
-                       user_id=user_id, subject=subject)
+        return _refuse(
+            403, "source address not allowed", action="webhook.refused", subject=source_ip
+        )
     try:
-        data = parse_json_object(body)
-    except ValidationError as exc:
-        return _refuse(400, str(exc), action="webhook.refused", user_id=user_id, subject=subject)
-    provided = data.get("secret")
-    expected = default_box().decrypt(secret_enc)
-    if not isinstance(provided, str) or not hmac.compare_digest(provided.encode(),
-                                                                expected.encode()):
-        return _refuse(401, "missing or wrong secret", action="webhook.refused",
-                       user_id=user_id, subject=subject, source_ip=source_ip)
-    conn = connection()
-    if _over_rate(conn, link_id, cfg.webhook_rate_per_min):
-        return _refuse(429, f"more than {cfg.webhook_rate_per_min} alerts a minute for this "
-                       "link", action="webhook.refused", user_id=user_id, subject=subject)
-    now = utcnow()
-    try:
-        signal = parse_alert(data)
-        if signal.is_entry:  # a late exit still protects money; a late entry is a wrong one
-            check_fresh(signal, now, cfg.alert_max_age_seconds)
-    except ValidationError as exc:
-        return _refuse(422, str(exc), action="webhook.refused", user_id=user_id,
-                       subject=subject, field_name=exc.field)
-    key = dedup_key(data, signal, now, cfg.alert_dedup_window_seconds)
-    with session_scope() as s:
-        running = bot.is_running(s, user_id)
-        status, reason = "ACCEPTED", None
-        if not enabled:
-            status, reason = "IGNORED", "link_disabled"
-        elif not running:
-            status, reason = "IGNORED", "bot_stopped"
-        alert = Alert(user_id=user_id, link_id=link_id, dedup_key=key,
-                      payload=stored_payload(data), action=signal.action,
-                      symbol=signal.tradingsymbol or signal.symbol, status=status,
-                      reason=reason, source_ip=source_ip, received_at=now)
-        s.add(alert)
-        try:
-            s.flush()
-        except IntegrityError:
-            s.rollback()
-            first = s.exec(select(Alert.id).where(Alert.link_id == link_id)
-                           .where(Alert.dedup_key == key)).first()
-            audit.record_now("alert.duplicate", user_id=user_id, subject=subject,
-                             first_alert_id=first)
-            return Reply(200, {"status": "duplicate", "alert_id": first})
-        alert_id = alert.id
-        assert alert_id is not None
-        audit.record(s, "alert.received", user_id=user_id, subject=str(alert_id),
-                     link_id=link_id, status=status, reason=reason)
-    if status == "IGNORED":
-        return Reply(200, {"status": "ignored", "reason": reason, "alert_id": alert_id})
+        link = _load_link(token, source_ip)
+        data = _authentic_body(link, body, source_ip, cfg)
+        conn = connection()
+        now = utcnow()
+        signal = _valid_signal(link, data, conn, cfg, now)
+        key = dedup_key(data, signal, now, cfg.alert_dedup_window_seconds)
+        alert_id, ignored = _store(link, data, signal, key, now, source_ip)
+    except _Refused as refused:
+        return refused.reply
+    if ignored:
+        return Reply(200, {"status": "ignored", "reason": ignored, "alert_id": alert_id})
     try:
         enqueue_alert(alert_id, conn)
     except redis.RedisError:
         # Committed already: recovery re-enqueues it when Redis is back. Still accepted.
-        log.error("alert %s accepted but not enqueued (Redis down); recovery will enqueue",
-                  alert_id)
+        log.error("alert %s accepted but not enqueued (Redis down); recovery will", alert_id)
     return Reply(202, {"status": "accepted", "alert_id": alert_id})

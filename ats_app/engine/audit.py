@@ -33,8 +33,9 @@ def record(
     return event
 
 
-def record_now(action: str, *, user_id: int | None = None, subject: str | None = None,
-               **detail: Any) -> None:
+def record_now(
+    action: str, *, user_id: int | None = None, subject: str | None = None, **detail: Any
+) -> None:
     """Record in its own transaction: for refusals, whose caller's transaction rolls back."""
     from ats_app.engine.db import session_scope
 

@@ -27,11 +27,19 @@ def account_from_env(session: Session, cfg: Settings) -> int | None:
     """
     if not cfg.bootstrap_account_configured:
         return None
-    missing = [n for n, v in (("SMARTAPI_API_KEY", cfg.smartapi_api_key),
-                              ("SMARTAPI_PASSWORD", cfg.smartapi_password),
-                              ("SMARTAPI_TOTP", cfg.smartapi_totp)) if not v]
+    missing = [
+        n
+        for n, v in (
+            ("SMARTAPI_API_KEY", cfg.smartapi_api_key),
+            ("SMARTAPI_PASSWORD", cfg.smartapi_password),
+            ("SMARTAPI_TOTP", cfg.smartapi_totp),
+        )
+        if not v
+    ]
     if missing:
-        log.error("SMARTAPI_CLIENT_ID is set but %s missing: account not created", ", ".join(missing))
+        log.error(
+            "SMARTAPI_CLIENT_ID is set but %s missing: account not created", ", ".join(missing)
+        )
         return None
     admin = admin_user_id(session)
     if admin is None:
@@ -42,14 +50,22 @@ def account_from_env(session: Session, cfg: Settings) -> int | None:
     existing = accounts.find_by_client_id(session, admin, cfg.smartapi_client_id)
     if existing is None:
         view = accounts.add_account(
-            session, admin, label=BOOTSTRAP_LABEL, client_id=cfg.smartapi_client_id,
-            api_key=cfg.smartapi_api_key, pin=cfg.smartapi_password,
+            session,
+            admin,
+            label=BOOTSTRAP_LABEL,
+            client_id=cfg.smartapi_client_id,
+            api_key=cfg.smartapi_api_key,
+            pin=cfg.smartapi_password,
             totp_secret=cfg.smartapi_totp,
         )
     else:
         view = accounts.update_account(
-            session, admin, existing.id, api_key=cfg.smartapi_api_key,
-            pin=cfg.smartapi_password, totp_secret=cfg.smartapi_totp,
+            session,
+            admin,
+            existing.id,
+            api_key=cfg.smartapi_api_key,
+            pin=cfg.smartapi_password,
+            totp_secret=cfg.smartapi_totp,
         )
     audit.record(session, "account.bootstrapped_from_env", user_id=admin, subject=str(view.id))
     return view.id

@@ -19,6 +19,7 @@ def set_running(session: Session, user_id: int, running: bool) -> bool:
     row.running = running
     row.updated_at = utcnow()
     session.add(row)
-    audit.record(session, "bot.started" if running else "bot.stopped", user_id=user_id,
-                 changed=changed)
+    audit.record(
+        session, "bot.started" if running else "bot.stopped", user_id=user_id, changed=changed
+    )
     return running

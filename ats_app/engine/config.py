@@ -94,7 +94,7 @@ def _csv(value: str | None) -> tuple[str, ...]:
 def _allowlist(value: str | None, is_prod: bool) -> tuple[str, ...]:
     """`tradingview` (default in prod), `off` (default in dev), or a comma-separated list."""
     raw = (value or "").strip().lower()
-    if raw == "" :
+    if raw == "":
         return TRADINGVIEW_IPS if is_prod else ()
     if raw == "off":
         return ()
@@ -126,6 +126,15 @@ def _secret_key(env: dict[str, str], data_dir: Path, is_prod: bool) -> str:
     return key
 
 
+def _choice(env: dict[str, str], name: str, default: str, allowed: tuple[str, ...],
+            aliases: dict[str, str] | None = None) -> str:
+    value = env.get(name, "").strip().lower() or default
+    value = (aliases or {}).get(value, value)
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
 def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> Settings:
     """Build settings from `env` (default: os.environ, after loading `.env` if present)."""
     if env is None:
@@ -133,22 +142,11 @@ def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> 
             load_dotenv(PROJECT_ROOT / ".env", override=False)
         env = dict(os.environ)
 
-    ats_env = env.get("ATS_ENV", "dev").strip().lower() or "dev"
-    if ats_env in ("production",):
-        ats_env = "prod"
-    if ats_env in ("development",):
-        ats_env = "dev"
-    if ats_env not in ENVIRONMENTS:
-        raise ConfigError(f"ATS_ENV must be one of {ENVIRONMENTS}, got {ats_env!r}")
+    aliases = {"production": "prod", "development": "dev"}
+    ats_env = _choice(env, "ATS_ENV", "dev", ENVIRONMENTS, aliases)
     is_prod = ats_env == "prod"
-
-    mode = env.get("TRADING_MODE", "paper").strip().lower() or "paper"
-    if mode not in TRADING_MODES:
-        raise ConfigError(f"TRADING_MODE must be 'paper' or 'live', got {mode!r}")
-
-    hours = env.get("MARKET_HOURS", "nse").strip().lower() or "nse"
-    if hours not in MARKET_HOURS_MODES:
-        raise ConfigError(f"MARKET_HOURS must be 'nse' or 'always', got {hours!r}")
+    mode = _choice(env, "TRADING_MODE", "paper", TRADING_MODES)
+    hours = _choice(env, "MARKET_HOURS", "nse", MARKET_HOURS_MODES)
     if hours == "always" and mode != "paper":
         raise ConfigError("MARKET_HOURS=always is only accepted with TRADING_MODE=paper")
 

@@ -34,31 +34,55 @@ def index_for(base_url: str | None) -> InstrumentIndex:
 
 def to_contract(inst: Instrument) -> Contract:
     tick = inst.tick_size if inst.tick_size > 0 else Decimal("0.05")
-    return Contract(exchange=inst.exchange, tradingsymbol=inst.tradingsymbol,
-                    symboltoken=inst.token, lot_size=inst.lotsize, tick_size=tick)
+    return Contract(
+        exchange=inst.exchange,
+        tradingsymbol=inst.tradingsymbol,
+        symboltoken=inst.token,
+        lot_size=inst.lotsize,
+        tick_size=tick,
+    )
 
 
-def resolve(signal: AlertSignal, index: InstrumentIndex, now: datetime,
-            spot: Callable[[Contract], Decimal]) -> Contract:
+def resolve(
+    signal: AlertSignal, index: InstrumentIndex, now: datetime, spot: Callable[[Contract], Decimal]
+) -> Contract:
     """The contract an entry alert asks for. `spot` prices the underlying (for ATM)."""
     if signal.tradingsymbol and signal.exchange:
-        return to_contract(instruments.resolve_symbol(
-            index, exchange=signal.exchange, tradingsymbol=signal.tradingsymbol, on=now))
+        return to_contract(
+            instruments.resolve_symbol(
+                index, exchange=signal.exchange, tradingsymbol=signal.tradingsymbol, on=now
+            )
+        )
     if signal.option is None:  # cash equity: the NSE "-EQ" series
-        return to_contract(instruments.resolve_symbol(
-            index, exchange="NSE", tradingsymbol=f"{signal.symbol}-EQ", on=now))
+        return to_contract(
+            instruments.resolve_symbol(
+                index, exchange="NSE", tradingsymbol=f"{signal.symbol}-EQ", on=now
+            )
+        )
     spot_price: Decimal | None = None
     if signal.strike.kind != "EXACT":
         spot_row = index.spot_instrument(signal.symbol)
         if spot_row is None:
-            raise ValidationError(f"no spot price row for {signal.symbol} in the scrip master",
-                                  "symbol")
+            raise ValidationError(
+                f"no spot price row for {signal.symbol} in the scrip master", "symbol"
+            )
         spot_price = spot(to_contract(spot_row))
-    strike: object = signal.strike.strike if signal.strike.kind == "EXACT" else (
-        "ATM" if signal.strike.kind == "ATM" else f"{signal.strike.kind}{signal.strike.steps}")
+    strike: object = (
+        signal.strike.strike
+        if signal.strike.kind == "EXACT"
+        else (
+            "ATM" if signal.strike.kind == "ATM" else f"{signal.strike.kind}{signal.strike.steps}"
+        )
+    )
     inst = instruments.resolve_option(
-        index, underlying=signal.symbol, option_type=signal.option, strike=strike,  # type: ignore[arg-type]
-        expiry=signal.expiry, spot=spot_price, on=now)
+        index,
+        underlying=signal.symbol,
+        option_type=signal.option,
+        strike=strike,  # type: ignore[arg-type]
+        expiry=signal.expiry,
+        spot=spot_price,
+        on=now,
+    )
     return to_contract(inst)
 
 

@@ -17,9 +17,9 @@ _engines: dict[str, sa.Engine] = {}
 def normalize_url(url: str) -> str:
     """Use psycopg 3 for plain postgresql:// URLs (psycopg2 is not installed)."""
     if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://"):]
+        url = "postgresql://" + url[len("postgres://") :]
     if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
     return url
 
 

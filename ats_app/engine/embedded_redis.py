@@ -28,15 +28,31 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start(data_dir: Path, port: int | None = None, persist: bool = True) -> tuple[subprocess.Popen, str]:
+def start(
+    data_dir: Path, port: int | None = None, persist: bool = True
+) -> tuple[subprocess.Popen, str]:
     """Start redis-server; returns the process and its URL once it answers PING."""
     rdir = data_dir / "redis"
     rdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     args = [
-        redis_server_binary(), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(rdir),
-        "--save", "", "--appendonly", "yes" if persist else "no", "--daemonize", "no",
-        "--logfile", str(rdir / "redis.log"), "--protected-mode", "yes",
+        redis_server_binary(),
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dir",
+        str(rdir),
+        "--save",
+        "",
+        "--appendonly",
+        "yes" if persist else "no",
+        "--daemonize",
+        "no",
+        "--logfile",
+        str(rdir / "redis.log"),
+        "--protected-mode",
+        "yes",
     ]
     proc = child_popen(args)
     url = f"redis://127.0.0.1:{port}/0"
@@ -49,7 +65,11 @@ def start(data_dir: Path, port: int | None = None, persist: bool = True) -> tupl
         except redis.ConnectionError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                log = (rdir / "redis.log").read_text()[-2000:] if (rdir / "redis.log").exists() else ""
+                log = (
+                    (rdir / "redis.log").read_text()[-2000:]
+                    if (rdir / "redis.log").exists()
+                    else ""
+                )
                 raise RuntimeError(f"embedded redis-server did not start: {log}") from None
             time.sleep(0.05)
     client.close()

@@ -8,6 +8,7 @@ Channel per user: `ats:live:{user_id}`. Messages are JSON objects with a `type`:
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -19,7 +20,6 @@ def channel(user_id: int) -> str:
 
 
 def publish(conn: redis.Redis, user_id: int, message: dict[str, Any]) -> None:
-    try:
+    # The dashboard is a viewer: a Redis hiccup must never fail the trading code calling this.
+    with contextlib.suppress(redis.RedisError):
         conn.publish(channel(user_id), json.dumps(message, default=str))
-    except redis.RedisError:
-        pass  # the dashboard is a viewer; trading never waits on it

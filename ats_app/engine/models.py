@@ -70,7 +70,9 @@ class UserSession(SQLModel, table=True):
 
 class BrokerAccount(SQLModel, table=True):
     __tablename__ = "broker_accounts"
-    __table_args__ = (sa.UniqueConstraint("user_id", "label", name="uq_broker_accounts_user_label"),)
+    __table_args__ = (
+        sa.UniqueConstraint("user_id", "label", name="uq_broker_accounts_user_label"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
     label: str = Field(max_length=100)
@@ -153,8 +155,9 @@ class Order(SQLModel, table=True):
     user_id: int = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
     alert_id: int | None = Field(default=None, foreign_key="alerts.id", index=True)
     account_id: int | None = Field(default=None, foreign_key="broker_accounts.id", index=True)
-    link_id: int | None = Field(default=None, foreign_key="webhook_links.id", index=True,
-                                ondelete="SET NULL")
+    link_id: int | None = Field(
+        default=None, foreign_key="webhook_links.id", index=True, ondelete="SET NULL"
+    )
     position_id: int | None = Field(default=None, index=True)
     # Deterministic per (alert, account, purpose): a retried job finds its row, never a twin.
     client_order_id: str = Field(max_length=20, unique=True, index=True)
@@ -210,7 +213,9 @@ class AuditEvent(SQLModel, table=True):
 
     __tablename__ = "audit_events"
     id: int | None = Field(default=None, primary_key=True)
-    user_id: int | None = Field(default=None, foreign_key="users.id", index=True, ondelete="SET NULL")
+    user_id: int | None = Field(
+        default=None, foreign_key="users.id", index=True, ondelete="SET NULL"
+    )
     action: str = Field(max_length=64, index=True)
     subject: str | None = Field(default=None, max_length=255, index=True)
     detail: str = Field(default="", sa_type=sa.Text)  # type: ignore[call-overload]

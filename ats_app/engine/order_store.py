@@ -45,14 +45,27 @@ def create(order: Order) -> Order:
             existing = by_client_id(s, order.client_order_id)
             assert existing is not None
             return existing
-        audit.record(s, "order.created", user_id=order.user_id, subject=order.client_order_id,
-                     alert_id=order.alert_id, side=order.side, quantity=order.quantity,
-                     symbol=order.symbol, paper=order.paper)
+        audit.record(
+            s,
+            "order.created",
+            user_id=order.user_id,
+            subject=order.client_order_id,
+            alert_id=order.alert_id,
+            side=order.side,
+            quantity=order.quantity,
+            symbol=order.symbol,
+            paper=order.paper,
+        )
         return order
 
 
-def transition(order_id: int, event: OrderEvent, *, reason: str | None = None,
-               report: BrokerOrder | None = None) -> Order:
+def transition(
+    order_id: int,
+    event: OrderEvent,
+    *,
+    reason: str | None = None,
+    report: BrokerOrder | None = None,
+) -> Order:
     """Apply `event`; an edge the table does not allow is audited and changes nothing."""
     with session_scope() as s:
         order = s.get(Order, order_id, with_for_update=True)
@@ -60,8 +73,13 @@ def transition(order_id: int, event: OrderEvent, *, reason: str | None = None,
         try:
             new = fsm.apply(OrderStatus(order.status), event)
         except fsm.InvalidTransition as exc:
-            audit.record(s, "order.transition_ignored", user_id=order.user_id,
-                         subject=order.client_order_id, error=str(exc))
+            audit.record(
+                s,
+                "order.transition_ignored",
+                user_id=order.user_id,
+                subject=order.client_order_id,
+                error=str(exc),
+            )
             return order
         old = order.status
         order.status = new.value
@@ -74,10 +92,17 @@ def transition(order_id: int, event: OrderEvent, *, reason: str | None = None,
                 order.average_price_paise = to_paise(report.average_price)
         order.updated_at = utcnow()
         s.add(order)
-        audit.record(s, f"order.{event.value.lower()}", user_id=order.user_id,
-                     subject=order.client_order_id, alert_id=order.alert_id,
-                     status_from=old, status_to=new.value, reason=reason,
-                     broker_order_id=order.broker_order_id)
+        audit.record(
+            s,
+            f"order.{event.value.lower()}",
+            user_id=order.user_id,
+            subject=order.client_order_id,
+            alert_id=order.alert_id,
+            status_from=old,
+            status_to=new.value,
+            reason=reason,
+            broker_order_id=order.broker_order_id,
+        )
         return order
 
 

@@ -72,7 +72,7 @@ def _slippage(o: Order) -> str | None:
     return paise_to_rupees(diff if o.side == "BUY" else -diff)
 
 
-def _where(stmt, user_id: int, f: OrderFilter):  # noqa: ANN001, ANN202 - SQLAlchemy select
+def _where(stmt, user_id: int, f: OrderFilter):
     stmt = stmt.where(Order.user_id == user_id)
     if f.date_from:
         stmt = stmt.where(col(Order.created_at) >= datetime.combine(f.date_from, time(), IST))
@@ -95,37 +95,59 @@ def count_orders(session: Session, user_id: int, f: OrderFilter = OrderFilter())
     return int(session.exec(_where(select(func.count()).select_from(Order), user_id, f)).one())
 
 
-def list_orders(session: Session, user_id: int, f: OrderFilter = OrderFilter(),
-                offset: int = 0, limit: int | None = None) -> list[OrderView]:
+def list_orders(
+    session: Session,
+    user_id: int,
+    f: OrderFilter = OrderFilter(),
+    offset: int = 0,
+    limit: int | None = None,
+) -> list[OrderView]:
     stmt = _where(select(Order), user_id, f).order_by(col(Order.id).desc()).offset(offset)
     if limit:
         stmt = stmt.limit(limit)
     rows = session.exec(stmt).all()
     accounts = _names(session, BrokerAccount, BrokerAccount.label, user_id)
-    links = {lk.id: lk for lk in session.exec(
-        select(WebhookLink).where(WebhookLink.user_id == user_id)).all()}
+    links = {
+        lk.id: lk
+        for lk in session.exec(select(WebhookLink).where(WebhookLink.user_id == user_id)).all()
+    }
     strategies = _names(session, Strategy, Strategy.name, user_id)
     return [_view(o, accounts, links, strategies) for o in rows]
 
 
-def _names(session: Session, model, name_col, user_id: int) -> dict[int, str]:  # noqa: ANN001
+def _names(session: Session, model, name_col, user_id: int) -> dict[int, str]:
     return dict(session.exec(select(model.id, name_col).where(model.user_id == user_id)).all())
 
 
-def _view(o: Order, accounts: dict[int, str], links: dict[int | None, WebhookLink],
-          strategies: dict[int, str]) -> OrderView:
+def _view(
+    o: Order,
+    accounts: dict[int, str],
+    links: dict[int | None, WebhookLink],
+    strategies: dict[int, str],
+) -> OrderView:
     assert o.id is not None
     link = links.get(o.link_id)
     return OrderView(
-        id=o.id, alert_id=o.alert_id, created_at=o.created_at.isoformat(),
+        id=o.id,
+        alert_id=o.alert_id,
+        created_at=o.created_at.isoformat(),
         account=accounts.get(o.account_id) if o.account_id else None,
         strategy=strategies.get(link.strategy_id) if link and link.strategy_id else None,
-        link=link.name if link else None, tradingsymbol=o.symbol, symboltoken=o.symbol_token,
-        exchange=o.exchange, side=o.side, quantity=o.quantity,
-        filled_quantity=o.filled_quantity, status=o.status, mode="paper" if o.paper else "live",
+        link=link.name if link else None,
+        tradingsymbol=o.symbol,
+        symboltoken=o.symbol_token,
+        exchange=o.exchange,
+        side=o.side,
+        quantity=o.quantity,
+        filled_quantity=o.filled_quantity,
+        status=o.status,
+        mode="paper" if o.paper else "live",
         requested_price=paise_to_rupees(o.price_paise),
-        fill_price=paise_to_rupees(o.average_price_paise), slippage=_slippage(o),
-        broker_order_id=o.broker_order_id, client_order_id=o.client_order_id, reason=o.reason,
+        fill_price=paise_to_rupees(o.average_price_paise),
+        slippage=_slippage(o),
+        broker_order_id=o.broker_order_id,
+        client_order_id=o.client_order_id,
+        reason=o.reason,
     )
 
 
@@ -143,8 +165,9 @@ def export_orders(orders: list[OrderView], fmt: str) -> str:
     return buf.getvalue()
 
 
-def delete_orders(session: Session, user_id: int, ids: list[int] | None = None,
-                  f: OrderFilter | None = None) -> int:
+def delete_orders(
+    session: Session, user_id: int, ids: list[int] | None = None, f: OrderFilter | None = None
+) -> int:
     """Delete the user's orders by id, or all matching a filter. Returns how many."""
     if ids is None and f is None:
         raise ValueError("give ids or a filter")
@@ -154,6 +177,12 @@ def delete_orders(session: Session, user_id: int, ids: list[int] | None = None,
         assert f is not None
         stmt = sa_delete(Order).where(col(Order.id).in_(_where(select(Order.id), user_id, f)))
     result = session.exec(stmt)  # type: ignore[call-overload]
-    audit.record(session, "orders.deleted", user_id=user_id, count=result.rowcount,
-                 ids=ids, filter=asdict(f) if f else None)
+    audit.record(
+        session,
+        "orders.deleted",
+        user_id=user_id,
+        count=result.rowcount,
+        ids=ids,
+        filter=asdict(f) if f else None,
+    )
     return int(result.rowcount)

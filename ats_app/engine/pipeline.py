@@ -26,7 +26,15 @@ from ats_app.engine.config import settings
 from ats_app.engine.db import session_scope
 from ats_app.engine.errors import AtsError
 from ats_app.engine.fsm import OrderEvent, OrderStatus, is_terminal
-from ats_app.engine.models import Alert, BrokerAccount, Order, Position, WebhookLink, WebhookLinkAccount, utcnow
+from ats_app.engine.models import (
+    Alert,
+    BrokerAccount,
+    Order,
+    Position,
+    WebhookLink,
+    WebhookLinkAccount,
+    utcnow,
+)
 from ats_app.engine.money import to_paise, to_rupees
 from ats_app.engine.queueing import connection
 
@@ -45,12 +53,15 @@ class Target:
 
 def _targets(link_id: int) -> list[Target]:
     with session_scope() as s:
-        rows = s.exec(select(WebhookLinkAccount, BrokerAccount)
-                      .where(WebhookLinkAccount.link_id == link_id)
-                      .where(WebhookLinkAccount.account_id == BrokerAccount.id)
-                      .order_by(col(WebhookLinkAccount.account_id))).all()
+        rows = s.exec(
+            select(WebhookLinkAccount, BrokerAccount)
+            .where(WebhookLinkAccount.link_id == link_id)
+            .where(WebhookLinkAccount.account_id == BrokerAccount.id)
+            .order_by(col(WebhookLinkAccount.account_id))
+        ).all()
     return [Target(a.id, la.lot_multiplier, a.base_url) for la, a in rows] or [
-        Target(None, 1, _paper_master_server())]
+        Target(None, 1, _paper_master_server())
+    ]
 
 
 def _paper_master_server() -> str | None:
@@ -70,8 +81,13 @@ def _set_alert(alert_id: int, status: str, reason: str | None = None) -> None:
         if status in ("DONE", "REJECTED", "FAILED"):
             alert.processed_at = utcnow()
         s.add(alert)
-        audit.record(s, f"alert.{status.lower()}", user_id=alert.user_id, subject=str(alert_id),
-                     reason=reason)
+        audit.record(
+            s,
+            f"alert.{status.lower()}",
+            user_id=alert.user_id,
+            subject=str(alert_id),
+            reason=reason,
+        )
 
 
 def handle_alert(alert_id: int) -> str:
@@ -100,8 +116,13 @@ def handle_alert(alert_id: int) -> str:
         try:
             outcomes.append(_run_target(alert_id, user_id, link, target, signal, paper))
         except (AtsError, BrokerError) as exc:  # one account's failure never blocks the others
-            audit.record_now("alert.target_failed", user_id=user_id, subject=str(alert_id),
-                             account_id=target.account_id, error=str(exc))
+            audit.record_now(
+                "alert.target_failed",
+                user_id=user_id,
+                subject=str(alert_id),
+                account_id=target.account_id,
+                error=str(exc),
+            )
             outcomes.append(f"failed: {exc}")
     failed = [o for o in outcomes if o.startswith(("failed", "rejected"))]
     status = "DONE" if len(failed) < len(outcomes) else "REJECTED"
@@ -114,8 +135,9 @@ def _any_order(alert_id: int) -> bool:
         return s.exec(select(Order.id).where(Order.alert_id == alert_id)).first() is not None
 
 
-def _run_target(alert_id: int, user_id: int, link: WebhookLink, target: Target,
-                signal: AlertSignal, paper: bool) -> str:
+def _run_target(
+    alert_id: int, user_id: int, link: WebhookLink, target: Target, signal: AlertSignal, paper: bool
+) -> str:
     conn = connection()
     with session_scope() as s:
         broker = broker_for(s, user_id, target.account_id, paper=paper, redis=conn)
@@ -123,8 +145,12 @@ def _run_target(alert_id: int, user_id: int, link: WebhookLink, target: Target,
         with session_scope() as s:
             position = positions.open_for(s, link.id, target.account_id)
         if position is None or position.id is None:
-            audit.record_now("alert.exit_without_position", user_id=user_id,
-                             subject=str(alert_id), account_id=target.account_id)
+            audit.record_now(
+                "alert.exit_without_position",
+                user_id=user_id,
+                subject=str(alert_id),
+                account_id=target.account_id,
+            )
             return "ignored: no open position"
         return exit_position(position.id, "signal", alert_id=alert_id, broker=broker)
     client_id = f"A{alert_id}E{target.account_id or 0}"
@@ -132,21 +158,36 @@ def _run_target(alert_id: int, user_id: int, link: WebhookLink, target: Target,
         existing = order_store.by_client_id(s, client_id)
         open_position = positions.open_for(s, link.id, target.account_id)
     if existing is None and open_position is not None:
-        audit.record_now("alert.entry_ignored", user_id=user_id, subject=str(alert_id),
-                         reason="a position is already open for this link and account",
-                         position_id=open_position.id)
+        audit.record_now(
+            "alert.entry_ignored",
+            user_id=user_id,
+            subject=str(alert_id),
+            reason="a position is already open for this link and account",
+            position_id=open_position.id,
+        )
         return "ignored: position already open"
     if existing is None:
         index = contracts.index_for(target.base_url)
-        contract = contracts.resolve(signal, index, utcnow(),
-                                     lambda c: broker.quote(c).ltp)
+        contract = contracts.resolve(signal, index, utcnow(), lambda c: broker.quote(c).ltp)
         quantity = contracts.order_quantity(signal, contract, target.multiplier)
-        existing = order_store.create(Order(
-            user_id=user_id, alert_id=alert_id, account_id=target.account_id, link_id=link.id,
-            client_order_id=client_id, purpose="ENTRY", exchange=contract.exchange,
-            symbol=contract.tradingsymbol, symbol_token=contract.symboltoken, side="BUY",
-            quantity=quantity, price_paise=to_paise(signal.price), paper=paper,
-            reason="entry signal"))
+        existing = order_store.create(
+            Order(
+                user_id=user_id,
+                alert_id=alert_id,
+                account_id=target.account_id,
+                link_id=link.id,
+                client_order_id=client_id,
+                purpose="ENTRY",
+                exchange=contract.exchange,
+                symbol=contract.tradingsymbol,
+                symbol_token=contract.symboltoken,
+                side="BUY",
+                quantity=quantity,
+                price_paise=to_paise(signal.price),
+                paper=paper,
+                reason="entry signal",
+            )
+        )
         tick = contract.tick_size
     else:
         tick = _tick_of(existing)
@@ -163,11 +204,20 @@ def _tick_of(order: Order) -> Decimal:
 
 
 def _request(order: Order, tick: Decimal) -> OrderRequest:
-    contract = Contract(exchange=order.exchange, tradingsymbol=order.symbol,
-                        symboltoken=order.symbol_token, lot_size=1, tick_size=tick)
-    return OrderRequest(client_order_id=order.client_order_id, contract=contract,
-                        side=Side(order.side), quantity=order.quantity,
-                        price=to_rupees(order.price_paise))
+    contract = Contract(
+        exchange=order.exchange,
+        tradingsymbol=order.symbol,
+        symboltoken=order.symbol_token,
+        lot_size=1,
+        tick_size=tick,
+    )
+    return OrderRequest(
+        client_order_id=order.client_order_id,
+        contract=contract,
+        side=Side(order.side),
+        quantity=order.quantity,
+        price=to_rupees(order.price_paise),
+    )
 
 
 def drive(order_id: int, broker: Broker, request: OrderRequest) -> Order:
@@ -176,8 +226,9 @@ def drive(order_id: int, broker: Broker, request: OrderRequest) -> Order:
     status = OrderStatus(order.status)
     if status == OrderStatus.SUBMITTING:
         # A previous run died mid-call: the broker may have it. Look, don't resend.
-        order = order_store.transition(order_id, OrderEvent.TIMEOUT,
-                                       reason="job restarted while submitting")
+        order = order_store.transition(
+            order_id, OrderEvent.TIMEOUT, reason="job restarted while submitting"
+        )
         status = OrderStatus(order.status)
     if status == OrderStatus.CREATED:
         order_store.transition(order_id, OrderEvent.SUBMIT)
@@ -186,8 +237,9 @@ def drive(order_id: int, broker: Broker, request: OrderRequest) -> Order:
         except UnknownOutcome as exc:
             order_store.transition(order_id, OrderEvent.TIMEOUT, reason=str(exc))
         except OrderRejected as exc:
-            return order_store.transition(order_id, OrderEvent.REJECT,
-                                          reason=exc.broker_message or str(exc))
+            return order_store.transition(
+                order_id, OrderEvent.REJECT, reason=exc.broker_message or str(exc)
+            )
         except BrokerError as exc:  # refused before processing: nothing reached the book
             return order_store.transition(order_id, OrderEvent.FAIL, reason=str(exc))
         else:
@@ -204,8 +256,9 @@ def _reconcile(order_id: int, broker: Broker, client_order_id: str) -> Order:
         if found is not None:
             return order_store.apply_report(order_id, found, reconciled=True)
         time.sleep(1.0 + attempt)
-    return order_store.transition(order_id, OrderEvent.RECONCILE_NOT_FOUND,
-                                  reason="not in the broker's order book")
+    return order_store.transition(
+        order_id, OrderEvent.RECONCILE_NOT_FOUND, reason="not in the broker's order book"
+    )
 
 
 def _follow(order_id: int, broker: Broker, client_order_id: str, order: Order) -> Order:
@@ -219,8 +272,9 @@ def _follow(order_id: int, broker: Broker, client_order_id: str, order: Order) -
     return order
 
 
-def exit_position(position_id: int, reason: str, *, alert_id: int | None = None,
-                  broker: Broker | None = None) -> str:
+def exit_position(
+    position_id: int, reason: str, *, alert_id: int | None = None, broker: Broker | None = None
+) -> str:
     """Sell an open position exactly once (the OPEN -> EXITING claim makes racers lose)."""
     position = positions.claim_for_exit(position_id)
     if position is None:
@@ -233,19 +287,40 @@ def exit_position(position_id: int, reason: str, *, alert_id: int | None = None,
     assert position is not None
     if broker is None:
         with session_scope() as s:
-            broker = broker_for(s, position.user_id, position.account_id, paper=position.paper,
-                                redis=connection())
+            broker = broker_for(
+                s, position.user_id, position.account_id, paper=position.paper, redis=connection()
+            )
     with session_scope() as s:
-        attempts = s.exec(select(Order).where(Order.position_id == position_id)
-                          .where(Order.purpose == "EXIT")).all()
-    live = [o for o in attempts if not is_terminal(OrderStatus(o.status))
-            or OrderStatus(o.status) == OrderStatus.FILLED]
-    order = live[0] if live else order_store.create(Order(
-        user_id=position.user_id, alert_id=alert_id, account_id=position.account_id,
-        link_id=position.link_id, position_id=position_id,
-        client_order_id=f"P{position_id}X{len(attempts)}", purpose="EXIT",
-        exchange=position.exchange, symbol=position.symbol, symbol_token=position.symbol_token,
-        side="SELL", quantity=position.quantity, paper=position.paper, reason=reason))
+        attempts = s.exec(
+            select(Order).where(Order.position_id == position_id).where(Order.purpose == "EXIT")
+        ).all()
+    live = [
+        o
+        for o in attempts
+        if not is_terminal(OrderStatus(o.status)) or OrderStatus(o.status) == OrderStatus.FILLED
+    ]
+    order = (
+        live[0]
+        if live
+        else order_store.create(
+            Order(
+                user_id=position.user_id,
+                alert_id=alert_id,
+                account_id=position.account_id,
+                link_id=position.link_id,
+                position_id=position_id,
+                client_order_id=f"P{position_id}X{len(attempts)}",
+                purpose="EXIT",
+                exchange=position.exchange,
+                symbol=position.symbol,
+                symbol_token=position.symbol_token,
+                side="SELL",
+                quantity=position.quantity,
+                paper=position.paper,
+                reason=reason,
+            )
+        )
+    )
     tick = to_rupees(position.tick_size_paise) or Decimal("0.05")
     order = drive(order.id, broker, _request(order, tick))  # type: ignore[arg-type]
     if OrderStatus(order.status) == OrderStatus.FILLED:

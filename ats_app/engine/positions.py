@@ -34,15 +34,21 @@ def open_for(session: Session, link_id: int | None, account_id: int | None) -> P
 def _publish(conn: redis.Redis | None, event: str, position: Position) -> None:
     if conn is None:
         return
-    message = {"event": event, "position_id": position.id, "exchange": position.exchange,
-               "symboltoken": position.symbol_token, "user_id": position.user_id}
+    message = {
+        "event": event,
+        "position_id": position.id,
+        "exchange": position.exchange,
+        "symboltoken": position.symbol_token,
+        "user_id": position.user_id,
+    }
     try:
         conn.publish(POSITIONS_CHANNEL, json.dumps(message))
     except redis.RedisError:
         # The monitor also loads open positions from the database when it (re)starts.
         log.warning("could not tell the monitor about position %s", position.id)
-    live.publish(conn, position.user_id, {"type": "position", "event": event,
-                                          "position_id": position.id})
+    live.publish(
+        conn, position.user_id, {"type": "position", "event": event, "position_id": position.id}
+    )
 
 
 def open_from_entry(order_id: int, tick_size: Decimal, conn: redis.Redis | None) -> Position | None:
@@ -54,26 +60,46 @@ def open_from_entry(order_id: int, tick_size: Decimal, conn: redis.Redis | None)
             return s.get(Position, order.position_id) if order.position_id else None
         link = s.get(WebhookLink, order.link_id) if order.link_id else None
         rules = exits.ExitRules.from_settings(
-            link.stop_loss_pct if link else None, link.target_pct if link else None,
-            link.trailing_stop_pct if link else None)
+            link.stop_loss_pct if link else None,
+            link.target_pct if link else None,
+            link.trailing_stop_pct if link else None,
+        )
         entry = to_rupees(order.average_price_paise)
         assert entry is not None, "a filled order has an average price"
         view = exits.open_position("LONG", entry, order.filled_quantity, rules, tick_size)
         position = Position(
-            user_id=order.user_id, account_id=order.account_id, link_id=order.link_id,
-            exchange=order.exchange, symbol=order.symbol, symbol_token=order.symbol_token,
-            side="LONG", quantity=order.filled_quantity, tick_size_paise=to_paise(tick_size) or 5,
+            user_id=order.user_id,
+            account_id=order.account_id,
+            link_id=order.link_id,
+            exchange=order.exchange,
+            symbol=order.symbol,
+            symbol_token=order.symbol_token,
+            side="LONG",
+            quantity=order.filled_quantity,
+            tick_size_paise=to_paise(tick_size) or 5,
             entry_price_paise=order.average_price_paise or 0,
-            initial_stop_paise=to_paise(view.initial_stop), stop_paise=to_paise(view.current_stop),
-            target_paise=to_paise(view.target), trailing_stop_pct=link.trailing_stop_pct if link else None,
-            peak_price_paise=to_paise(view.peak_price), paper=order.paper)
+            initial_stop_paise=to_paise(view.initial_stop),
+            stop_paise=to_paise(view.current_stop),
+            target_paise=to_paise(view.target),
+            trailing_stop_pct=link.trailing_stop_pct if link else None,
+            peak_price_paise=to_paise(view.peak_price),
+            paper=order.paper,
+        )
         s.add(position)
         s.flush()
         order.position_id = position.id
         s.add(order)
-        audit.record(s, "position.opened", user_id=order.user_id, subject=str(position.id),
-                     order=order.client_order_id, entry=str(entry), quantity=position.quantity,
-                     stop=str(view.current_stop), target=str(view.target))
+        audit.record(
+            s,
+            "position.opened",
+            user_id=order.user_id,
+            subject=str(position.id),
+            order=order.client_order_id,
+            entry=str(entry),
+            quantity=position.quantity,
+            stop=str(view.current_stop),
+            target=str(view.target),
+        )
     _publish(conn, "opened", position)
     return position
 
@@ -81,8 +107,12 @@ def open_from_entry(order_id: int, tick_size: Decimal, conn: redis.Redis | None)
 def claim_for_exit(position_id: int) -> Position | None:
     """OPEN -> EXITING atomically: of two racing exit triggers only one gets the position."""
     with session_scope() as s:
-        result = s.exec(update(Position).where(col(Position.id) == position_id)  # type: ignore[call-overload]
-                        .where(col(Position.status) == "OPEN").values(status="EXITING"))
+        result = s.exec(
+            update(Position)
+            .where(col(Position.id) == position_id)  # type: ignore[call-overload]
+            .where(col(Position.status) == "OPEN")
+            .values(status="EXITING")
+        )
         if result.rowcount != 1:
             return None
         return s.get(Position, position_id)
@@ -95,12 +125,18 @@ def release_exit(position_id: int, reason: str) -> None:
         if position is not None and position.status == "EXITING":
             position.status = "OPEN"
             s.add(position)
-            audit.record(s, "position.exit_failed", user_id=position.user_id,
-                         subject=str(position_id), reason=reason)
+            audit.record(
+                s,
+                "position.exit_failed",
+                user_id=position.user_id,
+                subject=str(position_id),
+                reason=reason,
+            )
 
 
-def close_from_exit(position_id: int, exit_order_id: int, reason: str,
-                    conn: redis.Redis | None) -> Position:
+def close_from_exit(
+    position_id: int, exit_order_id: int, reason: str, conn: redis.Redis | None
+) -> Position:
     with session_scope() as s:
         position = s.get(Position, position_id, with_for_update=True)
         order = s.get(Order, exit_order_id)
@@ -114,22 +150,32 @@ def close_from_exit(position_id: int, exit_order_id: int, reason: str,
         position.realized_pnl_paise = (exit_paise - position.entry_price_paise) * position.quantity
         position.closed_at = utcnow()
         s.add(position)
-        audit.record(s, "position.closed", user_id=position.user_id, subject=str(position_id),
-                     reason=reason, exit=str(to_rupees(exit_paise)),
-                     pnl=str(to_rupees(position.realized_pnl_paise)))
+        audit.record(
+            s,
+            "position.closed",
+            user_id=position.user_id,
+            subject=str(position_id),
+            reason=reason,
+            exit=str(to_rupees(exit_paise)),
+            pnl=str(to_rupees(position.realized_pnl_paise)),
+        )
     _publish(conn, "closed", position)
     return position
 
 
-def list_positions(session: Session, user_id: int, status: str | None = None,
-                   ltp: dict[str, Decimal] | None = None) -> list[dict[str, object]]:
+def list_positions(
+    session: Session, user_id: int, status: str | None = None, ltp: dict[str, Decimal] | None = None
+) -> list[dict[str, object]]:
     """Positions as data (CLI `positions list`, the dashboard). `ltp` maps
     "exchange:token" to the latest price, for the unrealized P&L of open positions."""
     stmt = select(Position).where(Position.user_id == user_id)
     if status:
         stmt = stmt.where(Position.status == status.upper())
-    links = dict(session.exec(select(WebhookLink.id, WebhookLink.name)
-                              .where(WebhookLink.user_id == user_id)).all())
+    links = dict(
+        session.exec(
+            select(WebhookLink.id, WebhookLink.name).where(WebhookLink.user_id == user_id)
+        ).all()
+    )
     out = []
     for p in session.exec(stmt.order_by(col(Position.id).desc())).all():
         last = (ltp or {}).get(f"{p.exchange}:{p.symbol_token}")
@@ -139,17 +185,28 @@ def list_positions(session: Session, user_id: int, status: str | None = None,
             pnl = (last - (to_rupees(p.entry_price_paise) or Decimal(0))) * p.quantity
         else:
             pnl = None
-        out.append({
-            "id": p.id, "link": links.get(p.link_id), "tradingsymbol": p.symbol,
-            "symboltoken": p.symbol_token, "exchange": p.exchange, "quantity": p.quantity,
-            "entry_price": _money(p.entry_price_paise), "peak_price": _money(p.peak_price_paise),
-            "stop_price": _money(p.stop_paise), "target_price": _money(p.target_paise),
-            "status": p.status, "exit_reason": p.exit_reason,
-            "exit_price": _money(p.exit_price_paise), "ltp": None if last is None else str(last),
-            "pnl": None if pnl is None else f"{pnl:.2f}", "mode": "paper" if p.paper else "live",
-            "opened_at": p.opened_at.isoformat(),
-            "closed_at": p.closed_at.isoformat() if p.closed_at else None,
-        })
+        out.append(
+            {
+                "id": p.id,
+                "link": links.get(p.link_id),
+                "tradingsymbol": p.symbol,
+                "symboltoken": p.symbol_token,
+                "exchange": p.exchange,
+                "quantity": p.quantity,
+                "entry_price": _money(p.entry_price_paise),
+                "peak_price": _money(p.peak_price_paise),
+                "stop_price": _money(p.stop_paise),
+                "target_price": _money(p.target_paise),
+                "status": p.status,
+                "exit_reason": p.exit_reason,
+                "exit_price": _money(p.exit_price_paise),
+                "ltp": None if last is None else str(last),
+                "pnl": None if pnl is None else f"{pnl:.2f}",
+                "mode": "paper" if p.paper else "live",
+                "opened_at": p.opened_at.isoformat(),
+                "closed_at": p.closed_at.isoformat() if p.closed_at else None,
+            }
+        )
     return out
 
 

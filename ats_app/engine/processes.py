@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -17,10 +18,8 @@ _PR_SET_PDEATHSIG = 1
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     # If the backend is killed outright (SIGKILL), the kernel still stops this child: no orphans.
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
 
 
 def child_popen(args: Sequence[str], env: dict[str, str] | None = None) -> subprocess.Popen:

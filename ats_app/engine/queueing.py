@@ -34,17 +34,28 @@ def alert_job_id(alert_id: int) -> str:
 def enqueue_alert(alert_id: int, conn: redis.Redis | None = None) -> Job:
     q = Queue(ALERTS_QUEUE, connection=conn or connection())
     # Retrying is safe: handle_alert is idempotent (orders keyed by deterministic ids).
-    return q.enqueue_call(HANDLE_ALERT, args=(alert_id,), job_id=alert_job_id(alert_id),
-                          timeout=ALERT_JOB_TIMEOUT, result_ttl=RESULT_TTL,
-                          failure_ttl=FAILURE_TTL, retry=Retry(max=3, interval=[1, 5, 15]))
+    return q.enqueue_call(
+        HANDLE_ALERT,
+        args=(alert_id,),
+        job_id=alert_job_id(alert_id),
+        timeout=ALERT_JOB_TIMEOUT,
+        result_ttl=RESULT_TTL,
+        failure_ttl=FAILURE_TTL,
+        retry=Retry(max=3, interval=[1, 5, 15]),
+    )
 
 
 def enqueue_exit(position_id: int, reason: str, conn: redis.Redis | None = None) -> Job:
     q = Queue(EXITS_QUEUE, connection=conn or connection())
-    return q.enqueue_call(HANDLE_EXIT, args=(position_id, reason),
-                          job_id=f"exit-{position_id}", timeout=ALERT_JOB_TIMEOUT,
-                          result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
-                          retry=Retry(max=5, interval=[1, 2, 5, 10, 30]))
+    return q.enqueue_call(
+        HANDLE_EXIT,
+        args=(position_id, reason),
+        job_id=f"exit-{position_id}",
+        timeout=ALERT_JOB_TIMEOUT,
+        result_ttl=RESULT_TTL,
+        failure_ttl=FAILURE_TTL,
+        retry=Retry(max=5, interval=[1, 2, 5, 10, 30]),
+    )
 
 
 def job_exists(job_id: str, conn: redis.Redis | None = None) -> bool:

@@ -31,18 +31,24 @@ def requeue_lost_alerts(conn: redis.Redis | None = None) -> list[int]:
     conn = conn or connection()
     since = utcnow() - LOOKBACK
     with session_scope() as s:
-        pending = s.exec(select(Alert.id, Alert.user_id)
-                         .where(col(Alert.status).in_(("ACCEPTED", "PROCESSING")))
-                         .where(col(Alert.received_at) >= since)
-                         .order_by(col(Alert.id))).all()
+        pending = s.exec(
+            select(Alert.id, Alert.user_id)
+            .where(col(Alert.status).in_(("ACCEPTED", "PROCESSING")))
+            .where(col(Alert.received_at) >= since)
+            .order_by(col(Alert.id))
+        ).all()
     requeued = []
     for alert_id, user_id in pending:
         assert alert_id is not None
         if job_exists(alert_job_id(alert_id), conn):
             continue
         enqueue_alert(alert_id, conn)
-        audit.record_now("alert.requeued", user_id=user_id, subject=str(alert_id),
-                         reason="job missing from Redis")
+        audit.record_now(
+            "alert.requeued",
+            user_id=user_id,
+            subject=str(alert_id),
+            reason="job missing from Redis",
+        )
         requeued.append(alert_id)
     if requeued:
         log.warning("re-enqueued %d alert(s) whose jobs were lost: %s", len(requeued), requeued)

@@ -31,9 +31,11 @@ class SecretBox:
         if not stored.startswith(PREFIX):
             raise SecretError("stored value is not an encrypted secret")
         try:
-            return self._fernet.decrypt(stored[len(PREFIX):].encode()).decode()
+            return self._fernet.decrypt(stored[len(PREFIX) :].encode()).decode()
         except InvalidToken as exc:
-            raise SecretError("secret cannot be decrypted with the configured ATS_SECRET_KEY") from exc
+            raise SecretError(
+                "secret cannot be decrypted with the configured ATS_SECRET_KEY"
+            ) from exc
 
 
 def generate_key() -> str:

@@ -58,7 +58,8 @@ class Supervisor:
         if self.settings.simulator_enabled:
             port = str(self.settings.simulator_port)
             self.children.append(
-                ("simulator", python_child(["ats_app.cli", "sim", "--port", port], env)))
+                ("simulator", python_child(["ats_app.cli", "sim", "--port", port], env))
+            )
         log.info("started %s", ", ".join(f"{n} (pid {p.pid})" for n, p in self.children))
 
     def _adopt_embedded_redis_url(self) -> None:

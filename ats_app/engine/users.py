@@ -147,7 +147,9 @@ def user_for_token(session: Session, token: str | None) -> UserView | None:
     """The user of a valid, unexpired session token, else None."""
     if not token:
         return None
-    row = session.exec(select(UserSession).where(UserSession.token_hash == _token_hash(token))).first()
+    row = session.exec(
+        select(UserSession).where(UserSession.token_hash == _token_hash(token))
+    ).first()
     if row is None or row.expires_at <= utcnow():
         return None
     user = session.get(User, row.user_id)
@@ -157,7 +159,9 @@ def user_for_token(session: Session, token: str | None) -> UserView | None:
 def end_session(session: Session, token: str | None) -> None:
     if not token:
         return
-    row = session.exec(select(UserSession).where(UserSession.token_hash == _token_hash(token))).first()
+    row = session.exec(
+        select(UserSession).where(UserSession.token_hash == _token_hash(token))
+    ).first()
     if row is not None:
         audit.record(session, "auth.logout", user_id=row.user_id)
         session.delete(row)
@@ -171,8 +175,9 @@ def change_password(
     if user is None:
         raise NotFound("user not found")
     if not verify_password(user.password_hash, current_password):
-        audit.record_now("auth.password_change_refused", user_id=user_id,
-                         reason="wrong current password")
+        audit.record_now(
+            "auth.password_change_refused", user_id=user_id, reason="wrong current password"
+        )
         raise AuthError("current password is wrong")
     problem = password_problem(new_password)
     if problem:

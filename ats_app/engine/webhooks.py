@@ -115,12 +115,19 @@ def _check_refs(
             raise ValidationError("lot multiplier must be between 1 and 100", "lot_multiplier")
 
 
-def _set_accounts(session: Session, user_id: int, link_id: int, accounts: list[LinkAccount]) -> None:
+def _set_accounts(
+    session: Session, user_id: int, link_id: int, accounts: list[LinkAccount]
+) -> None:
     session.exec(delete(WebhookLinkAccount).where(col(WebhookLinkAccount.link_id) == link_id))  # type: ignore[call-overload]
     for acc in accounts:
-        session.add(WebhookLinkAccount(user_id=user_id, link_id=link_id,
-                                       account_id=acc.account_id,
-                                       lot_multiplier=acc.lot_multiplier))
+        session.add(
+            WebhookLinkAccount(
+                user_id=user_id,
+                link_id=link_id,
+                account_id=acc.account_id,
+                lot_multiplier=acc.lot_multiplier,
+            )
+        )
 
 
 def create_link(
@@ -146,9 +153,16 @@ def create_link(
         raise ValidationError("a live link needs at least one broker account", "accounts")
     secret = secrets.token_urlsafe(SECRET_BYTES)
     link = WebhookLink(
-        user_id=user_id, name=n, token=secrets.token_urlsafe(TOKEN_BYTES),
-        secret_enc=default_box().encrypt(secret), strategy_id=strategy_id,
-        stop_loss_pct=sl, target_pct=target, trailing_stop_pct=tsl, paper=paper, enabled=enabled,
+        user_id=user_id,
+        name=n,
+        token=secrets.token_urlsafe(TOKEN_BYTES),
+        secret_enc=default_box().encrypt(secret),
+        strategy_id=strategy_id,
+        stop_loss_pct=sl,
+        target_pct=target,
+        trailing_stop_pct=tsl,
+        paper=paper,
+        enabled=enabled,
     )
     session.add(link)
     session.flush()

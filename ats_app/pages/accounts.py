@@ -7,67 +7,120 @@ from ats_app.components.layout import app_page, form_error, form_message, submit
 from ats_app.components.table import data_table
 from ats_app.state.accounts import AccountsState
 
-COLUMNS = [("Label", "label"), ("Client ID", "client_id"), ("Server", "server"),
-           ("Egress", "egress"), ("Egress IP", "egress_ip"), ("Secrets", "secrets")]
+COLUMNS = [
+    ("Label", "label"),
+    ("Client ID", "client_id"),
+    ("Server", "server"),
+    ("Egress", "egress"),
+    ("Egress IP", "egress_ip"),
+    ("Secrets", "secrets"),
+]
 
 
 def _actions(row: rx.Var) -> rx.Component:
     return rx.vstack(
         rx.hstack(
-            rx.button("Test connection", size="1", on_click=AccountsState.test_connection(row["id"]),
-                      id="test-" + row["id"]),
-            rx.button("Edit", size="1", variant="soft", on_click=AccountsState.start_edit(row["id"])),
-            rx.button("Delete", size="1", variant="soft", color_scheme="red",
-                      on_click=AccountsState.ask_delete(row["id"])),
+            rx.button(
+                "Test connection",
+                size="1",
+                on_click=AccountsState.test_connection(row["id"]),
+                id="test-" + row["id"],
+            ),
+            rx.button(
+                "Edit", size="1", variant="soft", on_click=AccountsState.start_edit(row["id"])
+            ),
+            rx.button(
+                "Delete",
+                size="1",
+                variant="soft",
+                color_scheme="red",
+                on_click=AccountsState.ask_delete(row["id"]),
+            ),
         ),
-        rx.text(AccountsState.test_results.get(row["id"], ""), size="1",
-                id="test-result-" + row["id"]),
+        rx.text(
+            AccountsState.test_results.get(row["id"], ""), size="1", id="test-result-" + row["id"]
+        ),
         spacing="1",
     )
 
 
 def _input(name: str, placeholder: str, kind: str = "text") -> rx.Component:
-    return rx.input(name=name, id=f"acc-{name}", placeholder=placeholder, type=kind,
-                    width="100%", auto_complete="off")
+    return rx.input(
+        name=name,
+        id=f"acc-{name}",
+        placeholder=placeholder,
+        type=kind,
+        width="100%",
+        auto_complete="off",
+    )
 
 
 def _form() -> rx.Component:
     return rx.card(
         rx.form(
             rx.vstack(
-                rx.heading(rx.cond(AccountsState.editing_id > 0,
-                                   "Edit " + AccountsState.edit_label, "Add an Angel One account"),
-                           size="4"),
-                rx.text("Secrets are stored encrypted and never shown again. When editing, "
-                        "leave a secret empty to keep the stored one.", size="2",
-                        color="var(--gray-11)"),
+                rx.heading(
+                    rx.cond(
+                        AccountsState.editing_id > 0,
+                        "Edit " + AccountsState.edit_label,
+                        "Add an Angel One account",
+                    ),
+                    size="4",
+                ),
+                rx.text(
+                    "Secrets are stored encrypted and never shown again. When editing, "
+                    "leave a secret empty to keep the stored one.",
+                    size="2",
+                    color="var(--gray-11)",
+                ),
                 rx.grid(
                     _input("label", "Label (e.g. Main account)"),
-                    rx.cond(AccountsState.editing_id > 0, rx.fragment(),
-                            _input("client_id", "Client ID")),
+                    rx.cond(
+                        AccountsState.editing_id > 0,
+                        rx.fragment(),
+                        _input("client_id", "Client ID"),
+                    ),
                     _input("api_key", "SmartAPI API key", "password"),
                     _input("pin", "PIN", "password"),
                     _input("totp_secret", "TOTP secret (base32)", "password"),
                     _input("base_url", "SmartAPI server (empty = Angel One)"),
                     _input("egress_proxy", "Egress proxy URL (optional)"),
                     _input("egress_ip", "Registered static IP (optional)"),
-                    columns=rx.breakpoints(initial="1", sm="2"), spacing="3", width="100%",
+                    columns=rx.breakpoints(initial="1", sm="2"),
+                    spacing="3",
+                    width="100%",
                 ),
                 form_error(AccountsState.error),
                 form_message(AccountsState.message),
                 rx.hstack(
                     submit_button("Save account", "acc-save"),
-                    rx.cond(AccountsState.editing_id > 0,
-                            rx.button("Cancel", variant="soft", type="button",
-                                      on_click=AccountsState.cancel_edit)),
+                    rx.cond(
+                        AccountsState.editing_id > 0,
+                        rx.button(
+                            "Cancel",
+                            variant="soft",
+                            type="button",
+                            on_click=AccountsState.cancel_edit,
+                        ),
+                    ),
                     rx.spacer(),
-                    rx.button("Add simulated Angel One account", type="button", variant="outline",
-                              on_click=AccountsState.add_simulated, id="add-simulated"),
-                    width="100%", wrap="wrap",
+                    rx.button(
+                        "Add simulated Angel One account",
+                        type="button",
+                        variant="outline",
+                        on_click=AccountsState.add_simulated,
+                        id="add-simulated",
+                    ),
+                    width="100%",
+                    wrap="wrap",
                 ),
-                spacing="3", width="100%",
+                spacing="3",
+                width="100%",
             ),
-            on_submit=AccountsState.save, reset_on_submit=False, id="account-form", width="100%",
+            on_submit=AccountsState.save,
+            reset_on_submit=False,
+            id="account-form",
+            width="100%",
         ),
         width="100%",
     )
@@ -77,14 +130,25 @@ def accounts_page() -> rx.Component:
     return app_page(
         rx.vstack(
             rx.heading("Broker accounts", size="6"),
-            data_table(AccountsState.rows, COLUMNS, _actions, table_id="accounts",
-                       empty="No broker account yet. Add one below, or a simulated one to "
-                             "try the system offline."),
+            data_table(
+                AccountsState.rows,
+                COLUMNS,
+                _actions,
+                table_id="accounts",
+                empty="No broker account yet. Add one below, or a simulated one to "
+                "try the system offline.",
+            ),
             _form(),
-            confirm_dialog(AccountsState.confirm_delete > 0, "Delete this account?",
-                           "Links that trade on it will stop using it. This cannot be undone.",
-                           AccountsState.delete, AccountsState.cancel_delete, "Delete",
-                           "delete-account"),
-            spacing="4", width="100%",
+            confirm_dialog(
+                AccountsState.confirm_delete > 0,
+                "Delete this account?",
+                "Links that trade on it will stop using it. This cannot be undone.",
+                AccountsState.delete,
+                AccountsState.cancel_delete,
+                "Delete",
+                "delete-account",
+            ),
+            spacing="4",
+            width="100%",
         )
     )

@@ -12,10 +12,21 @@ def login_page() -> rx.Component:
         "Log in",
         rx.form(
             rx.vstack(
-                rx.input(name="username", placeholder="Username", id="username", width="100%",
-                         auto_complete="username"),
-                rx.input(name="password", placeholder="Password", type="password", id="password",
-                         width="100%", auto_complete="current-password"),
+                rx.input(
+                    name="username",
+                    placeholder="Username",
+                    id="username",
+                    width="100%",
+                    auto_complete="username",
+                ),
+                rx.input(
+                    name="password",
+                    placeholder="Password",
+                    type="password",
+                    id="password",
+                    width="100%",
+                    auto_complete="current-password",
+                ),
                 form_error(AuthState.error),
                 submit_button("Log in", "login-submit", width="100%"),
                 spacing="3",
@@ -27,7 +38,10 @@ def login_page() -> rx.Component:
         ),
         rx.cond(
             AuthState.registration_open,
-            rx.text("No account? ", rx.link("Register", href=routes.REGISTER, id="to-register"),
-                    size="2"),
+            rx.text(
+                "No account? ",
+                rx.link("Register", href=routes.REGISTER, id="to-register"),
+                size="2",
+            ),
         ),
     )

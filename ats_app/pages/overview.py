@@ -6,26 +6,43 @@ from ats_app.components.layout import app_page
 from ats_app.components.table import data_table
 from ats_app.state.overview import OverviewState
 
-OPEN_COLUMNS = [("Symbol", "tradingsymbol"), ("Link", "link"), ("Qty", "quantity"),
-                ("Entry", "entry_price"), ("LTP", "ltp"), ("Stop", "stop_price"),
-                ("Target", "target_price"), ("Peak", "peak_price"), ("P&L ₹", "pnl"),
-                ("Status", "status"), ("Mode", "mode")]
+OPEN_COLUMNS = [
+    ("Symbol", "tradingsymbol"),
+    ("Link", "link"),
+    ("Qty", "quantity"),
+    ("Entry", "entry_price"),
+    ("LTP", "ltp"),
+    ("Stop", "stop_price"),
+    ("Target", "target_price"),
+    ("Peak", "peak_price"),
+    ("P&L ₹", "pnl"),
+    ("Status", "status"),
+    ("Mode", "mode"),
+]
 
 
 def _money_card(label: str, value: rx.Var, card_id: str) -> rx.Component:
     return rx.card(
-        rx.vstack(rx.text(label, size="2", color="var(--gray-11)"),
-                  rx.heading("₹ ", value, size="6", id=card_id,
-                             color=rx.cond(value.startswith("-"), "var(--red-11)",
-                                           "var(--green-11)")),
-                  spacing="1"),
+        rx.vstack(
+            rx.text(label, size="2", color="var(--gray-11)"),
+            rx.heading(
+                "₹ ",
+                value,
+                size="6",
+                id=card_id,
+                color=rx.cond(value.startswith("-"), "var(--red-11)", "var(--green-11)"),
+            ),
+            spacing="1",
+        ),
         min_width="200px",
     )
 
 
 def _service_badge(item: rx.Var) -> rx.Component:
     return rx.badge(
-        item[0], ": ", item[1],
+        item[0],
+        ": ",
+        item[1],
         color_scheme=rx.cond(item[1] == "up", "green", "red"),
         size="2",
     )
@@ -45,10 +62,18 @@ def overview_page() -> rx.Component:
                     ),
                     rx.cond(
                         OverviewState.bot_running,
-                        rx.button("Stop bot", color_scheme="red", id="bot-stop",
-                                  on_click=OverviewState.set_bot(False)),
-                        rx.button("Start bot", color_scheme="green", id="bot-start",
-                                  on_click=OverviewState.set_bot(True)),
+                        rx.button(
+                            "Stop bot",
+                            color_scheme="red",
+                            id="bot-stop",
+                            on_click=OverviewState.set_bot(False),
+                        ),
+                        rx.button(
+                            "Start bot",
+                            color_scheme="green",
+                            id="bot-start",
+                            on_click=OverviewState.set_bot(True),
+                        ),
                     ),
                     rx.spacer(),
                     rx.text("Mode: ", rx.code(OverviewState.trading_mode.upper())),
@@ -62,11 +87,16 @@ def overview_page() -> rx.Component:
             rx.hstack(
                 _money_card("Realized today", OverviewState.realized_today, "pnl-realized"),
                 _money_card("Unrealized (open)", OverviewState.unrealized, "pnl-unrealized"),
-                wrap="wrap", spacing="3",
+                wrap="wrap",
+                spacing="3",
             ),
             rx.heading("Open positions", size="4"),
-            data_table(OverviewState.open_rows, OPEN_COLUMNS, table_id="open-positions",
-                       empty="No open position."),
+            data_table(
+                OverviewState.open_rows,
+                OPEN_COLUMNS,
+                table_id="open-positions",
+                empty="No open position.",
+            ),
             rx.card(
                 rx.vstack(
                     rx.text("Services", weight="bold"),

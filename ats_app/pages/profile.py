@@ -16,18 +16,34 @@ def profile_page() -> rx.Component:
                 rx.cond(AuthState.is_admin, rx.badge("administrator", color_scheme="indigo")),
                 rx.button("Log out", on_click=AuthState.logout, variant="soft"),
             ),
-            max_width="420px", margin_y="12px",
+            max_width="420px",
+            margin_y="12px",
         ),
         rx.card(
             rx.form(
                 rx.vstack(
                     rx.heading("Change password", size="4"),
-                    rx.input(name="current_password", type="password", id="current_password",
-                             placeholder="Current password", width="100%"),
-                    rx.input(name="new_password", type="password", id="new_password",
-                             placeholder="New password (at least 8 characters)", width="100%"),
-                    rx.input(name="confirm", type="password", id="confirm",
-                             placeholder="Repeat new password", width="100%"),
+                    rx.input(
+                        name="current_password",
+                        type="password",
+                        id="current_password",
+                        placeholder="Current password",
+                        width="100%",
+                    ),
+                    rx.input(
+                        name="new_password",
+                        type="password",
+                        id="new_password",
+                        placeholder="New password (at least 8 characters)",
+                        width="100%",
+                    ),
+                    rx.input(
+                        name="confirm",
+                        type="password",
+                        id="confirm",
+                        placeholder="Repeat new password",
+                        width="100%",
+                    ),
                     form_error(AuthState.error),
                     form_message(AuthState.message),
                     submit_button("Change password", "change-password"),
@@ -38,5 +54,5 @@ def profile_page() -> rx.Component:
                 reset_on_submit=True,
             ),
             max_width="420px",
-        )
+        ),
     )

@@ -15,47 +15,92 @@ def _link_card(row: rx.Var) -> rx.Component:
             rx.hstack(
                 rx.heading(row["name"], size="4"),
                 rx.badge(row["mode"], color_scheme=rx.cond(row["mode"] == "LIVE", "red", "amber")),
-                rx.badge(row["enabled"], color_scheme=rx.cond(row["enabled"] == "enabled",
-                                                              "green", "gray")),
+                rx.badge(
+                    row["enabled"],
+                    color_scheme=rx.cond(row["enabled"] == "enabled", "green", "gray"),
+                ),
                 rx.spacer(),
-                rx.button("Edit", size="1", variant="soft", on_click=WebhooksState.start_edit(link_id)),
-                rx.button("Delete", size="1", variant="soft", color_scheme="red",
-                          on_click=WebhooksState.ask_delete(link_id)),
-                width="100%", align="center", wrap="wrap",
+                rx.button(
+                    "Edit", size="1", variant="soft", on_click=WebhooksState.start_edit(link_id)
+                ),
+                rx.button(
+                    "Delete",
+                    size="1",
+                    variant="soft",
+                    color_scheme="red",
+                    on_click=WebhooksState.ask_delete(link_id),
+                ),
+                width="100%",
+                align="center",
+                wrap="wrap",
             ),
             rx.text("Strategy: ", row["strategy"], " · Accounts: ", row["accounts"], size="2"),
             rx.text(row["rules"], size="2"),
             rx.hstack(
                 rx.code(row["url"], id="url-" + link_id, size="2", word_break="break-all"),
-                rx.button("Copy", size="1", on_click=WebhooksState.copy_url(row["url"]),
-                          id="copy-" + link_id),
-                rx.button("New URL", size="1", variant="soft",
-                          on_click=WebhooksState.rotate_url(link_id)),
-                align="center", wrap="wrap",
+                rx.button(
+                    "Copy",
+                    size="1",
+                    on_click=WebhooksState.copy_url(row["url"]),
+                    id="copy-" + link_id,
+                ),
+                rx.button(
+                    "New URL", size="1", variant="soft", on_click=WebhooksState.rotate_url(link_id)
+                ),
+                align="center",
+                wrap="wrap",
             ),
             rx.hstack(
                 rx.text("Secret: ", size="2"),
-                rx.cond(revealed,
-                        rx.code(WebhooksState.revealed[link_id], id="secret-" + link_id),
-                        rx.text("••••••••", size="2")),
-                rx.cond(revealed,
-                        rx.button("Hide", size="1", variant="soft", on_click=WebhooksState.hide(link_id)),
-                        rx.button("Reveal", size="1", variant="soft",
-                                  on_click=WebhooksState.reveal(link_id), id="reveal-" + link_id)),
-                rx.button("Rotate secret", size="1", variant="soft", color_scheme="orange",
-                          on_click=WebhooksState.rotate(link_id)),
-                rx.button("Send test alert", size="1", on_click=WebhooksState.send_test(link_id),
-                          id="test-alert-" + link_id),
-                align="center", wrap="wrap",
+                rx.cond(
+                    revealed,
+                    rx.code(WebhooksState.revealed[link_id], id="secret-" + link_id),
+                    rx.text("••••••••", size="2"),
+                ),
+                rx.cond(
+                    revealed,
+                    rx.button(
+                        "Hide", size="1", variant="soft", on_click=WebhooksState.hide(link_id)
+                    ),
+                    rx.button(
+                        "Reveal",
+                        size="1",
+                        variant="soft",
+                        on_click=WebhooksState.reveal(link_id),
+                        id="reveal-" + link_id,
+                    ),
+                ),
+                rx.button(
+                    "Rotate secret",
+                    size="1",
+                    variant="soft",
+                    color_scheme="orange",
+                    on_click=WebhooksState.rotate(link_id),
+                ),
+                rx.button(
+                    "Send test alert",
+                    size="1",
+                    on_click=WebhooksState.send_test(link_id),
+                    id="test-alert-" + link_id,
+                ),
+                align="center",
+                wrap="wrap",
             ),
-            rx.cond(revealed, rx.vstack(
-                rx.text("TradingView alert message (paste into the alert's Message box):",
-                        size="2"),
-                rx.code_block(WebhooksState.messages[link_id], language="json",
-                              id="message-" + link_id),
-                width="100%")),
+            rx.cond(
+                revealed,
+                rx.vstack(
+                    rx.text(
+                        "TradingView alert message (paste into the alert's Message box):", size="2"
+                    ),
+                    rx.code_block(
+                        WebhooksState.messages[link_id], language="json", id="message-" + link_id
+                    ),
+                    width="100%",
+                ),
+            ),
             rx.text(WebhooksState.results.get(link_id, ""), size="2", id="result-" + link_id),
-            spacing="2", width="100%",
+            spacing="2",
+            width="100%",
         ),
         width="100%",
     )
@@ -64,10 +109,17 @@ def _link_card(row: rx.Var) -> rx.Component:
 def _account_input(acc: rx.Var) -> rx.Component:
     return rx.hstack(
         rx.text(acc[1], size="2", min_width="140px"),
-        rx.input(name="mult_" + acc[0], type="number", min=0, max=100, width="90px",
-                 placeholder="0 = off", id="mult-" + acc[0],
-                 default_value=WebhooksState.edit_multipliers.get(acc[0], ""),
-                 key=WebhooksState.editing_id.to_string() + acc[0]),
+        rx.input(
+            name="mult_" + acc[0],
+            type="number",
+            min=0,
+            max=100,
+            width="90px",
+            placeholder="0 = off",
+            id="mult-" + acc[0],
+            default_value=WebhooksState.edit_multipliers.get(acc[0], ""),
+            key=WebhooksState.editing_id.to_string() + acc[0],
+        ),
         rx.text("lots ×", size="1", color="var(--gray-10)"),
         align="center",
     )
@@ -76,10 +128,16 @@ def _account_input(acc: rx.Var) -> rx.Component:
 def _field(label: str, name: str, placeholder: str) -> rx.Component:
     return rx.vstack(
         rx.text(label, size="2"),
-        rx.input(name=name, id=f"link-{name}", placeholder=placeholder,
-                 default_value=WebhooksState.edit.get(name, ""),
-                 key=WebhooksState.editing_id.to_string() + name, width="100%"),
-        spacing="1", width="100%",
+        rx.input(
+            name=name,
+            id=f"link-{name}",
+            placeholder=placeholder,
+            default_value=WebhooksState.edit.get(name, ""),
+            key=WebhooksState.editing_id.to_string() + name,
+            width="100%",
+        ),
+        spacing="1",
+        width="100%",
     )
 
 
@@ -88,60 +146,100 @@ def _form() -> rx.Component:
     return rx.card(
         rx.form(
             rx.vstack(
-                rx.heading(rx.cond(WebhooksState.editing_id > 0, "Edit webhook link",
-                                   "New webhook link"), size="4"),
+                rx.heading(
+                    rx.cond(WebhooksState.editing_id > 0, "Edit webhook link", "New webhook link"),
+                    size="4",
+                ),
                 rx.grid(
                     _field("Name", "name", "e.g. NIFTY breakout"),
                     rx.vstack(
                         rx.text("Strategy", size="2"),
                         rx.el.select(
                             rx.el.option("— none —", value=""),
-                            rx.foreach(WebhooksState.strategy_options,
-                                       lambda o: rx.el.option(o[1], value=o[0])),
-                            name="strategy_id", id="link-strategy",
+                            rx.foreach(
+                                WebhooksState.strategy_options,
+                                lambda o: rx.el.option(o[1], value=o[0]),
+                            ),
+                            name="strategy_id",
+                            id="link-strategy",
                             default_value=WebhooksState.edit.get("strategy_id", ""),
-                            key=k + "s", style={"padding": "6px", "width": "100%"},
+                            key=k + "s",
+                            style={"padding": "6px", "width": "100%"},
                         ),
-                        spacing="1", width="100%",
+                        spacing="1",
+                        width="100%",
                     ),
                     _field("Stop-loss %", "sl", "e.g. 20"),
                     _field("Target %", "target", "e.g. 40"),
                     _field("Trailing stop %", "tsl", "e.g. 10"),
-                    columns=rx.breakpoints(initial="1", sm="2"), spacing="3", width="100%",
+                    columns=rx.breakpoints(initial="1", sm="2"),
+                    spacing="3",
+                    width="100%",
                 ),
-                rx.text("Accounts (lot multiplier per account; leave 0 or empty to skip):",
-                        size="2"),
-                rx.cond(WebhooksState.account_options.length() > 0,
-                        rx.vstack(rx.foreach(WebhooksState.account_options, _account_input)),
-                        rx.text("No broker account: the link can only paper trade.", size="2",
-                                color="var(--gray-10)")),
+                rx.text(
+                    "Accounts (lot multiplier per account; leave 0 or empty to skip):", size="2"
+                ),
+                rx.cond(
+                    WebhooksState.account_options.length() > 0,
+                    rx.vstack(rx.foreach(WebhooksState.account_options, _account_input)),
+                    rx.text(
+                        "No broker account: the link can only paper trade.",
+                        size="2",
+                        color="var(--gray-10)",
+                    ),
+                ),
                 rx.hstack(
-                    rx.el.label(rx.el.input(type="checkbox", name="paper", id="link-paper",
-                                            default_checked=rx.cond(
-                                                WebhooksState.editing_id > 0,
-                                                WebhooksState.edit.get("paper", "") == "1", True),
-                                            key=k + "p"),
-                                " Paper trading (no real orders)"),
-                    rx.el.label(rx.el.input(type="checkbox", name="enabled", id="link-enabled",
-                                            default_checked=rx.cond(
-                                                WebhooksState.editing_id > 0,
-                                                WebhooksState.edit.get("is_enabled", "") == "1",
-                                                True),
-                                            key=k + "e"),
-                                " Enabled"),
+                    rx.el.label(
+                        rx.el.input(
+                            type="checkbox",
+                            name="paper",
+                            id="link-paper",
+                            default_checked=rx.cond(
+                                WebhooksState.editing_id > 0,
+                                WebhooksState.edit.get("paper", "") == "1",
+                                True,
+                            ),
+                            key=k + "p",
+                        ),
+                        " Paper trading (no real orders)",
+                    ),
+                    rx.el.label(
+                        rx.el.input(
+                            type="checkbox",
+                            name="enabled",
+                            id="link-enabled",
+                            default_checked=rx.cond(
+                                WebhooksState.editing_id > 0,
+                                WebhooksState.edit.get("is_enabled", "") == "1",
+                                True,
+                            ),
+                            key=k + "e",
+                        ),
+                        " Enabled",
+                    ),
                     spacing="5",
                 ),
                 form_error(WebhooksState.error),
                 form_message(WebhooksState.message),
                 rx.hstack(
                     submit_button("Save link", "link-save"),
-                    rx.cond(WebhooksState.editing_id > 0,
-                            rx.button("Cancel", type="button", variant="soft",
-                                      on_click=WebhooksState.cancel_edit)),
+                    rx.cond(
+                        WebhooksState.editing_id > 0,
+                        rx.button(
+                            "Cancel",
+                            type="button",
+                            variant="soft",
+                            on_click=WebhooksState.cancel_edit,
+                        ),
+                    ),
                 ),
-                spacing="3", width="100%",
+                spacing="3",
+                width="100%",
             ),
-            on_submit=WebhooksState.save, reset_on_submit=False, id="link-form", width="100%",
+            on_submit=WebhooksState.save,
+            reset_on_submit=False,
+            id="link-form",
+            width="100%",
         ),
         width="100%",
     )
@@ -151,15 +249,22 @@ def webhooks_page() -> rx.Component:
     return app_page(
         rx.vstack(
             rx.heading("Webhook links", size="6"),
-            rx.cond(WebhooksState.rows.length() > 0,
-                    rx.vstack(rx.foreach(WebhooksState.rows, _link_card), width="100%",
-                              id="links"),
-                    rx.text("No webhook link yet.", id="links-empty")),
+            rx.cond(
+                WebhooksState.rows.length() > 0,
+                rx.vstack(rx.foreach(WebhooksState.rows, _link_card), width="100%", id="links"),
+                rx.text("No webhook link yet.", id="links-empty"),
+            ),
             _form(),
-            confirm_dialog(WebhooksState.confirm_delete > 0, "Delete this webhook link?",
-                           "Alerts sent to its URL will be refused (404).",
-                           WebhooksState.delete, WebhooksState.cancel_delete, "Delete",
-                           "delete-link"),
-            spacing="4", width="100%",
+            confirm_dialog(
+                WebhooksState.confirm_delete > 0,
+                "Delete this webhook link?",
+                "Alerts sent to its URL will be refused (404).",
+                WebhooksState.delete,
+                WebhooksState.cancel_delete,
+                "Delete",
+                "delete-link",
+            ),
+            spacing="4",
+            width="100%",
         )
     )

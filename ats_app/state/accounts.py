@@ -14,13 +14,16 @@ from ats_app.state.auth import AuthState
 
 def _row(a: accounts.AccountView) -> dict[str, str]:
     return {
-        "id": str(a.id), "label": a.label, "client_id": a.client_id,
+        "id": str(a.id),
+        "label": a.label,
+        "client_id": a.client_id,
         "server": a.base_url or "Angel One",
         "egress": a.egress_proxy or "direct",
         "egress_ip": a.egress_ip or "—",
         "simulated": "yes" if a.is_simulated else "no",
-        "secrets": "API key, PIN, TOTP set" if (a.has_api_key and a.has_pin
-                                                and a.has_totp_secret) else "incomplete",
+        "secrets": "API key, PIN, TOTP set"
+        if (a.has_api_key and a.has_pin and a.has_totp_secret)
+        else "incomplete",
     }
 
 
@@ -36,7 +39,7 @@ class AccountsState(AuthState):
             self.rows = [_row(a) for a in accounts.list_accounts(s, uid)]
 
     @rx.event
-    def load(self):  # noqa: ANN201
+    def load(self):
         uid = self._user_id()
         if uid is None:
             return rx.redirect(routes.LOGIN)
@@ -45,14 +48,24 @@ class AccountsState(AuthState):
         return None
 
     @rx.event
-    def save(self, form: dict[str, str]):  # noqa: ANN201
+    def save(self, form: dict[str, str]):
         uid = self._user_id()
         if uid is None:
             return rx.redirect(routes.LOGIN)
         self.error = self.message = ""
-        fields = {k: form.get(k, "") for k in ("label", "client_id", "api_key", "pin",
-                                                "totp_secret", "base_url", "egress_proxy",
-                                                "egress_ip")}
+        fields = {
+            k: form.get(k, "")
+            for k in (
+                "label",
+                "client_id",
+                "api_key",
+                "pin",
+                "totp_secret",
+                "base_url",
+                "egress_proxy",
+                "egress_ip",
+            )
+        }
         try:
             with session_scope() as s:
                 if self.editing_id:
@@ -70,7 +83,7 @@ class AccountsState(AuthState):
         return rx.call_script("document.getElementById('account-form').reset()")
 
     @rx.event
-    def add_simulated(self):  # noqa: ANN201
+    def add_simulated(self):
         """One click: an account on the built-in simulator (its demo login)."""
         uid = self._user_id()
         if uid is None:
@@ -82,9 +95,16 @@ class AccountsState(AuthState):
         try:
             with session_scope() as s:
                 accounts.add_account(
-                    s, uid, label="Simulated Angel One", client_id=demo.client_code,
-                    api_key="simulator", pin=demo.pin, totp_secret=demo.totp_secret,
-                    base_url=f"http://127.0.0.1:{settings().simulator_port}", is_simulated=True)
+                    s,
+                    uid,
+                    label="Simulated Angel One",
+                    client_id=demo.client_code,
+                    api_key="simulator",
+                    pin=demo.pin,
+                    totp_secret=demo.totp_secret,
+                    base_url=f"http://127.0.0.1:{settings().simulator_port}",
+                    is_simulated=True,
+                )
         except AtsError as exc:
             self.error = str(exc).capitalize()
             return None
@@ -93,26 +113,26 @@ class AccountsState(AuthState):
         return None
 
     @rx.event
-    def start_edit(self, account_id: str):  # noqa: ANN201
+    def start_edit(self, account_id: str):
         row = next((r for r in self.rows if r["id"] == account_id), None)
         if row:
             self.editing_id = int(account_id)
             self.edit_label = row["label"]
 
     @rx.event
-    def cancel_edit(self):  # noqa: ANN201
+    def cancel_edit(self):
         self.editing_id = 0
 
     @rx.event
-    def ask_delete(self, account_id: str):  # noqa: ANN201
+    def ask_delete(self, account_id: str):
         self.confirm_delete = int(account_id)
 
     @rx.event
-    def cancel_delete(self):  # noqa: ANN201
+    def cancel_delete(self):
         self.confirm_delete = 0
 
     @rx.event
-    def delete(self):  # noqa: ANN201
+    def delete(self):
         uid = self._user_id()
         if uid is None:
             return rx.redirect(routes.LOGIN)
@@ -126,7 +146,7 @@ class AccountsState(AuthState):
         return None
 
     @rx.event
-    def test_connection(self, account_id: str):  # noqa: ANN201
+    def test_connection(self, account_id: str):
         uid = self._user_id()
         if uid is None:
             return rx.redirect(routes.LOGIN)
@@ -140,6 +160,6 @@ class AccountsState(AuthState):
             text = ("OK: " if report.ok else "Failed: ") + report.message
             if report.egress_ip:
                 text += f" (orders leave from {report.egress_ip})"
-        except Exception as exc:  # noqa: BLE001 - show the user whatever went wrong
+        except Exception as exc:
             text = f"Failed: {exc}"
         self.test_results[account_id] = text

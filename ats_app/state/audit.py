@@ -23,11 +23,17 @@ class AuditState(AuthState):
         except ValueError:
             day = None
         with session_scope() as s:
-            return audit_log.list_events(s, uid, category=f.get("category") or None,
-                                         text=f.get("text") or None, day=day, limit=limit)
+            return audit_log.list_events(
+                s,
+                uid,
+                category=f.get("category") or None,
+                text=f.get("text") or None,
+                day=day,
+                limit=limit,
+            )
 
     @rx.event
-    def load(self):  # noqa: ANN201
+    def load(self):
         uid = self._user_id()
         if uid is None:
             return rx.redirect(routes.LOGIN)
@@ -35,7 +41,7 @@ class AuditState(AuthState):
         return None
 
     @rx.event
-    def apply_filters(self, form: dict[str, str]):  # noqa: ANN201
+    def apply_filters(self, form: dict[str, str]):
         uid = self._user_id()
         if uid is None:
             return rx.redirect(routes.LOGIN)
@@ -44,7 +50,7 @@ class AuditState(AuthState):
         return None
 
     @rx.event
-    def download(self, fmt: str):  # noqa: ANN201
+    def download(self, fmt: str):
         uid = self._user_id()
         if uid is None:
             return rx.redirect(routes.LOGIN)

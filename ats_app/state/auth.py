@@ -93,8 +93,13 @@ class AuthState(rx.State):
             return None
         try:
             with session_scope() as s:
-                user = users.create_user(s, form.get("username", ""), form.get("password", ""),
-                                         form.get("first_name", ""), form.get("last_name", ""))
+                user = users.create_user(
+                    s,
+                    form.get("username", ""),
+                    form.get("password", ""),
+                    form.get("first_name", ""),
+                    form.get("last_name", ""),
+                )
                 token = users.start_session(s, user.id)
         except AtsError as exc:
             self.error = str(exc).capitalize()
@@ -123,8 +128,9 @@ class AuthState(rx.State):
             return None
         try:
             with session_scope() as s:
-                users.change_password(s, uid, form.get("current_password", ""),
-                                      form.get("new_password", ""))
+                users.change_password(
+                    s, uid, form.get("current_password", ""), form.get("new_password", "")
+                )
                 # All sessions were ended; keep this browser logged in with a fresh one.
                 self.session_token = users.start_session(s, uid)
         except AtsError as exc:

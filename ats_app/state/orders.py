@@ -39,18 +39,27 @@ class OrdersState(AuthState):
     def _filter(self) -> orders.OrderFilter:
         f = self.filters
         return orders.OrderFilter(
-            date_from=_date(f.get("date_from", "")), date_to=_date(f.get("date_to", "")),
+            date_from=_date(f.get("date_from", "")),
+            date_to=_date(f.get("date_to", "")),
             strategy_id=int(f["strategy_id"]) if f.get("strategy_id", "").isdigit() else None,
             account_id=int(f["account_id"]) if f.get("account_id", "").isdigit() else None,
-            status=f.get("status") or None, symbol=f.get("symbol") or None)
+            status=f.get("status") or None,
+            symbol=f.get("symbol") or None,
+        )
 
     def _reload(self, uid: int) -> None:
         f = self._filter()
         with session_scope() as s:
             self.total = orders.count_orders(s, uid, f)
-            self.rows = [_str_row(v) for v in orders.list_orders(
-                s, uid, f, offset=self.page * PAGE_SIZE, limit=PAGE_SIZE)]
-            self.strategy_options = [[str(x.id), x.name] for x in strategies.list_strategies(s, uid)]
+            self.rows = [
+                _str_row(v)
+                for v in orders.list_orders(
+                    s, uid, f, offset=self.page * PAGE_SIZE, limit=PAGE_SIZE
+                )
+            ]
+            self.strategy_options = [
+                [str(x.id), x.name] for x in strategies.list_strategies(s, uid)
+            ]
             self.account_options = [[str(a.id), a.label] for a in accounts.list_accounts(s, uid)]
 
     @rx.var
@@ -68,7 +77,7 @@ class OrdersState(AuthState):
         return f"Delete {n} order{'s' if n != 1 else ''} {which}? This cannot be undone."
 
     @rx.event
-    def load(self):  # noqa: ANN201
+    def load(self):
         uid = self._user_id()
         if uid is None:
             return rx.redirect(routes.LOGIN)
@@ -77,7 +86,7 @@ class OrdersState(AuthState):
         return None
 
     @rx.event
-    def apply_filters(self, form: dict[str, str]):  # noqa: ANN201
+    def apply_filters(self, form: dict[str, str]):
         uid = self._user_id()
         if uid is None:
             return rx.redirect(routes.LOGIN)
@@ -87,7 +96,7 @@ class OrdersState(AuthState):
         return None
 
     @rx.event
-    def move_page(self, delta: int):  # noqa: ANN201
+    def move_page(self, delta: int):
         uid = self._user_id()
         if uid is None:
             return rx.redirect(routes.LOGIN)
@@ -97,14 +106,14 @@ class OrdersState(AuthState):
         return None
 
     @rx.event
-    def toggle(self, order_id: str):  # noqa: ANN201
+    def toggle(self, order_id: str):
         if order_id in self.selected:
             self.selected = [i for i in self.selected if i != order_id]
         else:
             self.selected = [*self.selected, order_id]
 
     @rx.event
-    def download(self, fmt: str):  # noqa: ANN201
+    def download(self, fmt: str):
         uid = self._user_id()
         if uid is None:
             return rx.redirect(routes.LOGIN)
@@ -113,15 +122,15 @@ class OrdersState(AuthState):
         return rx.download(data=orders.export_orders(rows, fmt), filename=f"orders.{fmt}")
 
     @rx.event
-    def ask_delete(self):  # noqa: ANN201
+    def ask_delete(self):
         self.confirm_delete = True
 
     @rx.event
-    def cancel_delete(self):  # noqa: ANN201
+    def cancel_delete(self):
         self.confirm_delete = False
 
     @rx.event
-    def delete(self):  # noqa: ANN201
+    def delete(self):
         uid = self._user_id()
         if uid is None:
             return rx.redirect(routes.LOGIN)

@@ -10,8 +10,8 @@ import asyncio
 import json
 from decimal import Decimal, InvalidOperation
 
-import reflex as rx
 import redis.asyncio as aioredis
+import reflex as rx
 
 from ats_app import routes
 from ats_app.engine import bot, health, live
@@ -50,12 +50,15 @@ class OverviewState(AuthState):
         from zoneinfo import ZoneInfo
 
         today = datetime.now(ZoneInfo("Asia/Kolkata")).date().isoformat()
-        realized = sum(_dec(r["pnl"]) for r in rows
-                       if r["status"] == "CLOSED" and r.get("closed_at", "")[:10] == today)
+        realized = sum(
+            _dec(r["pnl"])
+            for r in rows
+            if r["status"] == "CLOSED" and r.get("closed_at", "")[:10] == today
+        )
         self.realized_today = f"{realized:.2f}"
 
     @rx.event
-    def load(self):  # noqa: ANN201
+    def load(self):
         uid = self._user_id()
         if uid is None:
             return rx.redirect(routes.LOGIN)
@@ -69,7 +72,7 @@ class OverviewState(AuthState):
         return OverviewState.stream_live
 
     @rx.event
-    def set_bot(self, running: bool):  # noqa: ANN201
+    def set_bot(self, running: bool):
         uid = self._user_id()
         if uid is None:
             return rx.redirect(routes.LOGIN)
@@ -78,7 +81,7 @@ class OverviewState(AuthState):
         return None
 
     @rx.event(background=True)
-    async def stream_live(self):  # noqa: ANN201
+    async def stream_live(self):
         async with self:
             if self.streaming or not self._uid:
                 return
@@ -109,8 +112,12 @@ class OverviewState(AuthState):
         rows = []
         for r in self.open_rows:
             if r["id"] == pid:
-                r = {**r, "ltp": str(data.get("ltp", r["ltp"])), "pnl": str(data.get("pnl", r["pnl"])),
-                     "stop_price": str(data.get("stop", r["stop_price"])),
-                     "peak_price": str(data.get("peak", r["peak_price"]))}
+                r = {
+                    **r,
+                    "ltp": str(data.get("ltp", r["ltp"])),
+                    "pnl": str(data.get("pnl", r["pnl"])),
+                    "stop_price": str(data.get("stop", r["stop_price"])),
+                    "peak_price": str(data.get("peak", r["peak_price"])),
+                }
             rows.append(r)
         self.open_rows = rows

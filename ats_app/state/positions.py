@@ -32,7 +32,7 @@ class PositionsState(AuthState):
     confirm_exit: int = 0
 
     @rx.event
-    def load(self):  # noqa: ANN201
+    def load(self):
         uid = self._user_id()
         if uid is None:
             return rx.redirect(routes.LOGIN)
@@ -40,20 +40,21 @@ class PositionsState(AuthState):
         return None
 
     @rx.event
-    def ask_exit(self, position_id: str):  # noqa: ANN201
+    def ask_exit(self, position_id: str):
         self.confirm_exit = int(position_id)
 
     @rx.event
-    def cancel_exit(self):  # noqa: ANN201
+    def cancel_exit(self):
         self.confirm_exit = 0
 
     @rx.event
-    def exit_now(self):  # noqa: ANN201
+    def exit_now(self):
         uid = self._user_id()
         if uid is None:
             return rx.redirect(routes.LOGIN)
-        if not any(r["id"] == str(self.confirm_exit) and r["status"] == "OPEN"
-                   for r in position_rows(uid)):  # scoped: only the user's own positions
+        if not any(
+            r["id"] == str(self.confirm_exit) and r["status"] == "OPEN" for r in position_rows(uid)
+        ):  # scoped: only the user's own positions
             self.confirm_exit = 0
             return rx.toast("That position is not open.")
         enqueue_exit(self.confirm_exit, "manual", connection())

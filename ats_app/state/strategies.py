@@ -20,11 +20,13 @@ class StrategiesState(AuthState):
 
     def _reload(self, uid: int) -> None:
         with session_scope() as s:
-            self.rows = [{"id": str(v.id), "name": v.name, "description": v.description}
-                         for v in strategies.list_strategies(s, uid)]
+            self.rows = [
+                {"id": str(v.id), "name": v.name, "description": v.description}
+                for v in strategies.list_strategies(s, uid)
+            ]
 
     @rx.event
-    def load(self):  # noqa: ANN201
+    def load(self):
         uid = self._user_id()
         if uid is None:
             return rx.redirect(routes.LOGIN)
@@ -33,7 +35,7 @@ class StrategiesState(AuthState):
         return None
 
     @rx.event
-    def save(self, form: dict[str, str]):  # noqa: ANN201
+    def save(self, form: dict[str, str]):
         uid = self._user_id()
         if uid is None:
             return rx.redirect(routes.LOGIN)
@@ -41,11 +43,13 @@ class StrategiesState(AuthState):
         try:
             with session_scope() as s:
                 if self.editing_id:
-                    strategies.update_strategy(s, uid, self.editing_id, form.get("name", ""),
-                                               form.get("description", ""))
+                    strategies.update_strategy(
+                        s, uid, self.editing_id, form.get("name", ""), form.get("description", "")
+                    )
                 else:
-                    strategies.create_strategy(s, uid, form.get("name", ""),
-                                               form.get("description", ""))
+                    strategies.create_strategy(
+                        s, uid, form.get("name", ""), form.get("description", "")
+                    )
         except AtsError as exc:
             self.error = str(exc).capitalize()
             return None
@@ -56,27 +60,27 @@ class StrategiesState(AuthState):
         return rx.call_script("document.getElementById('strategy-form').reset()")
 
     @rx.event
-    def start_edit(self, strategy_id: str):  # noqa: ANN201
+    def start_edit(self, strategy_id: str):
         row = next((r for r in self.rows if r["id"] == strategy_id), None)
         if row:
             self.editing_id = int(strategy_id)
             self.edit_name, self.edit_description = row["name"], row["description"]
 
     @rx.event
-    def cancel_edit(self):  # noqa: ANN201
+    def cancel_edit(self):
         self.editing_id = 0
         self.edit_name = self.edit_description = ""
 
     @rx.event
-    def ask_delete(self, strategy_id: str):  # noqa: ANN201
+    def ask_delete(self, strategy_id: str):
         self.confirm_delete = int(strategy_id)
 
     @rx.event
-    def cancel_delete(self):  # noqa: ANN201
+    def cancel_delete(self):
         self.confirm_delete = 0
 
     @rx.event
-    def delete(self):  # noqa: ANN201
+    def delete(self):
         uid = self._user_id()
         if uid is None:
             return rx.redirect(routes.LOGIN)

@@ -18,15 +18,21 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:g}%"
 
 
-def _link_row(v: webhooks.LinkView, strategy_names: dict[int, str],
-              account_labels: dict[int, str]) -> dict[str, str]:
+def _link_row(
+    v: webhooks.LinkView, strategy_names: dict[int, str], account_labels: dict[int, str]
+) -> dict[str, str]:
     return {
-        "id": str(v.id), "name": v.name, "url": v.url,
+        "id": str(v.id),
+        "name": v.name,
+        "url": v.url,
         "strategy": strategy_names.get(v.strategy_id or 0, "—"),
-        "accounts": ", ".join(f"{account_labels.get(a.account_id, a.account_id)} ×{a.lot_multiplier}"
-                              for a in v.accounts) or "paper (no account)",
+        "accounts": ", ".join(
+            f"{account_labels.get(a.account_id, a.account_id)} ×{a.lot_multiplier}"
+            for a in v.accounts
+        )
+        or "paper (no account)",
         "rules": f"SL {_pct(v.stop_loss_pct)} · target {_pct(v.target_pct)} · "
-                 f"trail {_pct(v.trailing_stop_pct)}",
+        f"trail {_pct(v.trailing_stop_pct)}",
         "mode": "PAPER" if v.paper or settings().trading_mode == "paper" else "LIVE",
         "enabled": "enabled" if v.enabled else "disabled",
         "sl": "" if v.stop_loss_pct is None else f"{v.stop_loss_pct:g}",
@@ -63,7 +69,7 @@ class WebhooksState(AuthState):
         self.rows = [_link_row(v, names, labels) for v in links]
 
     @rx.event
-    def load(self):  # noqa: ANN201
+    def load(self):
         uid = self._user_id()
         if uid is None:
             return rx.redirect(routes.LOGIN)
@@ -80,12 +86,13 @@ class WebhooksState(AuthState):
                 try:
                     chosen.append(webhooks.LinkAccount(int(key[5:]), int(value)))
                 except ValueError as exc:
-                    raise ValidationError("lot multiplier must be a whole number",
-                                          "lot_multiplier") from exc
+                    raise ValidationError(
+                        "lot multiplier must be a whole number", "lot_multiplier"
+                    ) from exc
         return chosen
 
     @rx.event
-    def save(self, form: dict[str, str]):  # noqa: ANN201
+    def save(self, form: dict[str, str]):
         uid = self._user_id()
         if uid is None:
             return rx.redirect(routes.LOGIN)
@@ -93,11 +100,15 @@ class WebhooksState(AuthState):
         try:
             strategy = form.get("strategy_id") or ""
             fields = dict(
-                name=form.get("name", ""), accounts=self._accounts_from(form),
+                name=form.get("name", ""),
+                accounts=self._accounts_from(form),
                 strategy_id=int(strategy) if strategy.isdigit() else None,
-                stop_loss_pct=form.get("sl"), target_pct=form.get("target"),
-                trailing_stop_pct=form.get("tsl"), paper=form.get("paper") == "on",
-                enabled=form.get("enabled") == "on")
+                stop_loss_pct=form.get("sl"),
+                target_pct=form.get("target"),
+                trailing_stop_pct=form.get("tsl"),
+                paper=form.get("paper") == "on",
+                enabled=form.get("enabled") == "on",
+            )
             with session_scope() as s:
                 if self.editing_id:
                     webhooks.update_link(s, uid, self.editing_id, **fields)  # type: ignore[arg-type]
@@ -112,14 +123,14 @@ class WebhooksState(AuthState):
         return rx.call_script("document.getElementById('link-form').reset()")
 
     @rx.event
-    def start_edit(self, link_id: str):  # noqa: ANN201
+    def start_edit(self, link_id: str):
         row = next((r for r in self.rows if r["id"] == link_id), None)
         if row:
             self.editing_id, self.edit = int(link_id), dict(row)
             self.edit_multipliers = {k: str(v) for k, v in json.loads(row["multipliers"]).items()}
 
     @rx.event
-    def cancel_edit(self):  # noqa: ANN201
+    def cancel_edit(self):
         self.editing_id, self.edit, self.edit_multipliers = 0, {}, {}
 
     def _secret_action(self, link_id: str, rotate: bool) -> None:
@@ -128,26 +139,27 @@ class WebhooksState(AuthState):
             return
         with session_scope() as s:
             secret = (webhooks.rotate_secret if rotate else webhooks.reveal_secret)(
-                s, uid, int(link_id))
+                s, uid, int(link_id)
+            )
         self.revealed[link_id] = secret
         self.messages[link_id] = webhooks.alert_message_template(secret)
 
     @rx.event
-    def reveal(self, link_id: str):  # noqa: ANN201
+    def reveal(self, link_id: str):
         self._secret_action(link_id, rotate=False)
 
     @rx.event
-    def hide(self, link_id: str):  # noqa: ANN201
+    def hide(self, link_id: str):
         self.revealed.pop(link_id, None)
         self.messages.pop(link_id, None)
 
     @rx.event
-    def rotate(self, link_id: str):  # noqa: ANN201
+    def rotate(self, link_id: str):
         self._secret_action(link_id, rotate=True)
         self.results[link_id] = "New secret: update the message in your TradingView alert."
 
     @rx.event
-    def rotate_url(self, link_id: str):  # noqa: ANN201
+    def rotate_url(self, link_id: str):
         uid = self._user_id()
         if uid is None:
             return rx.redirect(routes.LOGIN)
@@ -158,11 +170,11 @@ class WebhooksState(AuthState):
         return None
 
     @rx.event
-    def copy_url(self, url: str):  # noqa: ANN201
+    def copy_url(self, url: str):
         return [rx.set_clipboard(url), rx.toast("Webhook URL copied")]
 
     @rx.event
-    def send_test(self, link_id: str):  # noqa: ANN201
+    def send_test(self, link_id: str):
         """A real alert through the whole path (route logic, queue, worker) — paper only."""
         uid = self._user_id()
         if uid is None:
@@ -173,22 +185,30 @@ class WebhooksState(AuthState):
         if not link.paper and settings().trading_mode != "paper":
             self.results[link_id] = "Test alerts are sent only to paper links."
             return None
-        body = json.dumps({"secret": secret, "action": "buy", "symbol": "NIFTY",
-                           "option": "CE", "strike": "ATM", "lots": 1})
+        body = json.dumps(
+            {
+                "secret": secret,
+                "action": "buy",
+                "symbol": "NIFTY",
+                "option": "CE",
+                "strike": "ATM",
+                "lots": 1,
+            }
+        )
         reply = alerts.receive(link.token, body.encode(), None, check_source=False)
         self.results[link_id] = f"{reply.status_code}: {json.dumps(reply.body)}"
         return None
 
     @rx.event
-    def ask_delete(self, link_id: str):  # noqa: ANN201
+    def ask_delete(self, link_id: str):
         self.confirm_delete = int(link_id)
 
     @rx.event
-    def cancel_delete(self):  # noqa: ANN201
+    def cancel_delete(self):
         self.confirm_delete = 0
 
     @rx.event
-    def delete(self):  # noqa: ANN201
+    def delete(self):
         uid = self._user_id()
         if uid is None:
             return rx.redirect(routes.LOGIN)

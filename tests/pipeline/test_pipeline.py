@@ -37,8 +37,11 @@ CLIENT, PIN, SECRET, API_KEY = "T2001", "2468", "KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZL
 @pytest.fixture
 def sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ServerThread]:
     monkeypatch.chdir(tmp_path)  # the SDK writes logs/ into the working directory
-    server = ServerThread(SimConfig(accounts=[AccountSpec(CLIENT, PIN, SECRET), demo_account()],
-                                    engine_interval_ms=20)).start()
+    server = ServerThread(
+        SimConfig(
+            accounts=[AccountSpec(CLIENT, PIN, SECRET), demo_account()], engine_interval_ms=20
+        )
+    ).start()
     monkeypatch.setenv("SIMULATOR_PORT", str(server.port))
     monkeypatch.setenv("ATS_SIMULATOR", "true")
     monkeypatch.setenv("ATS_IP_ECHO_URL", "")
@@ -49,25 +52,54 @@ def sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ServerThrea
 
 
 @pytest.fixture
-def world(database_url: str, redis_url: str, sim: ServerThread,
-          monkeypatch: pytest.MonkeyPatch) -> dict:
+def world(
+    database_url: str, redis_url: str, sim: ServerThread, monkeypatch: pytest.MonkeyPatch
+) -> dict:
     monkeypatch.setenv("TRADING_MODE", "live")
     reset_settings_cache()
     with session_scope() as s:
         uid = users.create_user(s, "trader", "password123", "T", "R").id
-        acc = accounts.add_account(s, uid, label="sim", client_id=CLIENT, api_key=API_KEY,
-                                   pin=PIN, totp_secret=SECRET, base_url=sim.base_url)
+        acc = accounts.add_account(
+            s,
+            uid,
+            label="sim",
+            client_id=CLIENT,
+            api_key=API_KEY,
+            pin=PIN,
+            totp_secret=SECRET,
+            base_url=sim.base_url,
+        )
         strat = strategies.create_strategy(s, uid, "ORB")
         live, live_secret = webhooks.create_link(
-            s, uid, name="live", accounts=[webhooks.LinkAccount(acc.id, 1)],
-            strategy_id=strat.id, stop_loss_pct=5, target_pct=10, trailing_stop_pct=None,
-            paper=False)
+            s,
+            uid,
+            name="live",
+            accounts=[webhooks.LinkAccount(acc.id, 1)],
+            strategy_id=strat.id,
+            stop_loss_pct=5,
+            target_pct=10,
+            trailing_stop_pct=None,
+            paper=False,
+        )
         paper, paper_secret = webhooks.create_link(
-            s, uid, name="paper", accounts=[], strategy_id=strat.id, stop_loss_pct=5,
-            target_pct=10, trailing_stop_pct=2, paper=True)
+            s,
+            uid,
+            name="paper",
+            accounts=[],
+            strategy_id=strat.id,
+            stop_loss_pct=5,
+            target_pct=10,
+            trailing_stop_pct=2,
+            paper=True,
+        )
         bot.set_running(s, uid, True)
-    return {"user": uid, "account": acc.id, "live": (live.token, live_secret),
-            "paper": (paper.token, paper_secret), "sim": sim}
+    return {
+        "user": uid,
+        "account": acc.id,
+        "live": (live.token, live_secret),
+        "paper": (paper.token, paper_secret),
+        "sim": sim,
+    }
 
 
 def _worker_env() -> dict[str, str]:
@@ -75,17 +107,29 @@ def _worker_env() -> dict[str, str]:
 
 
 def _run_burst_worker(timeout: float = 90) -> None:
-    proc = subprocess.run([sys.executable, "-m", "ats_app.cli", "worker", "--burst"],
-                          env=_worker_env(), cwd=os.getcwd(), capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ats_app.cli", "worker", "--burst"],
+        env=_worker_env(),
+        cwd=os.getcwd(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     if os.environ.get("PIPELINE_DEBUG"):
         print(proc.stderr[-6000:])
 
 
 def _post(link: tuple[str, str], **fields: object) -> dict:
-    body = {"secret": link[1], "action": "buy", "symbol": "NIFTY", "option": "CE",
-            "strike": "ATM", "lots": 1, **fields}
+    body = {
+        "secret": link[1],
+        "action": "buy",
+        "symbol": "NIFTY",
+        "option": "CE",
+        "strike": "ATM",
+        "lots": 1,
+        **fields,
+    }
     resp = TestClient(build_api()).post(f"/webhook/{link[0]}", content=json.dumps(body))
     assert resp.status_code in (200, 202), resp.text
     return resp.json()
@@ -96,7 +140,7 @@ def _orders() -> list[Order]:
         return list(s.exec(select(Order)).all())
 
 
-def _within_rate_limit(call):  # noqa: ANN001, ANN202
+def _within_rate_limit(call):
     """The simulator enforces Angel's 1/s login and order-book limits on us too."""
     for _ in range(6):
         try:
@@ -158,7 +202,8 @@ def test_sell_alert_closes_the_position(world: dict) -> None:
         (position,) = s.exec(select(Position)).all()
     assert position.status == "CLOSED" and position.exit_reason == "signal"
     assert position.realized_pnl_paise == (
-        (position.exit_price_paise - position.entry_price_paise) * position.quantity)
+        (position.exit_price_paise - position.entry_price_paise) * position.quantity
+    )
 
 
 def test_fifty_concurrent_copies_make_exactly_one_order(world: dict) -> None:
@@ -172,16 +217,20 @@ def test_fifty_concurrent_copies_make_exactly_one_order(world: dict) -> None:
     assert len(_broker_orders(world["sim"], order.client_order_id)) == 1
 
 
-def test_worker_killed_mid_order_then_retried_places_one_order(world: dict,
-                                                               redis_url: str) -> None:
+def test_worker_killed_mid_order_then_retried_places_one_order(world: dict, redis_url: str) -> None:
     sim = world["sim"]
     # placeOrder answers only after 4 s: the worker is killed while it waits.
-    httpx.post(f"{sim.base_url}/sim/faults", json={"route": "placeOrder", "kind": "latency",
-                                                   "ms": 4000}).raise_for_status()
+    httpx.post(
+        f"{sim.base_url}/sim/faults", json={"route": "placeOrder", "kind": "latency", "ms": 4000}
+    ).raise_for_status()
     accepted = _post(world["live"], id="kill-1")
-    worker = subprocess.Popen([sys.executable, "-m", "ats_app.cli", "worker"],
-                              env=_worker_env(), start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "ats_app.cli", "worker"],
+        env=_worker_env(),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while not any(o.status == "SUBMITTING" for o in _orders()):
@@ -207,8 +256,10 @@ def test_worker_killed_mid_order_then_retried_places_one_order(world: dict,
 
 def test_broker_timeout_after_accept_is_reconciled(world: dict) -> None:
     sim = world["sim"]
-    httpx.post(f"{sim.base_url}/sim/faults", json={"route": "placeOrder", "kind": "lost_answer",
-                                                   "times": 1}).raise_for_status()
+    httpx.post(
+        f"{sim.base_url}/sim/faults",
+        json={"route": "placeOrder", "kind": "lost_answer", "times": 1},
+    ).raise_for_status()
     _post(world["live"], id="timeout-1")
     _run_burst_worker()
     (order,) = _orders()
@@ -218,8 +269,9 @@ def test_broker_timeout_after_accept_is_reconciled(world: dict) -> None:
 
 def test_margin_rejection_reaches_the_order_row(world: dict) -> None:
     sim = world["sim"]
-    httpx.post(f"{sim.base_url}/sim/accounts", json={"clientcode": CLIENT, "cash": 1}
-               ).raise_for_status()
+    httpx.post(
+        f"{sim.base_url}/sim/accounts", json={"clientcode": CLIENT, "cash": 1}
+    ).raise_for_status()
     _post(world["live"], id="poor-1")
     _run_burst_worker()
     (order,) = _orders()
