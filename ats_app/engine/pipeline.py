@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from ats_app.engine import audit, contracts, order_store, positions
 from ats_app.engine.alert_schema import AlertSignal, parse_alert
@@ -139,8 +139,11 @@ def _run_target(
     alert_id: int, user_id: int, link: WebhookLink, target: Target, signal: AlertSignal, paper: bool
 ) -> str:
     conn = connection()
-    with session_scope() as s:
-        broker = broker_for(s, user_id, target.account_id, paper=paper, redis=conn)
+
+    def make_broker() -> Broker:  # built only when an order will really be placed
+        with session_scope() as s:
+            return broker_for(s, user_id, target.account_id, paper=paper, redis=conn)
+
     if not signal.is_entry:
         with session_scope() as s:
             position = positions.open_for(s, link.id, target.account_id)
@@ -152,10 +155,10 @@ def _run_target(
                 account_id=target.account_id,
             )
             return "ignored: no open position"
-        return exit_position(position.id, "signal", alert_id=alert_id, broker=broker)
+        return exit_position(position.id, "signal", alert_id=alert_id, broker=make_broker())
     client_id = f"A{alert_id}E{target.account_id or 0}"
     with session_scope() as s:
-        existing = order_store.by_client_id(s, client_id)
+        existing = _latest_attempt(s, client_id)
         open_position = positions.open_for(s, link.id, target.account_id)
     if existing is None and open_position is not None:
         audit.record_now(
@@ -166,6 +169,7 @@ def _run_target(
             position_id=open_position.id,
         )
         return "ignored: position already open"
+    broker = make_broker()
     if existing is None:
         index = contracts.index_for(target.base_url)
         contract = contracts.resolve(signal, index, utcnow(), lambda c: broker.quote(c).ltp)
@@ -192,9 +196,47 @@ def _run_target(
     else:
         tick = _tick_of(existing)
     order = drive(existing.id, broker, _request(existing, tick))  # type: ignore[arg-type]
+    attempt = _attempt_of(order.client_order_id)
+    while _never_reached_broker(order) and attempt < MAX_SEND_ATTEMPTS:
+        # The broker's book settled without it (e.g. the worker died before the request left):
+        # sending again, under a new ordertag, cannot double it.
+        attempt += 1
+        retry = order_store.create(_as_attempt(order, client_id, attempt))
+        order = drive(retry.id, broker, _request(retry, tick))  # type: ignore[arg-type]
     if order.filled_quantity > 0 and is_terminal(OrderStatus(order.status)):
         positions.open_from_entry(order.id, tick, conn)  # type: ignore[arg-type]
     return f"{order.status.lower()}: {order.client_order_id}"
+
+
+MAX_SEND_ATTEMPTS = 2
+NOT_IN_BOOK = "not in the broker's order book"
+
+
+def _never_reached_broker(order: Order) -> bool:
+    return order.status == OrderStatus.FAILED and (order.reason or "").startswith(NOT_IN_BOOK)
+
+
+def _attempt_of(client_order_id: str) -> int:
+    _, sep, n = client_order_id.rpartition("R")
+    return int(n) if sep and n.isdigit() else 1
+
+
+def _latest_attempt(session: Session, base_id: str) -> Order | None:
+    latest = order_store.by_client_id(session, base_id)
+    for n in range(2, MAX_SEND_ATTEMPTS + 1):
+        later = order_store.by_client_id(session, f"{base_id}R{n}")
+        if later is None:
+            break
+        latest = later
+    return latest
+
+
+def _as_attempt(order: Order, base_id: str, attempt: int) -> Order:
+    fields = order.model_dump(exclude={"id", "client_order_id", "status", "broker_order_id",
+                                       "filled_quantity", "average_price_paise", "reason",
+                                       "created_at", "updated_at"})
+    return Order(**fields, client_order_id=f"{base_id}R{attempt}",
+                 reason=f"entry signal (attempt {attempt})")
 
 
 def _tick_of(order: Order) -> Decimal:
@@ -257,7 +299,7 @@ def _reconcile(order_id: int, broker: Broker, client_order_id: str) -> Order:
             return order_store.apply_report(order_id, found, reconciled=True)
         time.sleep(1.0 + attempt)
     return order_store.transition(
-        order_id, OrderEvent.RECONCILE_NOT_FOUND, reason="not in the broker's order book"
+        order_id, OrderEvent.RECONCILE_NOT_FOUND, reason=NOT_IN_BOOK
     )
 
 

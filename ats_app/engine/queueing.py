@@ -34,6 +34,8 @@ def alert_job_id(alert_id: int) -> str:
 def enqueue_alert(alert_id: int, conn: redis.Redis | None = None) -> Job:
     q = Queue(ALERTS_QUEUE, connection=conn or connection())
     # Retrying is safe: handle_alert is idempotent (orders keyed by deterministic ids).
+    # Retries go straight back on the queue (no interval): a scheduled retry would wait for
+    # RQ's scheduler lock, which a killed worker holds for up to a minute.
     return q.enqueue_call(
         HANDLE_ALERT,
         args=(alert_id,),
@@ -41,7 +43,7 @@ def enqueue_alert(alert_id: int, conn: redis.Redis | None = None) -> Job:
         timeout=ALERT_JOB_TIMEOUT,
         result_ttl=RESULT_TTL,
         failure_ttl=FAILURE_TTL,
-        retry=Retry(max=3, interval=[1, 5, 15]),
+        retry=Retry(max=3),
     )
 
 
@@ -54,7 +56,7 @@ def enqueue_exit(position_id: int, reason: str, conn: redis.Redis | None = None)
         timeout=ALERT_JOB_TIMEOUT,
         result_ttl=RESULT_TTL,
         failure_ttl=FAILURE_TTL,
-        retry=Retry(max=5, interval=[1, 2, 5, 10, 30]),
+        retry=Retry(max=5),
     )
 
 

@@ -217,39 +217,57 @@ def test_fifty_concurrent_copies_make_exactly_one_order(world: dict) -> None:
     assert len(_broker_orders(world["sim"], order.client_order_id)) == 1
 
 
-def test_worker_killed_mid_order_then_retried_places_one_order(world: dict, redis_url: str) -> None:
-    sim = world["sim"]
-    # placeOrder answers only after 4 s: the worker is killed while it waits.
-    httpx.post(
-        f"{sim.base_url}/sim/faults", json={"route": "placeOrder", "kind": "latency", "ms": 4000}
-    ).raise_for_status()
-    accepted = _post(world["live"], id="kill-1")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "ats_app.cli", "worker"],
-        env=_worker_env(),
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def _kill_worker_while_submitting(fault: dict) -> None:
+    """Start a worker, let it send the order into `fault`, SIGKILL it mid-call."""
+    sim_url = fault.pop("sim_url")
+    httpx.post(f"{sim_url}/sim/faults", json=fault).raise_for_status()
+    worker = subprocess.Popen([sys.executable, "-m", "ats_app.cli", "worker"],
+                              env=_worker_env(), start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
         while not any(o.status == "SUBMITTING" for o in _orders()):
             assert time.monotonic() < deadline, "order never reached SUBMITTING"
             time.sleep(0.05)
-        os.killpg(worker.pid, signal.SIGKILL)  # the worker and its work-horse, no cleanup
+        time.sleep(0.3)  # the request is on the wire
+        os.killpg(worker.pid, signal.SIGKILL)  # the worker process group, no cleanup
         worker.wait(10)
     finally:
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)
-    httpx.delete(f"{sim.base_url}/sim/faults").raise_for_status()
-    time.sleep(4.5)  # the simulator finishes the request the dead worker had sent
-    # RQ's registry cleanup after the dead worker's heartbeat expired (~90 s) requeues it;
-    # run it as of that moment rather than sleeping through the heartbeat window.
+    httpx.delete(f"{sim_url}/sim/faults").raise_for_status()
+
+
+def _retry_abandoned(redis_url: str) -> None:
+    # RQ's registry cleanup requeues a job whose worker stopped heart-beating (~3 min for our
+    # 120 s job timeout); run it as of that moment rather than sleeping through it.
     cleanup_abandoned_jobs(redis.Redis.from_url(redis_url), at=time.time() + 600)
     _run_burst_worker()
-    (order,) = _orders()
-    assert order.status == "FILLED", (order.status, order.reason)
-    assert len(_broker_orders(sim, order.client_order_id)) == 1  # reconciled, not resent
+
+
+@pytest.mark.parametrize("fault,placed_first", [
+    pytest.param({"kind": "lost_answer", "ms": 8000}, True, id="broker-had-it"),
+    pytest.param({"kind": "latency", "ms": 3000}, False, id="never-reached-broker"),
+])
+def test_worker_killed_mid_order_then_retried_places_one_order(
+    world: dict, redis_url: str, fault: dict, placed_first: bool,
+) -> None:
+    sim = world["sim"]
+    accepted = _post(world["live"], id="kill-1")
+    _kill_worker_while_submitting({"route": "placeOrder", "sim_url": sim.base_url, **fault})
+    time.sleep(1.0)
+    _retry_abandoned(redis_url)
+    orders = sorted(_orders(), key=lambda o: o.id)
+    filled = [o for o in orders if o.status == "FILLED"]
+    assert len(filled) == 1, [(o.client_order_id, o.status, o.reason) for o in orders]
+    base = f"A{accepted['alert_id']}E{world['account']}"
+    if placed_first:  # reconciled by ordertag: the first order IS the fill, nothing resent
+        assert [o.client_order_id for o in orders] == [base]
+    else:  # the book settled without it: sent once more under a new ordertag
+        assert [(o.client_order_id, o.status) for o in orders] == [
+            (base, "FAILED"), (f"{base}R2", "FILLED")]
+    tags = [o.client_order_id for o in orders]
+    assert sum(len(_broker_orders(sim, t)) for t in tags) == 1  # exactly one at the broker
     with session_scope() as s:
         assert s.get(Alert, accepted["alert_id"]).status == "DONE"
 

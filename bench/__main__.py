@@ -1,0 +1,29 @@
+"""`make bench`: every benchmark in turn, then the table from bench/results.json."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+
+from bench.results import RESULTS
+
+BENCHES = ("bench.webhook_bench", "bench.sim_feed", "bench.monitor_bench")
+
+
+def main() -> int:
+    for name in BENCHES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError:
+            print(f"(skipping {name}: not present)")
+            continue
+        print(f"== {name}")
+        module.main([])  # type: ignore[attr-defined]
+    if RESULTS.exists():
+        print(json.dumps(json.loads(RESULTS.read_text()), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
