@@ -38,13 +38,19 @@ class ReflexProcess:
             "PATH": f"{VENV_BIN}:{base.get('PATH', '')}",
             "REFLEX_TELEMETRY_ENABLED": "false",
             "ATS_DATA_DIR": str(data_dir),
-            # Tests edit no source files, and a reload mid-test would restart the services.
-            "REFLEX_HOT_RELOAD_EXCLUDE_PATHS": str(ROOT),
+            # Watch only an empty folder: a source file edited meanwhile (by a developer, in
+            # this checkout) must not hot-reload the backend and restart its services mid-test.
+            "REFLEX_HOT_RELOAD_OVERRIDE_PATHS": str(self._no_reload_dir()),
             "API_URL": f"http://localhost:{self.backend_port}",
             "SIMULATOR_PORT": str(self.simulator_port),
             **(env or {}),
         }
         self.proc: subprocess.Popen | None = None
+
+    def _no_reload_dir(self) -> Path:
+        path = self.data_dir.parent / "no-reload"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     @property
     def backend(self) -> str:

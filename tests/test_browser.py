@@ -112,3 +112,118 @@ def test_register_login_logout(app: ReflexProcess, page) -> None:
 
     page.click("#logout")
     expect(page).to_have_url(re.compile(r"/login/?$"))
+
+
+def _register(page, app: ReflexProcess, username: str) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(f"{app.frontend}/register")
+    page.fill("#first_name", "Ravi")
+    page.fill("#last_name", "Iyer")
+    page.fill("#username", username)
+    page.fill("#password", "correct-horse-1")
+    page.fill("#confirm", "correct-horse-1")
+    page.click("#register-submit")
+    expect(page.locator("#welcome")).to_contain_text("Ravi Iyer")
+
+
+def test_trading_flow_paper(app: ReflexProcess, page) -> None:
+    """Account → strategy → paper link → alert to its URL → order and position on screen →
+    downloads → bulk delete → bot stopped means the next alert is ignored."""
+    import json
+
+    import httpx
+    from playwright.sync_api import expect
+
+    _register(page, app, "ravi")
+    page.click("#bot-start")
+    expect(page.locator("#bot-state")).to_have_text("RUNNING")
+
+    page.click("#nav-accounts")
+    page.click("#add-simulated")
+    expect(page.locator("#accounts")).to_contain_text("SIM0001")
+    page.locator("[id^=test-]").filter(has_text="Test connection").first.click()
+    expect(page.locator("[id^=test-result-]").first).to_contain_text("OK", timeout=30_000)
+    _shot(page, "accounts")
+
+    page.click("#nav-strategies")
+    page.fill("#strategy-name", "Opening range breakout")
+    page.click("#strategy-save")
+    expect(page.locator("#strategies")).to_contain_text("Opening range breakout")
+    _shot(page, "strategies")
+
+    page.click("#nav-webhooks")
+    page.fill("#link-name", "NIFTY ORB")
+    page.select_option("#link-strategy", label="Opening range breakout")
+    page.fill("#link-sl", "150")  # out of range: a clear message, nothing saved
+    page.click("#link-save")
+    expect(page.locator("#form-error")).to_contain_text("Stop-loss % (stop_loss_pct) must be")
+    page.fill("#link-sl", "20")
+    page.fill("#link-target", "40")
+    page.fill("#link-tsl", "10")
+    page.click("#link-save")
+    expect(page.locator("#links")).to_contain_text("NIFTY ORB")
+    url = page.locator("[id^=url-]").first.inner_text()
+    page.locator("[id^=reveal-]").first.click()
+    secret = page.locator("[id^=secret-]").first.inner_text()
+    expect(page.locator("[id^=message-]").first).to_contain_text('"secret"')
+    _shot(page, "webhooks")
+
+    api_url = app.backend + url[url.index("/webhook/") :]
+    alert = {
+        "secret": secret,
+        "action": "buy",
+        "symbol": "NIFTY",
+        "option": "CE",
+        "strike": "ATM",
+        "lots": 1,
+        "id": "browser-1",
+    }
+    resp = httpx.post(api_url, content=json.dumps(alert), timeout=10)
+    assert resp.status_code == 202, resp.text
+
+    page.click("#nav-orders")
+    for _ in range(30):  # the worker fills it within seconds; reload the list until then
+        page.click("#filter-apply")
+        if "FILLED" in page.locator("#orders").inner_text():
+            break
+        page.wait_for_timeout(1000)
+    expect(page.locator("#orders")).to_contain_text("FILLED")
+    expect(page.locator("#orders")).to_contain_text("paper")
+    _shot(page, "orders")
+    with page.expect_download() as dl:
+        page.click("#download-csv")
+    csv_text = Path(dl.value.path()).read_text()
+    assert csv_text.splitlines()[0].startswith("id,alert_id,created_at")
+    assert "FILLED" in csv_text and "NIFTY" in csv_text
+    with page.expect_download() as dl:
+        page.click("#download-json")
+    rows = json.loads(Path(dl.value.path()).read_text())
+    assert len(rows) == 1 and rows[0]["status"] == "FILLED" and rows[0]["mode"] == "paper"
+
+    page.click("#nav-overview")
+    expect(page.locator("#open-positions")).to_contain_text("NIFTY")
+    _shot(page, "overview-position")
+    page.click("#nav-positions")
+    expect(page.locator("#positions")).to_contain_text("OPEN")
+    _shot(page, "positions")
+
+    page.click("#nav-orders")
+    page.click("#bulk-delete")
+    expect(page.get_by_text("Delete 1 order matching the filters?")).to_be_visible()
+    page.click("#delete-orders-ok")
+    expect(page.locator("#orders-count")).to_have_text("No orders")
+
+    page.click("#nav-overview")
+    page.click("#bot-stop")
+    expect(page.locator("#bot-state")).to_have_text("STOPPED")
+    alert["id"] = "browser-2"
+    resp = httpx.post(api_url, content=json.dumps(alert), timeout=10)
+    assert resp.status_code == 200 and resp.json()["reason"] == "bot_stopped"
+
+    page.click("#nav-audit")
+    expect(page.locator("#audit")).to_contain_text("alert.received")
+    _shot(page, "audit")
+    page.click("#nav-profile")
+    expect(page.locator("#profile-name")).to_contain_text("Ravi Iyer")
+    _shot(page, "profile")

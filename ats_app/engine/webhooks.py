@@ -43,16 +43,25 @@ def webhook_url(token: str) -> str:
     return f"{settings().public_base_url}/webhook/{token}"
 
 
+PCT_LABELS = {
+    "stop_loss_pct": "Stop-loss %",
+    "target_pct": "Target %",
+    "trailing_stop_pct": "Trailing stop %",
+}
+
+
 def validate_pct(value: float | str | None, field: str, upper: float) -> float | None:
-    """A percentage in (0, upper], or None when not set."""
+    """A percentage in (0, upper], or None when not set. Messages name the field both ways:
+    as the form labels it and as the API/CLI calls it."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
+    label = f"{PCT_LABELS.get(field, field)} ({field})"
     try:
         v = float(value)
     except (TypeError, ValueError) as exc:
-        raise ValidationError(f"{field} must be a number (percent)", field) from exc
+        raise ValidationError(f"{label} must be a number, got {value!r}", field) from exc
     if not (0 < v <= upper):
-        raise ValidationError(f"{field} must be greater than 0 and at most {upper:g}%", field)
+        raise ValidationError(f"{label} must be greater than 0 and at most {upper:g}", field)
     return v
 
 

@@ -9,7 +9,7 @@ from ats_app.engine import accounts
 from ats_app.engine.config import settings
 from ats_app.engine.db import session_scope
 from ats_app.engine.errors import AtsError
-from ats_app.state.auth import AuthState
+from ats_app.state.auth import AuthState, sentence
 
 
 def _row(a: accounts.AccountView) -> dict[str, str]:
@@ -76,7 +76,7 @@ class AccountsState(AuthState):
                     accounts.add_account(s, uid, **fields)
                     self.message = "Account added."
         except AtsError as exc:
-            self.error = str(exc).capitalize()
+            self.error = sentence(exc)
             return None
         self.editing_id = 0
         self._reload(uid)
@@ -106,7 +106,7 @@ class AccountsState(AuthState):
                     is_simulated=True,
                 )
         except AtsError as exc:
-            self.error = str(exc).capitalize()
+            self.error = sentence(exc)
             return None
         self.message = "Simulated account added: it trades on the built-in simulator."
         self._reload(uid)
@@ -140,7 +140,7 @@ class AccountsState(AuthState):
             with session_scope() as s:
                 accounts.delete_account(s, uid, self.confirm_delete)
         except AtsError as exc:
-            self.error = str(exc).capitalize()
+            self.error = sentence(exc)
         self.confirm_delete = 0
         self._reload(uid)
         return None

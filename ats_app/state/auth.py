@@ -15,6 +15,12 @@ from ats_app.engine.db import session_scope
 from ats_app.engine.errors import AtsError
 
 
+def sentence(exc: Exception) -> str:
+    """An engine error as a sentence for the page (first letter up, the rest untouched)."""
+    text = str(exc)
+    return text[:1].upper() + text[1:]
+
+
 class AuthState(rx.State):
     session_token: str = rx.LocalStorage("", name="ats_session", sync=True)
     username: str = ""
@@ -76,7 +82,7 @@ class AuthState(rx.State):
                 user = users.authenticate(s, username, password)
                 token = users.start_session(s, user.id)
         except AtsError as exc:
-            self.error = str(exc).capitalize()
+            self.error = sentence(exc)
             return None
         self.session_token = token
         self._set_user(user)
@@ -102,7 +108,7 @@ class AuthState(rx.State):
                 )
                 token = users.start_session(s, user.id)
         except AtsError as exc:
-            self.error = str(exc).capitalize()
+            self.error = sentence(exc)
             return None
         self.session_token = token
         self._set_user(user)
@@ -134,7 +140,7 @@ class AuthState(rx.State):
                 # All sessions were ended; keep this browser logged in with a fresh one.
                 self.session_token = users.start_session(s, uid)
         except AtsError as exc:
-            self.error = str(exc).capitalize()
+            self.error = sentence(exc)
             return None
         self.message = "Password changed. Other browsers have been logged out."
         return None

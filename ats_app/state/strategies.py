@@ -8,7 +8,7 @@ from ats_app import routes
 from ats_app.engine import strategies
 from ats_app.engine.db import session_scope
 from ats_app.engine.errors import AtsError
-from ats_app.state.auth import AuthState
+from ats_app.state.auth import AuthState, sentence
 
 
 class StrategiesState(AuthState):
@@ -51,7 +51,7 @@ class StrategiesState(AuthState):
                         s, uid, form.get("name", ""), form.get("description", "")
                     )
         except AtsError as exc:
-            self.error = str(exc).capitalize()
+            self.error = sentence(exc)
             return None
         self.message = "Strategy saved."
         self.editing_id = 0
@@ -88,7 +88,7 @@ class StrategiesState(AuthState):
             with session_scope() as s:
                 strategies.delete_strategy(s, uid, self.confirm_delete)
         except AtsError as exc:
-            self.error = str(exc).capitalize()
+            self.error = sentence(exc)
         self.confirm_delete = 0
         self._reload(uid)
         return None

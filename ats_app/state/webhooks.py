@@ -11,7 +11,7 @@ from ats_app.engine import accounts, alerts, strategies, webhooks
 from ats_app.engine.config import settings
 from ats_app.engine.db import session_scope
 from ats_app.engine.errors import AtsError, ValidationError
-from ats_app.state.auth import AuthState
+from ats_app.state.auth import AuthState, sentence
 
 
 def _pct(value: float | None) -> str:
@@ -115,7 +115,7 @@ class WebhooksState(AuthState):
                 else:
                     webhooks.create_link(s, uid, **fields)  # type: ignore[arg-type]
         except AtsError as exc:
-            self.error = str(exc).capitalize()
+            self.error = sentence(exc)
             return None
         self.message = "Webhook link saved."
         self.editing_id, self.edit, self.edit_multipliers = 0, {}, {}
@@ -216,7 +216,7 @@ class WebhooksState(AuthState):
             with session_scope() as s:
                 webhooks.delete_link(s, uid, self.confirm_delete)
         except AtsError as exc:
-            self.error = str(exc).capitalize()
+            self.error = sentence(exc)
         self.confirm_delete = 0
         self._reload(uid)
         return None
