@@ -25,9 +25,11 @@ $(VENV)/bin/bun: | $(PY)
 	npm install --silent -g --prefix $(VENV) bun@$(BUN_VERSION)
 	$(VENV)/bin/bun --version
 
+# Development trades on the built-in simulator at any hour (paper only): a demo at 21:00 works.
 run: setup
 	$(PY) -m ats_app.cli db upgrade
-	$(VENV)/bin/reflex run
+	MARKET_HOURS=$${MARKET_HOURS:-$$([ "$${TRADING_MODE:-paper}" = paper ] && echo always || echo nse)} \
+	  $(VENV)/bin/reflex run
 
 # Debian packages the tests drive for real: chromium (browser tests), nginx and caddy
 # (deployment config checks), tinyproxy (per-account egress proxy). Installed when absent.

@@ -40,20 +40,27 @@ def test_upgrade_is_idempotent_and_downgrade_reverses(database_url: str) -> None
 
 
 def test_older_database_is_upgraded_keeping_rows(database_url: str) -> None:
-    """A database at the previous revision of each migration upgrades without losing users."""
+    """A database at the first revision, with trading rows in it, upgrades to head intact."""
     script = ScriptDirectory.from_config(alembic_config(database_url))
     revisions = [r.revision for r in script.walk_revisions("base", "heads")][::-1]
     command.downgrade(alembic_config(database_url), "base")
     command.upgrade(alembic_config(database_url), revisions[0])
+    now = "CURRENT_TIMESTAMP"
     with get_engine(database_url).begin() as c:
-        c.execute(
-            sa.text(
-                "INSERT INTO users (username, password_hash, first_name, last_name, is_admin, "
-                "created_at, password_changed_at) VALUES ('old', 'h', 'O', 'L', true, "
-                "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
-            )
-        )
+        c.execute(sa.text(
+            "INSERT INTO users (id, username, password_hash, first_name, last_name, is_admin, "
+            f"created_at, password_changed_at) VALUES (1, 'old', 'h', 'O', 'L', true, {now}, {now})"))
+        c.execute(sa.text(
+            "INSERT INTO webhook_links (id, user_id, name, token, secret_enc, paper, enabled, "
+            f"created_at, updated_at) VALUES (1, 1, 'l', 'tok', 'enc1:x', true, true, {now}, {now})"))
+        c.execute(sa.text(
+            "INSERT INTO orders (user_id, client_order_id, exchange, symbol, symbol_token, side, "
+            "order_type, product, quantity, status, filled_quantity, paper, created_at, "
+            f"updated_at) VALUES (1, 'A1E0', 'NFO', 'X', '1', 'BUY', 'MARKET', 'INTRADAY', 65, "
+            f"'FILLED', 65, true, {now}, {now})"))
     upgrade(database_url)
     with get_engine(database_url).connect() as c:
         assert c.execute(sa.text("SELECT username FROM users")).scalars().all() == ["old"]
+        # Columns added later get their documented defaults on existing rows.
+        assert c.execute(sa.text("SELECT purpose FROM orders")).scalars().all() == ["ENTRY"]
     assert _diff(database_url) == []
