@@ -1,0 +1,156 @@
+"""`notify` CLI commands: a user's notification targets and event switches.
+
+    python -m ats_app.cli notify add --user U --url - --label phone  < url-on-stdin
+    python -m ats_app.cli notify test --user U
+    python -m ats_app.cli notify list --user U
+    python -m ats_app.cli notify remove --user U --id N
+    python -m ats_app.cli notify events --user U [--enable E ...] [--disable E ...]
+
+`add_notify_commands` plugs into `ats_app.cli.build_parser`. URLs are never printed back:
+they hold bot tokens and SMTP passwords (give `--url -` to keep them out of shell history).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from typing import Any
+
+from sqlmodel import Session
+
+from ats_app.engine import notify_targets
+from ats_app.engine.errors import AtsError, NotFound, ValidationError
+
+__all__ = ["add_notify_commands", "main"]
+
+
+def _user_id(session: Session, ref: str) -> int:
+    from ats_app.engine import users
+
+    try:
+        return users.find_user(session, ref).id
+    except NotFound:
+        if ref.isdigit():
+            return users.get_user(session, int(ref)).id
+        raise
+
+
+def _session_cmd(fn: Any) -> Any:
+    def run(args: argparse.Namespace) -> dict[str, Any]:
+        from ats_app.engine.db import session_scope
+
+        with session_scope() as session:
+            return fn(session, _user_id(session, args.user), args)
+
+    return run
+
+
+def _url_arg(value: str) -> str:
+    if value != "-":
+        return value
+    line = sys.stdin.readline()
+    if not line.strip():
+        raise ValidationError("--url - : nothing on standard input", "url")
+    return line.strip()
+
+
+@_session_cmd
+def cmd_notify_add(session: Session, uid: int, args: argparse.Namespace) -> dict[str, Any]:
+    view = notify_targets.add_target(session, uid, _url_arg(args.url), args.label)
+    return asdict(view)
+
+
+@_session_cmd
+def cmd_notify_test(session: Session, uid: int, args: argparse.Namespace) -> dict[str, Any]:
+    results = notify_targets.test_targets(session, uid)
+    failed = [r for r in results if not r["ok"]]
+    if failed:
+        # Exit status 1 so scripts notice; the per-target results stay in the message.
+        hints = ", ".join(f"{r['id']} ({r['url_hint']})" for r in failed)
+        raise ValidationError(f"test message not accepted by target(s): {hints}")
+    return {"user_id": uid, "sent": len(results), "targets": results}
+
+
+@_session_cmd
+def cmd_notify_list(session: Session, uid: int, args: argparse.Namespace) -> dict[str, Any]:
+    targets = notify_targets.list_targets(session, uid)
+    return {"user_id": uid, "targets": [asdict(t) for t in targets]}
+
+
+@_session_cmd
+def cmd_notify_remove(session: Session, uid: int, args: argparse.Namespace) -> dict[str, Any]:
+    notify_targets.remove_target(session, uid, args.id)
+    return {"user_id": uid, "removed": args.id}
+
+
+@_session_cmd
+def cmd_notify_events(session: Session, uid: int, args: argparse.Namespace) -> dict[str, Any]:
+    switches = notify_targets.set_event_switches(
+        session, uid, enable=args.enable or [], disable=args.disable or []
+    )
+    return {"user_id": uid, "events": switches}
+
+
+def add_notify_commands(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
+    """Add the `notify` group to the CLI's top-level subparsers."""
+    group = subparsers.add_parser("notify", help="notification targets and event switches")
+    cmds = group.add_subparsers(dest="cmd", required=True)
+
+    a = cmds.add_parser("add", parents=[common_parent], help="add an Apprise notification URL")
+    a.add_argument("--user", required=True)
+    a.add_argument("--url", required=True,
+                   help="e.g. tgram://BOT_TOKEN/CHAT_ID or mailtos://...; - reads stdin")
+    a.add_argument("--label", help="a name for it (default: the service)")
+    a.set_defaults(fn=cmd_notify_add)
+
+    t = cmds.add_parser("test", parents=[common_parent], help="send a test message now")
+    t.add_argument("--user", required=True)
+    t.set_defaults(fn=cmd_notify_test)
+
+    ls = cmds.add_parser("list", parents=[common_parent], help="list targets (masked)")
+    ls.add_argument("--user", required=True)
+    ls.set_defaults(fn=cmd_notify_list)
+
+    rm = cmds.add_parser("remove", parents=[common_parent], help="remove a target")
+    rm.add_argument("--user", required=True)
+    rm.add_argument("--id", required=True, type=int)
+    rm.set_defaults(fn=cmd_notify_remove)
+
+    known = ", ".join(e.value for e in notify_targets.Event)
+    ev = cmds.add_parser("events", parents=[common_parent],
+                         help="show or switch events", description=f"events: {known}")
+    ev.add_argument("--user", required=True)
+    ev.add_argument("--enable", action="append", metavar="EVENT", help="repeatable")
+    ev.add_argument("--disable", action="append", metavar="EVENT", help="repeatable")
+    ev.set_defaults(fn=cmd_notify_events)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p = argparse.ArgumentParser(prog="python -m ats_app.cli_notify", parents=[common])
+    add_notify_commands(p.add_subparsers(dest="group", required=True), common)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone runner with `ats_app.cli`'s contract: JSON on stdout, errors exit 1."""
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.fn(args)
+    except AtsError as exc:
+        field = getattr(exc, "field", None)
+        print(f"error: {exc}" + (f" (field: {field})" if field else ""), file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result, default=str))
+    else:
+        for key, value in result.items():
+            print(f"{key}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
