@@ -18,6 +18,7 @@ from typing import Any
 from sqlmodel import Session
 
 from ats_app.cli_instruments import add_instruments_commands
+from ats_app.cli_notify import add_notify_commands
 from ats_app.engine import accounts, bot, orders, strategies, users, webhooks
 from ats_app.engine.config import ConfigError, settings
 from ats_app.engine.errors import AtsError, NotFound
@@ -183,7 +184,7 @@ def cmd_keygen(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_worker(args: argparse.Namespace) -> dict[str, Any]:
     from ats_app.engine.worker import run_worker
 
-    run_worker(burst=args.burst)
+    run_worker(burst=args.burst, queue_names=args.queues.split(",") if args.queues else None)
     return {}
 
 
@@ -280,11 +281,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("worker", parents=[common], help="run an RQ worker")
     w.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    w.add_argument(
+        "--queues",
+        help="comma-separated queues (default: the trading queues; "
+        "run one worker with --queues notifications too)",
+    )
     w.set_defaults(fn=cmd_worker)
     sub.add_parser("monitor", parents=[common], help="run the price monitor").set_defaults(
         fn=cmd_monitor
     )
     add_instruments_commands(sub, common)
+    add_notify_commands(sub, common)
     return p
 
 

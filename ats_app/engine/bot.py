@@ -22,4 +22,8 @@ def set_running(session: Session, user_id: int, running: bool) -> bool:
     audit.record(
         session, "bot.started" if running else "bot.stopped", user_id=user_id, changed=changed
     )
+    if changed:
+        from ats_app.engine import notify  # lazy: keeps Apprise out of processes that never notify
+
+        notify.emit(user_id, "bot_started" if running else "bot_stopped")
     return running

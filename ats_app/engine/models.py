@@ -227,3 +227,7 @@ class BotState(SQLModel, table=True):
     user_id: int = Field(foreign_key="users.id", primary_key=True, ondelete="CASCADE")
     running: bool = Field(default=False)
     updated_at: datetime = _ts()
+
+
+# Tables kept in their own modules register here too, so metadata (and Alembic) sees them all.
+import ats_app.engine.notify_models  # noqa: E402, F401

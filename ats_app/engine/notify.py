@@ -39,7 +39,8 @@ __all__ = ["NOTIFY_QUEUE", "Event", "NotificationFailed", "emit", "preload", "se
 
 log = logging.getLogger("ats.notify")
 
-NOTIFY_QUEUE = "notifications"
+from ats_app.engine.redis_conn import NOTIFY_QUEUE  # noqa: E402 - one name, one place
+
 SEND_JOB = "ats_app.engine.notify.send_job"
 RATE_LIMIT_SECONDS = 600  # identical failure notices: at most one per 10 minutes
 ONCE_TTL = 3 * 24 * 3600  # how long a once= key remembers it was sent

@@ -103,7 +103,33 @@ def transition(
             reason=reason,
             broker_order_id=order.broker_order_id,
         )
-        return order
+        notice = _notice(new)
+    if notice is not None:
+        from ats_app.engine import notify  # lazy: only order-moving processes pay for it
+
+        notify.emit(
+            order.user_id,
+            notice,
+            once=f"{notice}-{order.client_order_id}",
+            side=order.side,
+            quantity=order.filled_quantity or order.quantity,
+            symbol=order.symbol,
+            exchange=order.exchange,
+            paper=order.paper,
+            price_paise=order.average_price_paise,
+            reason=order.reason,
+            order_id=order.client_order_id,
+        )
+    return order
+
+
+def _notice(new: OrderStatus) -> str | None:
+    """The owner hears about fills and rejections (once per order, whatever retries)."""
+    if new == OrderStatus.FILLED:
+        return "order_filled"
+    if new == OrderStatus.REJECTED:
+        return "order_rejected"
+    return None
 
 
 def apply_report(order_id: int, report: BrokerOrder, *, reconciled: bool = False) -> Order:

@@ -17,7 +17,7 @@ from decimal import Decimal
 
 from sqlmodel import Session, col, select
 
-from ats_app.engine import audit, contracts, order_store, positions
+from ats_app.engine import audit, contracts, order_store, positions, risk_gate
 from ats_app.engine.alert_schema import AlertSignal, parse_alert
 from ats_app.engine.broker.base import Broker, BrokerOrder, Contract, OrderRequest, Side
 from ats_app.engine.broker.errors import BrokerError, OrderRejected, UnknownOutcome
@@ -88,6 +88,13 @@ def _set_alert(alert_id: int, status: str, reason: str | None = None) -> None:
             subject=str(alert_id),
             reason=reason,
         )
+        user_id = alert.user_id
+    if status == "REJECTED":
+        from ats_app.engine import notify  # lazy: the web process never imports this module
+
+        notify.emit(
+            user_id, "alert_refused", once=f"refused-{alert_id}", reason=reason, alert_id=alert_id
+        )
 
 
 def handle_alert(alert_id: int) -> str:
@@ -111,6 +118,12 @@ def handle_alert(alert_id: int) -> str:
         # Accepted in time but executed late (e.g. re-enqueued after an outage): too late now.
         _set_alert(alert_id, "REJECTED", f"stale at execution: received {age:.0f}s ago")
         return "rejected"
+    if signal.is_entry and not _any_order(alert_id):
+        # Risk gate: kill switch, market hours, square-off time, daily limits (audited).
+        refused = risk_gate.check_entry(user_id, alert_id=alert_id, conn=connection())
+        if refused:
+            _set_alert(alert_id, "REJECTED", refused)
+            return "rejected"
     outcomes = []
     for target in _targets(link.id):  # type: ignore[arg-type]
         try:
@@ -174,6 +187,15 @@ def _run_target(
         index = contracts.index_for(target.base_url)
         contract = contracts.resolve(signal, index, utcnow(), lambda c: broker.quote(c).ltp)
         quantity = contracts.order_quantity(signal, contract, target.multiplier)
+        refused = risk_gate.check_entry(  # again per order: lots, and this alert's own orders
+            user_id,
+            lots=quantity // contract.lot_size,
+            alert_id=alert_id,
+            account_id=target.account_id,
+            conn=conn,
+        )
+        if refused:
+            return f"rejected: {refused}"
         existing = order_store.create(
             Order(
                 user_id=user_id,
@@ -232,11 +254,22 @@ def _latest_attempt(session: Session, base_id: str) -> Order | None:
 
 
 def _as_attempt(order: Order, base_id: str, attempt: int) -> Order:
-    fields = order.model_dump(exclude={"id", "client_order_id", "status", "broker_order_id",
-                                       "filled_quantity", "average_price_paise", "reason",
-                                       "created_at", "updated_at"})
-    return Order(**fields, client_order_id=f"{base_id}R{attempt}",
-                 reason=f"entry signal (attempt {attempt})")
+    fields = order.model_dump(
+        exclude={
+            "id",
+            "client_order_id",
+            "status",
+            "broker_order_id",
+            "filled_quantity",
+            "average_price_paise",
+            "reason",
+            "created_at",
+            "updated_at",
+        }
+    )
+    return Order(
+        **fields, client_order_id=f"{base_id}R{attempt}", reason=f"entry signal (attempt {attempt})"
+    )
 
 
 def _tick_of(order: Order) -> Decimal:
@@ -298,9 +331,7 @@ def _reconcile(order_id: int, broker: Broker, client_order_id: str) -> Order:
         if found is not None:
             return order_store.apply_report(order_id, found, reconciled=True)
         time.sleep(1.0 + attempt)
-    return order_store.transition(
-        order_id, OrderEvent.RECONCILE_NOT_FOUND, reason=NOT_IN_BOOK
-    )
+    return order_store.transition(order_id, OrderEvent.RECONCILE_NOT_FOUND, reason=NOT_IN_BOOK)
 
 
 def _follow(order_id: int, broker: Broker, client_order_id: str, order: Order) -> Order:

@@ -160,6 +160,21 @@ def close_from_exit(
             pnl=str(to_rupees(position.realized_pnl_paise)),
         )
     _publish(conn, "closed", position)
+    from ats_app.engine import notify  # lazy: only the worker closes positions
+
+    notify.emit(
+        position.user_id,
+        "position_closed",
+        once=f"closed-{position_id}",
+        reason=reason,
+        symbol=position.symbol,
+        exchange=position.exchange,
+        quantity=position.quantity,
+        paper=position.paper,
+        pnl_paise=position.realized_pnl_paise,
+        entry_price_paise=position.entry_price_paise,
+        exit_price_paise=position.exit_price_paise,
+    )
     return position
 
 

@@ -11,6 +11,7 @@ ALERTS_QUEUE = "alerts"
 EXITS_QUEUE = "exits"
 DEFAULT_QUEUE = "default"
 ALL_QUEUES = (EXITS_QUEUE, ALERTS_QUEUE, DEFAULT_QUEUE)  # exits first: protect open money
+NOTIFY_QUEUE = "notifications"  # served by its own worker, never by the trading workers
 
 MONITOR_HEARTBEAT_KEY = "ats:monitor:heartbeat"
 

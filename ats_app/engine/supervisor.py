@@ -54,6 +54,12 @@ class Supervisor:
             log.info("embedded redis-server at %s", url)
         env = child_env(extra)
         self.children.append(("rq-worker", python_child(["ats_app.cli", "worker"], env)))
+        self.children.append(
+            (
+                "notify-worker",
+                python_child(["ats_app.cli", "worker", "--queues", "notifications"], env),
+            )
+        )
         self.children.append(("monitor", python_child(["ats_app.cli", "monitor"], env)))
         if self.settings.simulator_enabled:
             port = str(self.settings.simulator_port)

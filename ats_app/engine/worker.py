@@ -6,13 +6,20 @@ import logging
 
 from rq import Queue, SimpleWorker
 
-from ats_app.engine.redis_conn import ALL_QUEUES, connect
+from ats_app.engine.redis_conn import ALL_QUEUES, NOTIFY_QUEUE, connect
 
 
-def run_worker(burst: bool = False) -> bool:
+def run_worker(burst: bool = False, queue_names: list[str] | None = None) -> bool:
+    """Trading queues by default. Notifications get their own worker (`--queues
+    notifications`) so a hanging notification service never delays an order or an exit."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
     conn = connect()
-    queues = [Queue(name, connection=conn) for name in ALL_QUEUES]
+    names = queue_names or list(ALL_QUEUES)
+    if NOTIFY_QUEUE in names:
+        from ats_app.engine import notify
+
+        notify.preload()  # load Apprise's plugins once, not per message
+    queues = [Queue(name, connection=conn) for name in names]
     # SimpleWorker runs jobs in this process instead of forking one per job: no fork cost on
     # the order path, and the instrument index and broker sessions stay cached across jobs.
     # A crash still loses nothing: the job is abandoned, then retried by registry cleanup,
