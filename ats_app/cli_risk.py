@@ -1,0 +1,156 @@
+"""`risk` and `kill` CLI commands (plugged into `ats_app.cli.build_parser`).
+
+    python -m ats_app.cli risk show --user U
+    python -m ats_app.cli risk set --user U [--max-open-positions N|off]
+        [--max-lots-per-order N|off] [--max-orders-per-day N|off] [--daily-loss-limit RUPEES|off]
+        [--exit-on-loss-limit | --no-exit-on-loss-limit] [--square-off HH:MM]
+    python -m ats_app.cli kill --user U --yes
+    python -m ats_app.cli schedules ensure
+
+Handlers return dicts and raise engine errors; `ats_app.cli.main` prints and maps exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ats_app.engine.errors import NotFound, ValidationError
+
+__all__ = ["add_risk_commands"]
+
+
+def _user_id(ref: str) -> int:
+    from ats_app.engine import users
+    from ats_app.engine.db import session_scope
+
+    with session_scope() as s:
+        try:
+            return users.find_user(s, ref).id
+        except NotFound:
+            if ref.isdigit():
+                return users.get_user(s, int(ref)).id
+            raise
+
+
+def _view(user_id: int) -> dict[str, Any]:
+    from ats_app.engine import market_hours, risk_gate
+    from ats_app.engine.db import session_scope
+
+    at = market_hours.now()
+    with session_scope() as s:
+        limits = risk_gate.get_limits(s, user_id)
+        state = risk_gate.state_for(s, user_id, at)
+    is_open, why = market_hours.is_open(at, None, state.market_mode)
+    return {
+        "user_id": user_id,
+        **risk_gate.limits_view(limits),
+        "halted": state.halted,
+        "open_positions": state.open_positions,
+        "orders_today": state.orders_today,
+        "realized_pnl_today": f"{state.realized_pnl:.2f}",
+        "market_open": is_open,
+        "market": why,
+    }
+
+
+def cmd_risk_show(args: argparse.Namespace) -> dict[str, Any]:
+    return _view(_user_id(args.user))
+
+
+def _limit_arg(text: str) -> int | None:
+    return None if text.strip().lower() in ("off", "none") else int(text)
+
+
+def cmd_risk_set(args: argparse.Namespace) -> dict[str, Any]:
+    from ats_app.engine import risk_gate
+    from ats_app.engine.db import session_scope
+
+    changes: dict[str, Any] = {}
+    for name in ("max_open_positions", "max_lots_per_order", "max_orders_per_day"):
+        value = getattr(args, name)
+        if value is not None:
+            try:
+                changes[name] = _limit_arg(value)
+            except ValueError:
+                raise ValidationError(f"--{name.replace('_', '-')} takes a whole number or "
+                                      f"'off', got {value!r}", field=name) from None
+    if args.daily_loss_limit is not None:
+        changes["daily_loss_limit"] = args.daily_loss_limit
+    if args.exit_on_loss_limit is not None:
+        changes["exit_on_loss_limit"] = args.exit_on_loss_limit
+    if args.square_off is not None:
+        changes["square_off_at"] = args.square_off
+    if not changes:
+        raise ValidationError("nothing to set: give at least one limit flag")
+    uid = _user_id(args.user)
+    with session_scope() as s:
+        risk_gate.set_limits(s, uid, **changes)
+    if "square_off_at" in changes:
+        _reschedule()
+    return _view(uid)
+
+
+def _reschedule() -> None:
+    """A new square-off time needs its run on the scheduler (best effort: the worker's next
+    start or the next scheduled run plans it too)."""
+    import contextlib
+
+    import redis
+
+    from ats_app.engine import schedules
+
+    with contextlib.suppress(redis.RedisError, RuntimeError):
+        schedules.ensure_scheduled()
+
+
+def cmd_kill(args: argparse.Namespace) -> dict[str, Any]:
+    from ats_app.engine import halt
+
+    if not args.yes:
+        raise ValidationError("the kill switch stops the bot, cancels open entry orders and "
+                              "exits every open position at market: confirm with --yes",
+                              field="yes")
+    report = halt.kill(_user_id(args.user), settle_seconds=args.settle)
+    return report.as_dict()
+
+
+def cmd_schedules_ensure(args: argparse.Namespace) -> dict[str, Any]:
+    from ats_app.engine import schedules
+
+    return {"scheduled": schedules.ensure_scheduled()}
+
+
+def add_risk_commands(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
+    """Add the `risk`, `kill` and `schedules` groups to the CLI's top-level subparsers."""
+    group = subparsers.add_parser("risk", help="per-user risk limits")
+    cmds = group.add_subparsers(dest="cmd", required=True)
+    show = cmds.add_parser("show", parents=[common_parent], help="limits and today's usage")
+    show.add_argument("--user", required=True)
+    show.set_defaults(fn=cmd_risk_show)
+
+    st = cmds.add_parser("set", parents=[common_parent], help="change limits ('off': no limit)")
+    st.add_argument("--user", required=True)
+    st.add_argument("--max-open-positions", metavar="N")
+    st.add_argument("--max-lots-per-order", metavar="N")
+    st.add_argument("--max-orders-per-day", metavar="N")
+    st.add_argument("--daily-loss-limit", metavar="RUPEES", help="realized + unrealized, or off")
+    st.add_argument("--exit-on-loss-limit", action=argparse.BooleanOptionalAction, default=None,
+                    help="also exit every position when the loss limit is hit")
+    st.add_argument("--square-off", metavar="HH:MM", help="IST, default 15:15")
+    st.set_defaults(fn=cmd_risk_set)
+
+    k = subparsers.add_parser(
+        "kill", parents=[common_parent],
+        help="kill switch: stop the bot, cancel open entry orders, exit every position")
+    k.add_argument("--user", required=True)
+    k.add_argument("--yes", action="store_true", help="confirm")
+    k.add_argument("--settle", type=float, default=20.0,
+                   help="seconds to wait for entry orders in flight (default 20)")
+    k.set_defaults(fn=cmd_kill)
+
+    sch = subparsers.add_parser("schedules", help="the trading day's scheduled jobs")
+    sch_cmds = sch.add_subparsers(dest="cmd", required=True)
+    sch_cmds.add_parser("ensure", parents=[common_parent],
+                        help="(re)plan pre-open, square-off and risk watch on RQ's scheduler"
+                        ).set_defaults(fn=cmd_schedules_ensure)

@@ -1,0 +1,161 @@
+"""The gate with real databases and Redis: stored limits, the day's counts, the kill switch's
+hold, the CLI; and an alert at 15:31 IST refused by a real RQ worker (recorded)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import datetime, timedelta
+
+import pytest
+
+from ats_app.cli_risk import add_risk_commands
+from ats_app.engine import bot, halt, risk_gate, users
+from ats_app.engine.db import session_scope
+from ats_app.engine.errors import ValidationError
+from ats_app.engine.models import Alert, Order, Position
+from ats_app.engine.risk_models import RiskLimits
+from tests.risk.kit import (
+    IN_SESSION,
+    TRADING_DAY,
+    all_orders,
+    all_positions,
+    audit_events,
+    post_alert,
+    run_burst_worker,
+)
+
+NOW = datetime.fromisoformat(IN_SESSION)
+
+
+@pytest.fixture
+def trader(database_url: str, redis_url: str) -> int:
+    with session_scope() as s:
+        uid = users.create_user(s, "trader", "password123", "T", "R").id
+        bot.set_running(s, uid, True)
+    return uid
+
+
+def _order(uid: int, n: int, created: datetime, status: str = "FILLED") -> Order:
+    return Order(user_id=uid, client_order_id=f"T{n}", purpose="ENTRY", exchange="NFO",
+                 symbol="X", symbol_token="1", side="BUY", quantity=65, status=status,
+                 created_at=created, updated_at=created)
+
+
+def test_defaults_until_set_and_set_keeps_the_rest(trader: int) -> None:
+    with session_scope() as s:
+        assert risk_gate.get_limits(s, trader) == risk_gate.risk.DEFAULT_LIMITS
+        risk_gate.set_limits(s, trader, max_orders_per_day=2, daily_loss_limit="1500.50",
+                             square_off_at="15:05")
+    with session_scope() as s:
+        view = risk_gate.limits_view(risk_gate.get_limits(s, trader))
+        risk_gate.set_limits(s, trader, max_open_positions=None)
+    assert view["max_orders_per_day"] == 2 and view["daily_loss_limit"] == "1500.50"
+    assert view["square_off_at"] == "15:05" and view["max_open_positions"] == 5
+    with session_scope() as s:
+        assert risk_gate.get_limits(s, trader).max_open_positions is None
+        assert s.get(RiskLimits, trader).daily_loss_limit_paise == 150050
+        for bad in ({"square_off_at": "16:00"}, {"max_lots_per_order": -1},
+                    {"daily_loss_limit": "-5"}, {"max_orders_per_day": "1.5"}):
+            with pytest.raises(ValidationError):
+                risk_gate.set_limits(s, trader, **bad)
+
+
+def test_orders_per_day_counts_todays_entries_in_ist(trader: int) -> None:
+    with session_scope() as s:
+        risk_gate.set_limits(s, trader, max_orders_per_day=2)
+        ist_midnight = risk_gate.day_start(NOW)
+        s.add(_order(trader, 1, ist_midnight - timedelta(seconds=1)))  # yesterday, IST
+        s.add(_order(trader, 2, ist_midnight + timedelta(seconds=1)))
+        s.add(_order(trader, 3, NOW - timedelta(minutes=1), status="FAILED"))  # never sent
+    assert risk_gate.check_entry(trader, at=NOW) is None  # one today: the second may go
+    with session_scope() as s:
+        s.add(_order(trader, 4, NOW - timedelta(seconds=5)))
+    refused = risk_gate.check_entry(trader, at=NOW, alert_id=7)
+    assert refused and "max orders per day reached (2 of 2)" in refused
+    (event,) = audit_events("risk.denied")
+    assert json.loads(event.detail)["rule"] == "max_orders_per_day" and event.subject == "7"
+
+
+def test_loss_limit_counts_realized_today_and_exits_when_configured(trader: int) -> None:
+    with session_scope() as s:
+        risk_gate.set_limits(s, trader, daily_loss_limit="1000", exit_on_loss_limit=True,
+                             max_open_positions=None)
+        base = dict(user_id=trader, exchange="NFO", symbol="X", symbol_token="1",
+                    quantity=65, entry_price_paise=10000)
+        s.add(Position(**base, status="CLOSED", realized_pnl_paise=-99999, closed_at=NOW))
+        s.add(Position(**base, status="OPEN"))
+    assert risk_gate.check_entry(trader, at=NOW) is None  # lost 999.99: not yet
+    with session_scope() as s:
+        s.add(Position(**base, status="CLOSED", realized_pnl_paise=-1, closed_at=NOW))
+    refused = risk_gate.check_entry(trader, at=NOW)
+    assert refused and "daily loss limit hit" in refused
+    assert [p.status for p in all_positions() if p.status != "CLOSED"] == ["EXITING"]
+    (event,) = audit_events("risk.exit_all")
+    assert json.loads(event.detail)["reason"] == "loss_limit"
+
+
+def test_kill_switch_holds_until_the_bot_is_started_again(trader: int) -> None:
+    with session_scope() as s:
+        halt.engage(s, trader)
+    assert halt.halted(trader)
+    refused = risk_gate.check_entry(trader, at=NOW)
+    assert refused and "kill switch" in refused
+    with session_scope() as s:  # a plain Stop/Start cycle later releases it
+        bot.set_running(s, trader, True)
+    assert not halt.halted(trader) and risk_gate.check_entry(trader, at=NOW) is None
+    with session_scope() as s:
+        halt.engage(s, trader)
+    with session_scope() as s:
+        assert halt.release(s, trader) and not halt.is_engaged(s, trader)
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true")
+    parser = argparse.ArgumentParser()
+    add_risk_commands(parser.add_subparsers(dest="group", required=True), common)
+    return parser
+
+
+def test_cli_risk_show_set_and_kill_needs_yes(trader: int) -> None:
+    parser = _parser()
+    args = parser.parse_args(["risk", "set", "--user", "trader", "--max-lots-per-order", "3",
+                              "--daily-loss-limit", "2500", "--exit-on-loss-limit",
+                              "--square-off", "15:10", "--max-open-positions", "off"])
+    out = args.fn(args)
+    assert out["max_lots_per_order"] == 3 and out["daily_loss_limit"] == "2500.00"
+    assert out["exit_on_loss_limit"] is True and out["square_off_at"] == "15:10"
+    assert out["max_open_positions"] is None
+    args = parser.parse_args(["risk", "show", "--user", "trader"])
+    assert args.fn(args)["max_lots_per_order"] == 3
+    args = parser.parse_args(["kill", "--user", "trader"])
+    with pytest.raises(ValidationError, match="--yes"):
+        args.fn(args)
+    assert not halt.halted(trader)
+    args = parser.parse_args(["kill", "--user", "trader", "--yes", "--settle", "0"])
+    report = args.fn(args)
+    assert report["halted"] is True and halt.halted(trader)
+    with session_scope() as s:
+        assert not bot.is_running(s, trader)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_alert_at_15_31_ist_is_refused_and_recorded(world: dict,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ATS_FAKE_NOW", f"{TRADING_DAY}T15:31:00+05:30")
+    late = post_alert(world["links"]["a"], id="late-1")
+    assert late["status"] == "accepted"  # the webhook answers fast; the gate decides in the job
+    run_burst_worker()
+    with session_scope() as s:
+        alert = s.get(Alert, late["alert_id"])
+    assert alert.status == "REJECTED" and "closed at 15:30" in alert.reason
+    assert all_orders() == []  # no order row, nothing sent
+    (event,) = audit_events("risk.denied")
+    assert json.loads(event.detail)["rule"] == "market_hours"
+
+    monkeypatch.setenv("ATS_FAKE_NOW", f"{TRADING_DAY}T15:14:00+05:30")
+    ok = post_alert(world["links"]["a"], id="ok-1")
+    run_burst_worker()
+    (order,) = all_orders()
+    assert order.alert_id == ok["alert_id"] and order.status == "FILLED"
