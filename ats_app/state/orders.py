@@ -22,6 +22,35 @@ def _date(text: str) -> date | None:
         return None
 
 
+def order_filter(form: dict[str, str]) -> orders.OrderFilter:
+    """The filter form's strings as an OrderFilter; unparseable values mean "any"."""
+    return orders.OrderFilter(
+        date_from=_date(form.get("date_from", "")),
+        date_to=_date(form.get("date_to", "")),
+        strategy_id=int(form["strategy_id"]) if form.get("strategy_id", "").isdigit() else None,
+        account_id=int(form["account_id"]) if form.get("account_id", "").isdigit() else None,
+        status=form.get("status") or None,
+        symbol=form.get("symbol") or None,
+    )
+
+
+def page_label(page: int, total: int, size: int = PAGE_SIZE) -> str:
+    if total == 0:
+        return "No orders"
+    return f"{page * size + 1}–{min(total, (page + 1) * size)} of {total}"
+
+
+def clamp_page(page: int, total: int, size: int = PAGE_SIZE) -> int:
+    return min(max(0, page), max(0, (total - 1) // size))
+
+
+def delete_label(selected: int, total: int) -> str:
+    """Names how many rows a bulk delete removes: the ticked ones, else all filtered."""
+    n = selected or total
+    which = "selected" if selected else "matching the filters"
+    return f"Delete {n} order{'s' if n != 1 else ''} {which}? This cannot be undone."
+
+
 def _str_row(v: orders.OrderView) -> dict[str, str]:
     return {k: "" if val is None else str(val) for k, val in asdict(v).items()}
 
@@ -37,15 +66,7 @@ class OrdersState(AuthState):
     confirm_delete: bool = False
 
     def _filter(self) -> orders.OrderFilter:
-        f = self.filters
-        return orders.OrderFilter(
-            date_from=_date(f.get("date_from", "")),
-            date_to=_date(f.get("date_to", "")),
-            strategy_id=int(f["strategy_id"]) if f.get("strategy_id", "").isdigit() else None,
-            account_id=int(f["account_id"]) if f.get("account_id", "").isdigit() else None,
-            status=f.get("status") or None,
-            symbol=f.get("symbol") or None,
-        )
+        return order_filter(self.filters)
 
     def _reload(self, uid: int) -> None:
         f = self._filter()
@@ -64,17 +85,11 @@ class OrdersState(AuthState):
 
     @rx.var
     def page_label(self) -> str:
-        if self.total == 0:
-            return "No orders"
-        first = self.page * PAGE_SIZE + 1
-        last = min(self.total, (self.page + 1) * PAGE_SIZE)
-        return f"{first}–{last} of {self.total}"
+        return page_label(self.page, self.total)
 
     @rx.var
     def delete_label(self) -> str:
-        n = len(self.selected) or self.total
-        which = "selected" if self.selected else "matching the filters"
-        return f"Delete {n} order{'s' if n != 1 else ''} {which}? This cannot be undone."
+        return delete_label(len(self.selected), self.total)
 
     @rx.event
     def load(self):
@@ -100,8 +115,7 @@ class OrdersState(AuthState):
         uid = self._user_id()
         if uid is None:
             return rx.redirect(routes.LOGIN)
-        last = max(0, (self.total - 1) // PAGE_SIZE)
-        self.page = min(max(0, self.page + delta), last)
+        self.page = clamp_page(self.page + delta, self.total)
         self._reload(uid)
         return None
 

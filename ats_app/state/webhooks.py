@@ -45,6 +45,20 @@ def _link_row(
     }
 
 
+def link_accounts_from_form(form: dict[str, str]) -> list[webhooks.LinkAccount]:
+    """`mult_<account id>` inputs → the link's accounts; empty or 0 means "not this one"."""
+    chosen = []
+    for key, value in form.items():
+        if key.startswith("mult_") and str(value).strip() not in ("", "0"):
+            try:
+                chosen.append(webhooks.LinkAccount(int(key[5:]), int(value)))
+            except ValueError as exc:
+                raise ValidationError(
+                    "lot multiplier must be a whole number", "lot_multiplier"
+                ) from exc
+    return chosen
+
+
 class WebhooksState(AuthState):
     rows: list[dict[str, str]] = []
     strategy_options: list[list[str]] = []  # [id, name]
@@ -78,19 +92,6 @@ class WebhooksState(AuthState):
         self._reload(uid)
         return None
 
-    @staticmethod
-    def _accounts_from(form: dict[str, str]) -> list[webhooks.LinkAccount]:
-        chosen = []
-        for key, value in form.items():
-            if key.startswith("mult_") and str(value).strip() not in ("", "0"):
-                try:
-                    chosen.append(webhooks.LinkAccount(int(key[5:]), int(value)))
-                except ValueError as exc:
-                    raise ValidationError(
-                        "lot multiplier must be a whole number", "lot_multiplier"
-                    ) from exc
-        return chosen
-
     @rx.event
     def save(self, form: dict[str, str]):
         uid = self._user_id()
@@ -101,7 +102,7 @@ class WebhooksState(AuthState):
             strategy = form.get("strategy_id") or ""
             fields = dict(
                 name=form.get("name", ""),
-                accounts=self._accounts_from(form),
+                accounts=link_accounts_from_form(form),
                 strategy_id=int(strategy) if strategy.isdigit() else None,
                 stop_loss_pct=form.get("sl"),
                 target_pct=form.get("target"),

@@ -1,0 +1,59 @@
+"""Page state logic, without a browser."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from ats_app.engine.errors import ValidationError
+from ats_app.engine.webhooks import LinkAccount
+from ats_app.state.orders import clamp_page, delete_label, order_filter, page_label
+from ats_app.state.webhooks import link_accounts_from_form
+
+
+def test_order_filter_parses_the_form_and_ignores_junk() -> None:
+    f = order_filter(
+        {
+            "date_from": "2026-11-01",
+            "date_to": "bad",
+            "strategy_id": "7",
+            "account_id": "",
+            "status": "FILLED",
+            "symbol": "nifty",
+        }
+    )
+    assert f.date_from == date(2026, 11, 1) and f.date_to is None
+    assert f.strategy_id == 7 and f.account_id is None
+    assert (f.status, f.symbol) == ("FILLED", "nifty")
+
+
+@pytest.mark.parametrize(
+    "page,total,label",
+    [
+        (0, 0, "No orders"),
+        (0, 1, "1–1 of 1"),
+        (0, 120, "1–50 of 120"),
+        (2, 120, "101–120 of 120"),
+    ],
+)
+def test_page_label(page: int, total: int, label: str) -> None:
+    assert page_label(page, total) == label
+
+
+@pytest.mark.parametrize("page,total,expected", [(-1, 120, 0), (5, 120, 2), (1, 0, 0), (1, 51, 1)])
+def test_clamp_page_stays_in_range(page: int, total: int, expected: int) -> None:
+    assert clamp_page(page, total) == expected
+
+
+def test_delete_label_names_how_many_and_which() -> None:
+    assert delete_label(0, 37) == "Delete 37 orders matching the filters? This cannot be undone."
+    assert delete_label(1, 37) == "Delete 1 order selected? This cannot be undone."
+
+
+def test_link_accounts_from_form() -> None:
+    form = {"name": "x", "mult_3": "2", "mult_4": "0", "mult_5": "", "mult_9": "1"}
+    assert link_accounts_from_form(form) == [LinkAccount(3, 2), LinkAccount(9, 1)]
+    with pytest.raises(ValidationError) as err:
+        link_accounts_from_form({"mult_3": "two"})
+    assert err.value.field == "lot_multiplier"
