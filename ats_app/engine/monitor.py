@@ -1,71 +1,414 @@
-"""The price monitor process (`python -m ats_app.cli monitor`).
+"""The exit engine (`python -m ats_app.cli monitor`, or `python -m ats_app.engine.monitor`).
 
-It listens to per-instrument tick channels on Redis and publishes a heartbeat so the
-dashboard and health checks can tell it is alive. Exit decisions (stop-loss, target,
-trailing) are evaluated per tick by `exits.evaluate_exit` once positions are wired in.
+Main thread: Redis pub/sub on the tick channels of watched instruments (`ticks:{EXCH}:{token}`)
+and on `ats:positions`; each tick is applied to every OPEN position on the instrument
+(`tracker.on_price`, integer fast path over the pure `exits` rules). The first tick that hits
+a level marks the position EXITING locally and hands it to a small pool that claims it in the
+database (`exit_claims.claim_exit`: one winner, whatever the number of monitors or ticks) and
+enqueues its one sell job. Everything slow (database reads and writes, recovery, REST quotes)
+runs in other threads and reports back through `inbox`, so ticks are never stuck behind them.
+
+Stale prices: a watched instrument with no tick for `stale_seconds` is marked stale
+(`ats:monitor:stale`, audit `feed.stale`); a tick older than that when it arrives is never
+used for a decision (audit `monitor.stale_price_ignored`); stale instruments are priced over
+REST (`rest_fallback`) so they stay guarded. Live P&L goes to `ats:live:{user}` at most 4/s per
+position. Sharding: run N monitors with ATS_MONITOR_SHARDS=N and ATS_MONITOR_SHARD=0..N-1;
+each watches the instruments whose crc32("EXCH:token") % N is its shard.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import queue
 import signal
+import threading
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from types import FrameType
+from typing import Any
 
+import redis
+
+from ats_app.engine import audit, exits, live
+from ats_app.engine.db import session_scope
+from ats_app.engine.exit_claims import claim_exit, finish_pending_exits
+from ats_app.engine.feed_sources import SourceResolver
+from ats_app.engine.models import Position
+from ats_app.engine.positions import POSITIONS_CHANNEL
+from ats_app.engine.queueing import enqueue_exit
 from ats_app.engine.redis_conn import MONITOR_HEARTBEAT_KEY, connect
+from ats_app.engine.rest_fallback import RestFallback, StaleInstrument
+from ats_app.engine.tickbus import (
+    STALE_KEY,
+    TICK_PREFIX,
+    FeedSettings,
+    decode_tick,
+    instrument_key,
+    instrument_of_channel,
+)
+from ats_app.engine.tickbus import tick_channel as tick_channel
+from ats_app.engine.tracker import Tracked, on_price
+from ats_app.engine.watchlist import (
+    Watchlist,
+    active_positions,
+    forget_trails,
+    read_trails,
+    save_trails_to_db,
+    tracked_from,
+    write_trails,
+)
 
-TICK_CHANNEL_PATTERN = "ticks:*"
 HEARTBEAT_SECONDS = 1.0
-RECOVERY_SECONDS = 30.0  # how often lost alert jobs are looked for
+RECOVERY_SECONDS = 30.0  # lost alerts, abandoned jobs, claimed exits without a job
+RESYNC_SECONDS = 2.0  # re-read open positions (pub/sub events can be missed)
+PNL_SECONDS = 0.25  # live P&L: at most 4 messages per second per position
+TRAIL_REDIS_SECONDS = 0.1
+TRAIL_DB_SECONDS = 1.0
+FAULT_ENV = "ATS_MONITOR_FAULT"  # test hook: "kill_after_claim" dies by SIGKILL after a claim
 
 log = logging.getLogger("ats.monitor")
+_POSITIONS_BYTES = POSITIONS_CHANNEL.encode()
 
-
-def tick_channel(exchange: str, token: str) -> str:
-    return f"ticks:{exchange}:{token}"
+__all__ = ["Monitor", "run_monitor", "tick_channel"]
 
 
 class Monitor:
-    def __init__(self) -> None:
-        self.conn = connect()
-        self.stopping = False
+    def __init__(self, r: redis.Redis | None = None, settings: FeedSettings | None = None) -> None:
+        self.conn = r or connect()
+        self.settings = settings or FeedSettings.from_env()
+        self.watch = Watchlist()
+        self.inbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self.stopping = threading.Event()
         self.ticks_seen = 0
+        self.last_tick: dict[str, float] = {}
+        self.watched_since: dict[str, float] = {}
+        self.stale: dict[str, float] = {}
+        self.stale_noted: set[str] = set()  # stale-tick audit once per episode
+        self.sources: dict[str, StaleInstrument] = {}
+        self.in_flight: set[int] = set()
+        self.closed: set[int] = set()  # closed by event, ignored in older snapshots
+        self.latencies: deque[float] = deque(maxlen=20000)  # tick at -> exit enqueued, s
+        self.exits_enqueued = 0
+        self._trails: dict[int, tuple[int, int | None]] = {}
+        self._db_trails: dict[int, tuple[int, int | None]] = {}
+        self._pnl: dict[int, tuple[Tracked, int, float, str]] = {}
+        self._busy: frozenset[int] = frozenset()
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._resync_now = threading.Event()
+        self._pool = ThreadPoolExecutor(4, thread_name_prefix="exit-claim")
+        self._rest = RestFallback(self.conn, self._rest_price, interval=self.settings.rest_interval)
+        self._house = threading.Thread(target=self._housekeeping, name="monitor-house",
+                                       daemon=True)
+        self.pubsub = self.conn.pubsub(ignore_subscribe_messages=True)
 
     def stop(self, *_: object) -> None:
-        self.stopping = True
+        self.stopping.set()
+
+    # ------------------------------------------------------------------ ticks (main thread)
+
+    def on_tick(self, instrument: str, price: int, at: float, src: str = "ws") -> None:
+        self.ticks_seen += 1
+        group = self.watch.by_instrument.get(instrument)
+        if not group:
+            return
+        now = time.time()
+        if src != "rest":
+            if now - at > self.settings.stale_seconds:
+                self._stale_price(instrument, price, now - at)
+                return
+            self.last_tick[instrument] = at
+            if instrument in self.stale:
+                self._fresh(instrument)
+        moment = datetime.fromtimestamp(now, UTC)
+        for t in group:
+            changed, decision = on_price(t, price, moment)
+            if changed:
+                self._trails[t.position_id] = (t.peak, t.stop)
+            if decision is not None:
+                self._exit(t, decision, src, at)
+            self._pnl[t.position_id] = (t, price, now, src)
+
+    def _exit(self, t: Tracked, decision: exits.ExitDecision, src: str, at: float) -> None:
+        t.state = "EXITING"  # later ticks skip it; a failed claim re-arms it
+        self.in_flight.add(t.position_id)
+        self._pool.submit(self._claim, t.position_id, t.user_id, decision, src, at,
+                          (t.peak, t.stop))
+
+    def _claim(self, pid: int, user_id: int, decision: exits.ExitDecision, src: str,
+               at: float, trail: tuple[int, int | None]) -> None:
+        try:
+            won = claim_exit(pid, decision, source=src, user_id=user_id, trail=trail)
+            if won and os.environ.get(FAULT_ENV) == "kill_after_claim":
+                os.kill(os.getpid(), signal.SIGKILL)  # the recovery test's crash point
+            if won:
+                enqueue_exit(pid, decision.reason.value, self.conn)
+                self.latencies.append(time.time() - at)
+                self.exits_enqueued += 1
+                log.info("position %s: %s at %s (level %s); sell enqueued", pid,
+                         decision.reason.value, decision.observed_price, decision.trigger_price)
+            self.inbox.put(("claimed", pid, won))
+        except Exception:  # unknown outcome: re-arm; a committed claim is found by recovery
+            log.exception("claiming the exit of position %s failed", pid)
+            self.inbox.put(("claim_failed", pid))
+
+    def _stale_price(self, instrument: str, price: int, age: float) -> None:
+        self._mark_stale(instrument, time.time())
+        if instrument not in self.stale_noted:
+            self.stale_noted.add(instrument)
+            for t in self.watch.by_instrument.get(instrument, []):
+                self._audit("monitor.stale_price_ignored", t.user_id, t.position_id,
+                            instrument=instrument, price_paise=price, age_s=round(age, 3))
+
+    def _mark_stale(self, instrument: str, now: float) -> None:
+        if instrument in self.stale:
+            return
+        self.stale[instrument] = now
+        guarded = instrument in self.sources
+        self._redis_quiet(lambda: self.conn.hset(
+            STALE_KEY, instrument, json.dumps({"since": now, "rest": guarded})))
+        for t in self.watch.by_instrument.get(instrument, []):
+            self._audit("feed.stale", t.user_id, t.position_id, instrument=instrument,
+                        guarded_by_rest=guarded)
+        self._update_rest()
+
+    def _fresh(self, instrument: str) -> None:
+        self.stale.pop(instrument, None)
+        self.stale_noted.discard(instrument)
+        self._redis_quiet(lambda: self.conn.hdel(STALE_KEY, instrument))
+        for t in self.watch.by_instrument.get(instrument, []):
+            self._audit("feed.fresh", t.user_id, t.position_id, instrument=instrument)
+        self._update_rest()
+
+    def _update_rest(self) -> None:
+        self._rest.update([self.sources[i] for i in self.stale if i in self.sources])
+
+    def _rest_price(self, instrument: str, price: int, at: float) -> None:
+        self.inbox.put(("rest", instrument, price, at))  # called from a REST thread
+
+    # ------------------------------------------------------------------ watchlist
+
+    def _apply_sync(self, rows: list[tuple[Position, tuple[int, int | None] | None]],
+                    sources: dict[str, StaleInstrument]) -> None:
+        self.sources.update(sources)
+        seen = {p.id for p, _ in rows}
+        self.closed &= seen  # a closed id no longer in snapshots needs no more ignoring
+        for pid in [pid for pid in self.watch.positions if pid not in seen]:
+            if pid not in self.in_flight:
+                self._remove(pid)
+        for p, trail in rows:
+            assert p.id is not None
+            cur = self.watch.get(p.id)
+            if p.id in self.closed:
+                continue
+            if cur is None:
+                self._add(tracked_from(p, trail))
+            elif p.id not in self.in_flight:
+                cur.state = p.status  # EXITING by someone else, or OPEN again after a failure
+
+    def _add(self, t: Tracked) -> None:
+        if self.watch.add(t):
+            self.watched_since[t.instrument] = time.time()
+            self.pubsub.subscribe(TICK_PREFIX + t.instrument)
+
+    def _remove(self, pid: int) -> None:
+        gone = self.watch.remove(pid)
+        self._trails.pop(pid, None)
+        self._pnl.pop(pid, None)
+        self._redis_quiet(lambda: forget_trails(self.conn, [pid]))
+        if gone is not None:
+            self.pubsub.unsubscribe(TICK_PREFIX + gone)
+            for d in (self.last_tick, self.watched_since):
+                d.pop(gone, None)
+            if gone in self.stale:
+                self.stale.pop(gone)
+                self._redis_quiet(lambda: self.conn.hdel(STALE_KEY, gone))
+                self._update_rest()
+
+    def _on_position_event(self, data: bytes | str) -> None:
+        try:
+            event = json.loads(data)
+        except ValueError:
+            return
+        if event.get("event") == "closed" and event.get("position_id") is not None:
+            pid = int(event["position_id"])
+            self.closed.add(pid)
+            self.in_flight.discard(pid)
+            self._remove(pid)
+        else:
+            self._resync_now.set()
+
+    # ------------------------------------------------------------------ main loop
+
+    def _dispatch(self, msg: dict[str, Any]) -> None:
+        channel = msg["channel"]
+        if channel == _POSITIONS_BYTES:
+            self._on_position_event(msg["data"])
+            return
+        try:
+            price, at, src = decode_tick(msg["data"])
+        except ValueError:
+            return
+        self.on_tick(instrument_of_channel(channel), price, at, src)
+
+    def _drain_inbox(self) -> None:
+        while True:
+            try:
+                item = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+            kind = item[0]
+            if kind == "rest":
+                self.on_tick(item[1], item[2], item[3], "rest")
+            elif kind == "sync":
+                self._apply_sync(item[1], item[2])
+            elif kind in ("claimed", "claim_failed"):
+                pid = item[1]
+                self.in_flight.discard(pid)
+                t = self.watch.get(pid)
+                if kind == "claim_failed" and t is not None:
+                    t.state = "OPEN"
+
+    def _periodic(self, now: float, due: dict[str, float]) -> None:
+        if now >= due["trail"] and self._trails:
+            trails, self._trails = self._trails, {}
+            self._redis_quiet(lambda: write_trails(self.conn, trails))
+            self._db_trails.update(trails)
+            due["trail"] = now + TRAIL_REDIS_SECONDS
+        if now >= due["db"]:
+            if self._db_trails:
+                trails, self._db_trails = self._db_trails, {}
+                self._jobs.put(lambda: save_trails_to_db(trails))
+            due["db"] = now + TRAIL_DB_SECONDS
+        if now >= due["pnl"]:
+            self._flush_pnl()
+            wall = time.time()
+            for instrument, since in self.watched_since.items():
+                if wall - max(since, self.last_tick.get(instrument, 0.0)) \
+                        > self.settings.stale_seconds:
+                    self._mark_stale(instrument, wall)
+            due["pnl"] = now + PNL_SECONDS
+        if now >= due["beat"]:
+            self._busy = frozenset(self.in_flight)
+            self._redis_quiet(self.heartbeat)
+            due["beat"] = now + HEARTBEAT_SECONDS
+
+    def _flush_pnl(self) -> None:
+        if not self._pnl:
+            return
+        pending, self._pnl = self._pnl, {}
+        pipe = self.conn.pipeline(transaction=False)
+        for pid, (t, price, at, src) in pending.items():
+            pipe.publish(live.channel(t.user_id), json.dumps({
+                "type": "pnl", "position_id": pid, "ltp": f"{price / 100:.2f}",
+                "pnl": f"{t.pnl_paise(price) / 100:.2f}",
+                "stop": None if t.stop is None else f"{t.stop / 100:.2f}",
+                "peak": f"{t.peak / 100:.2f}", "at": at, "source": src,
+                "stale": t.instrument in self.stale}))
+        self._redis_quiet(pipe.execute)
 
     def heartbeat(self) -> None:
-        beat = {"at": time.time(), "ticks_seen": self.ticks_seen}
+        beat = {"at": time.time(), "pid": os.getpid(), "ticks_seen": self.ticks_seen,
+                "positions": len(self.watch.positions),
+                "instruments": len(self.watch.by_instrument),
+                "stale": len(self.stale), "shard": self.settings.shard,
+                "shards": self.settings.shards, "exits_enqueued": self.exits_enqueued}
         self.conn.set(MONITOR_HEARTBEAT_KEY, json.dumps(beat), ex=10)
 
-    def recover(self) -> None:
-        from ats_app.engine.recovery import cleanup_abandoned_jobs, requeue_lost_alerts
-
+    def run(self) -> None:
+        self.pubsub.subscribe(POSITIONS_CHANNEL)
+        self._house.start()
+        due = dict.fromkeys(("trail", "db", "pnl", "beat"), 0.0)
         try:
+            while not self.stopping.is_set():
+                try:
+                    msg = self.pubsub.get_message(timeout=0.02)
+                    n = 0
+                    while msg is not None:
+                        self._dispatch(msg)
+                        n += 1
+                        if n >= 2000:  # let the inbox and timers run under a tick flood
+                            break
+                        msg = self.pubsub.get_message(timeout=0.0)
+                except redis.RedisError:
+                    log.warning("Redis pub/sub lost; reconnecting")
+                    time.sleep(0.5)
+                self._drain_inbox()
+                self._periodic(time.monotonic(), due)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.stopping.set()
+        self._pool.shutdown(wait=True)
+        self._rest.stop()
+        if self._house.is_alive():
+            self._house.join(10)
+        self._redis_quiet(lambda: self.conn.delete(MONITOR_HEARTBEAT_KEY))
+        self.pubsub.close()
+
+    # ------------------------------------------------------------------ side threads
+
+    def _audit(self, action: str, user_id: int, pid: int, **detail: Any) -> None:
+        self._jobs.put(lambda: audit.record_now(action, user_id=user_id, subject=str(pid),
+                                                **detail))
+
+    def _redis_quiet(self, fn: Any) -> None:
+        try:
+            fn()
+        except redis.RedisError as exc:
+            log.warning("Redis write failed: %s", exc)
+
+    def _load(self, resolver: SourceResolver) -> set[int]:
+        rows = active_positions(self.settings)
+        trails = read_trails(self.conn, [p.id for p in rows if p.id is not None])
+        sources: dict[str, StaleInstrument] = {}
+        with session_scope() as s:
+            for p in rows:
+                key = instrument_key(p.exchange, p.symbol_token)
+                if key in sources or key in self.sources:
+                    continue
+                creds = resolver.for_position(s, p)
+                if creds is not None:
+                    sources[key] = StaleInstrument(key, p.exchange.upper(), p.symbol_token,
+                                                   p.symbol, p.tick_size_paise or 5, creds)
+        self.inbox.put(("sync", [(p, trails.get(p.id)) for p in rows], sources))  # type: ignore[arg-type]
+        return {p.id for p in rows if p.id is not None}
+
+    def _recover(self, owned: set[int]) -> None:
+        if self.settings.shard == 0:  # alert recovery is global: one monitor does it
+            from ats_app.engine.recovery import cleanup_abandoned_jobs, requeue_lost_alerts
+
             cleanup_abandoned_jobs(self.conn)
             requeue_lost_alerts(self.conn)
-        except Exception:  # keep watching prices whatever happens here
-            log.exception("alert recovery failed")
+        finish_pending_exits(self.conn, owned=owned, busy=self._busy)
 
-    def run(self) -> None:
-        pubsub = self.conn.pubsub(ignore_subscribe_messages=True)
-        pubsub.psubscribe(TICK_CHANNEL_PATTERN)
-        next_beat = 0.0
-        next_recovery = time.monotonic() + RECOVERY_SECONDS
-        while not self.stopping:
+    def _housekeeping(self) -> None:
+        resolver = SourceResolver()
+        next_sync = next_recovery = 0.0
+        owned: set[int] = set()
+        while not self.stopping.is_set():
+            self._resync_now.wait(0.2)
             now = time.monotonic()
-            if now >= next_beat:
-                self.heartbeat()
-                next_beat = now + HEARTBEAT_SECONDS
-            if now >= next_recovery:
-                self.recover()
-                next_recovery = now + RECOVERY_SECONDS
-            message = pubsub.get_message(timeout=0.2)
-            if message is not None:
-                self.ticks_seen += 1
-        pubsub.close()
-        self.conn.delete(MONITOR_HEARTBEAT_KEY)
+            try:
+                while True:
+                    try:
+                        self._jobs.get_nowait()()
+                    except queue.Empty:
+                        break
+                if self._resync_now.is_set() or now >= next_sync:
+                    self._resync_now.clear()
+                    owned = self._load(resolver)
+                    next_sync = now + RESYNC_SECONDS
+                if now >= next_recovery:
+                    self._recover(owned)
+                    next_recovery = now + RECOVERY_SECONDS
+            except Exception:  # keep guarding prices whatever happens here; retry soon
+                log.exception("monitor housekeeping failed")
+                time.sleep(0.5)
 
 
 def run_monitor() -> None:
@@ -77,6 +420,10 @@ def run_monitor() -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    log.info("monitor started")
+    log.info("monitor started (shard %d of %d)", monitor.settings.shard, monitor.settings.shards)
     monitor.run()
     log.info("monitor stopped")
+
+
+if __name__ == "__main__":
+    run_monitor()

@@ -1,0 +1,130 @@
+"""`feed` and `positions` CLI commands.
+
+    python -m ats_app.cli feed                                  # run the market-data process
+    python -m ats_app.cli positions list --user U [--status OPEN] --json
+
+`add_monitor_commands` plugs into `ats_app.cli.build_parser`; `main` runs the same parser on
+its own (`python -m ats_app.cli_monitor positions list ...`). With `--json`, `positions list`
+prints a JSON array (one object per position, newest first: id, link, tradingsymbol,
+symboltoken, exchange, quantity, entry_price, peak_price, stop_price, target_price, status,
+exit_reason, exit_price, ltp, pnl, ...; prices are decimal strings in rupees). It prints that
+itself and returns {} (as `orders export` does), so an empty list still prints `[]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from decimal import Decimal
+from typing import Any
+
+from sqlmodel import Session
+
+from ats_app.engine.errors import AtsError, NotFound
+
+__all__ = ["add_monitor_commands", "cmd_feed", "cmd_positions_list", "main"]
+
+STATUSES = ("OPEN", "EXITING", "CLOSED")
+
+
+def _user_id(session: Session, ref: str) -> int:
+    from ats_app.engine import users
+
+    try:
+        return users.find_user(session, ref).id
+    except NotFound:
+        if ref.isdigit():
+            return users.get_user(session, int(ref)).id
+        raise
+
+
+def _latest_prices(session: Session, user_id: int) -> dict[str, Decimal]:
+    """Feed prices for the unrealized P&L of open positions; none when Redis is away."""
+    import redis
+    from sqlmodel import col, select
+
+    from ats_app.engine.models import Position
+    from ats_app.engine.prices import read_tick
+    from ats_app.engine.redis_conn import connect
+
+    rows = session.exec(
+        select(Position.exchange, Position.symbol_token)
+        .where(Position.user_id == user_id)
+        .where(col(Position.status).in_(("OPEN", "EXITING")))
+    ).all()
+    out: dict[str, Decimal] = {}
+    try:
+        r = connect(socket_timeout=2, socket_connect_timeout=2)
+        for exchange, token in set(rows):
+            q = read_tick(r, exchange, token, max_age=None)
+            if q is not None:
+                out[f"{exchange}:{token}"] = q.ltp
+    except (redis.RedisError, RuntimeError):
+        return {}
+    return out
+
+
+def cmd_positions_list(args: argparse.Namespace) -> dict[str, Any]:
+    from ats_app.engine.db import session_scope
+    from ats_app.engine.positions import list_positions
+
+    with session_scope() as s:
+        uid = _user_id(s, args.user)
+        rows = list_positions(s, uid, status=args.status, ltp=_latest_prices(s, uid))
+    if args.json:
+        print(json.dumps(rows, default=str))
+        return {}
+    if not rows:
+        print("no positions")
+    for r in rows:
+        print(f"#{r['id']} {r['status']:<8} {r['tradingsymbol']} x{r['quantity']} "
+              f"entry {r['entry_price']} stop {r['stop_price']} target {r['target_price']} "
+              f"peak {r['peak_price']} exit {r['exit_price']} ({r['exit_reason']}) "
+              f"pnl {r['pnl']}")
+    return {}
+
+
+def cmd_feed(args: argparse.Namespace) -> dict[str, Any]:
+    from ats_app.engine.feed import run_feed
+
+    run_feed()
+    return {}
+
+
+def add_monitor_commands(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
+    """Add `feed` and `positions list` to the CLI's top-level subparsers."""
+    subparsers.add_parser(
+        "feed", parents=[common_parent],
+        help="run the market-data feed (SmartWebSocketV2 -> Redis ticks)").set_defaults(
+        fn=cmd_feed)
+    group = subparsers.add_parser("positions", help="positions")
+    cmds = group.add_subparsers(dest="cmd", required=True)
+    pl = cmds.add_parser("list", parents=[common_parent], help="a user's positions")
+    pl.add_argument("--user", required=True, help="username or id")
+    pl.add_argument("--status", type=str.upper, choices=STATUSES)
+    pl.set_defaults(fn=cmd_positions_list)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print JSON on stdout")
+    p = argparse.ArgumentParser(prog="python -m ats_app.cli_monitor", parents=[common])
+    add_monitor_commands(p.add_subparsers(dest="group", required=True), common)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        result = args.fn(args)
+    except AtsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if result:
+        print(json.dumps(result, default=str) if args.json else result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,110 @@
+"""Turning an exit decision into exactly one sell job, and finishing claims a crash left behind.
+
+`claim_exit` is `positions.claim_for_exit` plus the reason, in the same UPDATE: the reason
+must be durable together with the claim, because a monitor killed between the claim and the
+enqueue leaves an EXITING position that only the database remembers, and the restarted monitor
+has to enqueue that sell with the right reason. The trigger level and the observed price go
+into the audit event of the same transaction.
+
+Only exits this module claimed (monitor reasons) are re-enqueued by `finish_pending_exits`:
+a sell alert or a manual exit claims inside its own job, which RQ retries by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+
+import redis
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from ats_app.engine import audit, exits
+from ats_app.engine.db import session_scope
+from ats_app.engine.models import Order, Position
+from ats_app.engine.queueing import enqueue_exit, job_exists
+
+log = logging.getLogger("ats.monitor")
+
+MONITOR_REASONS = (
+    exits.ExitReason.STOP_LOSS.value,
+    exits.ExitReason.TARGET.value,
+    exits.ExitReason.TRAILING_STOP.value,
+)
+
+
+def exit_job_id(position_id: int) -> str:
+    return f"exit-{position_id}"  # queueing.enqueue_exit's id
+
+
+def claim_exit(position_id: int, decision: exits.ExitDecision, *, source: str,
+               user_id: int | None = None, trail: tuple[int, int | None] | None = None) -> bool:
+    """OPEN -> EXITING with the reason, atomically; False when someone else got it first.
+
+    `trail` (peak, stop in paise) is saved with the claim: the periodic trail flush never
+    writes a closed position, so the peak that led to a trailing exit is recorded here.
+    """
+    values: dict[str, object] = {"status": "EXITING", "exit_reason": decision.reason.value}
+    if trail is not None:
+        values.update(peak_price_paise=trail[0], stop_paise=trail[1])
+    with session_scope() as s:
+        result = s.exec(
+            update(Position)  # type: ignore[call-overload]
+            .where(col(Position.id) == position_id)
+            .where(col(Position.status) == "OPEN")
+            .values(**values)
+        )
+        if result.rowcount != 1:
+            return False
+        audit.record(
+            s,
+            "position.exit_triggered",
+            user_id=user_id,
+            subject=str(position_id),
+            reason=decision.reason.value,
+            trigger=str(decision.trigger_price),
+            observed=str(decision.observed_price),
+            price_source=source,
+            at=decision.at.isoformat(),
+        )
+    return True
+
+
+def finish_pending_exits(conn: redis.Redis, *, owned: Collection[int] | None = None,
+                         busy: Collection[int] = ()) -> list[int]:
+    """Enqueue the sell of every monitor-claimed EXITING position that has no exit job.
+
+    `owned` limits this to one shard's positions; `busy` are claims this process is
+    enqueueing right now. A FILLED exit order without its close is also finished by the job.
+    """
+    with session_scope() as s:
+        rows = s.exec(
+            select(Position.id, Position.exit_reason, Position.user_id)
+            .where(Position.status == "EXITING")
+            .where(col(Position.exit_reason).in_(MONITOR_REASONS))
+        ).all()
+    enqueued = []
+    for pid, reason, user_id in rows:
+        assert pid is not None
+        if (owned is not None and pid not in owned) or pid in busy:
+            continue
+        if job_exists(exit_job_id(pid), conn):
+            continue
+        enqueue_exit(pid, reason or exits.ExitReason.STOP_LOSS.value, conn)
+        audit.record_now("position.exit_requeued", user_id=user_id, subject=str(pid),
+                         reason=reason, why="EXITING with no exit job (monitor restarted?)")
+        enqueued.append(pid)
+    if enqueued:
+        log.warning("enqueued the sells of %d claimed exit(s) left behind: %s",
+                    len(enqueued), enqueued)
+    return enqueued
+
+
+def exit_orders(position_id: int) -> list[Order]:
+    with session_scope() as s:
+        return list(
+            s.exec(
+                select(Order).where(Order.position_id == position_id)
+                .where(Order.purpose == "EXIT")
+            ).all()
+        )
