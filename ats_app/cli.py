@@ -19,6 +19,7 @@ from sqlmodel import Session
 
 from ats_app.cli_instruments import add_instruments_commands
 from ats_app.cli_notify import add_notify_commands
+from ats_app.cli_risk import add_risk_commands
 from ats_app.engine import accounts, bot, orders, strategies, users, webhooks
 from ats_app.engine.config import ConfigError, settings
 from ats_app.engine.errors import AtsError, NotFound
@@ -292,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_instruments_commands(sub, common)
     add_notify_commands(sub, common)
+    add_risk_commands(sub, common)
     return p
 
 

@@ -171,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
 
     extra = {"ATS_SECRET_KEY": Fernet.generate_key().decode(), "TRADING_MODE": "live",
              "WEBHOOK_RATE_PER_MIN": "1000000", "ATS_IP_ECHO_URL": "",
+             "ATS_FAKE_NOW": "2026-12-02T10:00:00+05:30",  # inside NSE hours, any wall clock
              "DATABASE_URL": f"sqlite:///{tmp / 'data' / 'ats.db'}"}
     server = ReflexProcess(tmp / "data", backend_only=True, env=extra)
     server.start(timeout=180)

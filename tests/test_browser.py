@@ -36,7 +36,11 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReflexProcess]:
     require_or_skip(Path(CHROMIUM).exists(), "Debian chromium at /usr/bin/chromium")
-    proc = ReflexProcess(tmp_path_factory.mktemp("browser") / "data", backend_only=False)
+    proc = ReflexProcess(
+        tmp_path_factory.mktemp("browser") / "data",
+        backend_only=False,
+        env={"MARKET_HOURS": "always"},
+    )  # paper demo: trades at any hour
     proc.start(timeout=600)
     yield proc
     proc.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import redis
 from rq import Queue, SimpleWorker
 
 from ats_app.engine.redis_conn import ALL_QUEUES, NOTIFY_QUEUE, connect
@@ -15,6 +16,7 @@ def run_worker(burst: bool = False, queue_names: list[str] | None = None) -> boo
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
     conn = connect()
     names = queue_names or list(ALL_QUEUES)
+    _ensure_schedules(conn)
     if NOTIFY_QUEUE in names:
         from ats_app.engine import notify
 
@@ -28,3 +30,13 @@ def run_worker(burst: bool = False, queue_names: list[str] | None = None) -> boo
     # The scheduler lets jobs be enqueued for later (risk/day schedules); RQ elects one
     # scheduler among workers, so several workers still run each schedule once.
     return worker.work(burst=burst, with_scheduler=True)
+
+
+def _ensure_schedules(conn: redis.Redis) -> None:
+    """Pre-open login, square-off and loss watch: scheduled idempotently at every start."""
+    from ats_app.engine.schedules import ensure_scheduled
+
+    try:
+        ensure_scheduled(conn)
+    except Exception:  # a worker must still serve orders if scheduling fails
+        logging.getLogger("ats.worker").exception("could not ensure the day's schedules")

@@ -56,6 +56,9 @@ def world(
     database_url: str, redis_url: str, sim: ServerThread, monkeypatch: pytest.MonkeyPatch
 ) -> dict:
     monkeypatch.setenv("TRADING_MODE", "live")
+    # Live trading keeps NSE hours: trade on a Wednesday morning whatever the wall clock says
+    # (the worker processes inherit this dev-only frozen clock).
+    monkeypatch.setenv("ATS_FAKE_NOW", "2026-12-02T10:00:00+05:30")
     reset_settings_cache()
     with session_scope() as s:
         uid = users.create_user(s, "trader", "password123", "T", "R").id
@@ -221,9 +224,13 @@ def _kill_worker_while_submitting(fault: dict) -> None:
     """Start a worker, let it send the order into `fault`, SIGKILL it mid-call."""
     sim_url = fault.pop("sim_url")
     httpx.post(f"{sim_url}/sim/faults", json=fault).raise_for_status()
-    worker = subprocess.Popen([sys.executable, "-m", "ats_app.cli", "worker"],
-                              env=_worker_env(), start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "ats_app.cli", "worker"],
+        env=_worker_env(),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while not any(o.status == "SUBMITTING" for o in _orders()):
@@ -245,12 +252,18 @@ def _retry_abandoned(redis_url: str) -> None:
     _run_burst_worker()
 
 
-@pytest.mark.parametrize("fault,placed_first", [
-    pytest.param({"kind": "lost_answer", "ms": 8000}, True, id="broker-had-it"),
-    pytest.param({"kind": "latency", "ms": 3000}, False, id="never-reached-broker"),
-])
+@pytest.mark.parametrize(
+    "fault,placed_first",
+    [
+        pytest.param({"kind": "lost_answer", "ms": 8000}, True, id="broker-had-it"),
+        pytest.param({"kind": "latency", "ms": 3000}, False, id="never-reached-broker"),
+    ],
+)
 def test_worker_killed_mid_order_then_retried_places_one_order(
-    world: dict, redis_url: str, fault: dict, placed_first: bool,
+    world: dict,
+    redis_url: str,
+    fault: dict,
+    placed_first: bool,
 ) -> None:
     sim = world["sim"]
     accepted = _post(world["live"], id="kill-1")
@@ -265,7 +278,9 @@ def test_worker_killed_mid_order_then_retried_places_one_order(
         assert [o.client_order_id for o in orders] == [base]
     else:  # the book settled without it: sent once more under a new ordertag
         assert [(o.client_order_id, o.status) for o in orders] == [
-            (base, "FAILED"), (f"{base}R2", "FILLED")]
+            (base, "FAILED"),
+            (f"{base}R2", "FILLED"),
+        ]
     tags = [o.client_order_id for o in orders]
     assert sum(len(_broker_orders(sim, t)) for t in tags) == 1  # exactly one at the broker
     with session_scope() as s:
