@@ -21,6 +21,7 @@ from ats_app.state.auth import AuthState
 from ats_app.state.orders import OrdersState
 from ats_app.state.overview import OverviewState
 from ats_app.state.positions import PositionsState
+from ats_app.state.settings import SettingsState
 from ats_app.state.strategies import StrategiesState
 from ats_app.state.webhooks import WebhooksState
 
@@ -49,7 +50,7 @@ for page, route, title, loader in (
     (orders_page, routes.ORDERS, "Orders", OrdersState.load),
     (positions_page, routes.POSITIONS, "Positions", PositionsState.load),
     (audit_page, routes.AUDIT, "Audit log", AuditState.load),
-    (profile_page, routes.PROFILE, "Profile", AuthState.require_login),
+    (profile_page, routes.PROFILE, "Profile", SettingsState.load),
 ):
     on_load = (
         [AuthState.require_login]

@@ -219,8 +219,13 @@ def test_trading_flow_paper(app: ReflexProcess, page) -> None:
     expect(page.locator("#orders-count")).to_have_text("No orders")
 
     page.click("#nav-overview")
-    page.click("#bot-stop")
+    page.click("#kill-switch")  # asks first: it spends money
+    page.click("#kill-ok")
+    expect(page.locator("#kill-result")).to_contain_text("Kill switch done", timeout=40_000)
+    expect(page.locator("#kill-result")).to_contain_text("1 position(s) being exited")
+    expect(page.locator("#halted")).to_be_visible()
     expect(page.locator("#bot-state")).to_have_text("STOPPED")
+    _shot(page, "kill-switch")
     alert["id"] = "browser-2"
     resp = httpx.post(api_url, content=json.dumps(alert), timeout=10)
     assert resp.status_code == 200 and resp.json()["reason"] == "bot_stopped"
@@ -228,6 +233,24 @@ def test_trading_flow_paper(app: ReflexProcess, page) -> None:
     page.click("#nav-audit")
     expect(page.locator("#audit")).to_contain_text("alert.received")
     _shot(page, "audit")
+    page.click("#nav-positions")
+    for _ in range(30):  # the kill switch's exit job sells it within seconds
+        page.click("text=Refresh")
+        if "kill_switch" in page.locator("#positions").inner_text():
+            break
+        page.wait_for_timeout(1000)
+    expect(page.locator("#positions")).to_contain_text("CLOSED")
+    expect(page.locator("#positions")).to_contain_text("kill_switch")
+
     page.click("#nav-profile")
     expect(page.locator("#profile-name")).to_contain_text("Ravi Iyer")
+    expect(page.locator("#limit-max_open_positions")).to_have_value("5")  # current limits shown
+    page.fill("#limit-max_lots_per_order", "2")
+    page.click("#limits-save")
+    expect(page.locator("#form-message")).to_contain_text("Risk limits saved")
+    expect(page.locator("#limit-max_open_positions")).to_have_value("5")  # others unchanged
+    expect(page.locator("#limit-max_lots_per_order")).to_have_value("2")
+    page.fill("#notify-url", "not a url")
+    page.get_by_role("button", name="Add target").click()
+    expect(page.locator("#form-error")).to_be_visible()
     _shot(page, "profile")

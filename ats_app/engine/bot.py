@@ -22,6 +22,10 @@ def set_running(session: Session, user_id: int, running: bool) -> bool:
     audit.record(
         session, "bot.started" if running else "bot.stopped", user_id=user_id, changed=changed
     )
+    if running:
+        from ats_app.engine import halt  # lazy: halt itself stops the bot through here
+
+        halt.release(session, user_id)  # Start after a kill switch resumes trading
     if changed:
         from ats_app.engine import notify  # lazy: keeps Apprise out of processes that never notify
 

@@ -74,8 +74,10 @@ def finish_pending_exits(conn: redis.Redis, *, owned: Collection[int] | None = N
                          busy: Collection[int] = ()) -> list[int]:
     """Enqueue the sell of every monitor-claimed EXITING position that has no exit job.
 
-    `owned` limits this to one shard's positions; `busy` are claims this process is
-    enqueueing right now. A FILLED exit order without its close is also finished by the job.
+    `owned` limits this to one shard's positions; `busy` is the live set of claims this
+    process is making right now (checked after the query, so a claim that committed before
+    it is either still busy or already has its job). A FILLED exit order without its close
+    is also finished by the job.
     """
     with session_scope() as s:
         rows = s.exec(

@@ -230,5 +230,5 @@ class BotState(SQLModel, table=True):
 
 
 # Tables kept in their own modules register here too, so metadata (and Alembic) sees them all.
-import ats_app.engine.notify_models  # noqa: E402, F401
+import ats_app.engine.notify_models  # noqa: E402
 import ats_app.engine.risk_models  # noqa: E402, F401

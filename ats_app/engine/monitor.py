@@ -26,7 +26,6 @@ import signal
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
@@ -96,10 +95,11 @@ class Monitor:
         self._trails: dict[int, tuple[int, int | None]] = {}
         self._db_trails: dict[int, tuple[int, int | None]] = {}
         self._pnl: dict[int, tuple[Tracked, int, float, str]] = {}
-        self._busy: frozenset[int] = frozenset()
+        self._listeners: set[int] = set()  # users with a live P&L subscriber (dashboard open)
+        self._listeners_at = 0.0
+        self._instrument_of: dict[bytes, str] = {}
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._resync_now = threading.Event()
-        self._pool = ThreadPoolExecutor(4, thread_name_prefix="exit-claim")
         self._rest = RestFallback(self.conn, self._rest_price, interval=self.settings.rest_interval)
         self._house = threading.Thread(target=self._housekeeping, name="monitor-house",
                                        daemon=True)
@@ -133,15 +133,13 @@ class Monitor:
             self._pnl[t.position_id] = (t, price, now, src)
 
     def _exit(self, t: Tracked, decision: exits.ExitDecision, src: str, at: float) -> None:
-        t.state = "EXITING"  # later ticks skip it; a failed claim re-arms it
-        self.in_flight.add(t.position_id)
-        self._pool.submit(self._claim, t.position_id, t.user_id, decision, src, at,
-                          (t.peak, t.stop))
-
-    def _claim(self, pid: int, user_id: int, decision: exits.ExitDecision, src: str,
-               at: float, trail: tuple[int, int | None]) -> None:
+        # Claimed and enqueued right here, on the main thread: ~3 ms, and a hand-off to
+        # another thread would wait for the GIL behind the tick loop for longer than that.
+        t.state = "EXITING"  # later ticks skip it
+        pid = t.position_id
+        self.in_flight.add(pid)  # recovery leaves it alone until the job exists
         try:
-            won = claim_exit(pid, decision, source=src, user_id=user_id, trail=trail)
+            won = claim_exit(pid, decision, source=src, user_id=t.user_id, trail=(t.peak, t.stop))
             if won and os.environ.get(FAULT_ENV) == "kill_after_claim":
                 os.kill(os.getpid(), signal.SIGKILL)  # the recovery test's crash point
             if won:
@@ -150,10 +148,13 @@ class Monitor:
                 self.exits_enqueued += 1
                 log.info("position %s: %s at %s (level %s); sell enqueued", pid,
                          decision.reason.value, decision.observed_price, decision.trigger_price)
-            self.inbox.put(("claimed", pid, won))
-        except Exception:  # unknown outcome: re-arm; a committed claim is found by recovery
+        except Exception:
+            # Unknown outcome: re-arm so the next tick tries again (a claim that did commit
+            # makes that attempt lose, and recovery enqueues its sell).
             log.exception("claiming the exit of position %s failed", pid)
-            self.inbox.put(("claim_failed", pid))
+            t.state = "OPEN"
+        finally:
+            self.in_flight.discard(pid)
 
     def _stale_price(self, instrument: str, price: int, age: float) -> None:
         self._mark_stale(instrument, time.time())
@@ -252,7 +253,10 @@ class Monitor:
             price, at, src = decode_tick(msg["data"])
         except ValueError:
             return
-        self.on_tick(instrument_of_channel(channel), price, at, src)
+        instrument = self._instrument_of.get(channel)
+        if instrument is None:
+            instrument = self._instrument_of[channel] = instrument_of_channel(channel)
+        self.on_tick(instrument, price, at, src)
 
     def _drain_inbox(self) -> None:
         while True:
@@ -265,12 +269,6 @@ class Monitor:
                 self.on_tick(item[1], item[2], item[3], "rest")
             elif kind == "sync":
                 self._apply_sync(item[1], item[2])
-            elif kind in ("claimed", "claim_failed"):
-                pid = item[1]
-                self.in_flight.discard(pid)
-                t = self.watch.get(pid)
-                if kind == "claim_failed" and t is not None:
-                    t.state = "OPEN"
 
     def _periodic(self, now: float, due: dict[str, float]) -> None:
         if now >= due["trail"] and self._trails:
@@ -292,7 +290,6 @@ class Monitor:
                     self._mark_stale(instrument, wall)
             due["pnl"] = now + PNL_SECONDS
         if now >= due["beat"]:
-            self._busy = frozenset(self.in_flight)
             self._redis_quiet(self.heartbeat)
             due["beat"] = now + HEARTBEAT_SECONDS
 
@@ -300,15 +297,30 @@ class Monitor:
         if not self._pnl:
             return
         pending, self._pnl = self._pnl, {}
+        now = time.monotonic()
+        if now >= self._listeners_at:
+            # Only users with the dashboard open get P&L: asked of Redis once a second, so
+            # a thousand positions nobody watches cost nothing.
+            self._listeners_at = now + 1.0
+            users = {t.user_id for t, *_ in pending.values()}
+            channels = [live.channel(u) for u in users]
+            try:
+                counts = dict(self.conn.pubsub_numsub(*channels)) if channels else {}
+            except redis.RedisError:
+                counts = {}
+            self._listeners = {u for u in users if counts.get(live.channel(u).encode(), 0)}
         pipe = self.conn.pipeline(transaction=False)
         for pid, (t, price, at, src) in pending.items():
+            if t.user_id not in self._listeners:
+                continue
             pipe.publish(live.channel(t.user_id), json.dumps({
                 "type": "pnl", "position_id": pid, "ltp": f"{price / 100:.2f}",
                 "pnl": f"{t.pnl_paise(price) / 100:.2f}",
                 "stop": None if t.stop is None else f"{t.stop / 100:.2f}",
                 "peak": f"{t.peak / 100:.2f}", "at": at, "source": src,
                 "stale": t.instrument in self.stale}))
-        self._redis_quiet(pipe.execute)
+        if len(pipe):
+            self._redis_quiet(pipe.execute)
 
     def heartbeat(self) -> None:
         beat = {"at": time.time(), "pid": os.getpid(), "ticks_seen": self.ticks_seen,
@@ -343,7 +355,6 @@ class Monitor:
 
     def close(self) -> None:
         self.stopping.set()
-        self._pool.shutdown(wait=True)
         self._rest.stop()
         if self._house.is_alive():
             self._house.join(10)
@@ -384,7 +395,7 @@ class Monitor:
 
             cleanup_abandoned_jobs(self.conn)
             requeue_lost_alerts(self.conn)
-        finish_pending_exits(self.conn, owned=owned, busy=self._busy)
+        finish_pending_exits(self.conn, owned=owned, busy=self.in_flight)
 
     def _housekeeping(self) -> None:
         resolver = SourceResolver()

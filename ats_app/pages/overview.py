@@ -2,6 +2,7 @@
 
 import reflex as rx
 
+from ats_app.components.confirm import confirm_dialog
 from ats_app.components.layout import app_page
 from ats_app.components.table import data_table
 from ats_app.state.overview import OverviewState
@@ -75,6 +76,17 @@ def overview_page() -> rx.Component:
                             on_click=OverviewState.set_bot(True),
                         ),
                     ),
+                    rx.cond(
+                        OverviewState.halted,
+                        rx.badge("KILL SWITCH ENGAGED", color_scheme="red", size="3", id="halted"),
+                    ),
+                    rx.button(
+                        "Kill switch",
+                        color_scheme="red",
+                        variant="outline",
+                        on_click=OverviewState.ask_kill,
+                        id="kill-switch",
+                    ),
                     rx.spacer(),
                     rx.text("Mode: ", rx.code(OverviewState.trading_mode.upper())),
                     rx.text("Market hours: ", rx.code(OverviewState.market_hours)),
@@ -83,6 +95,20 @@ def overview_page() -> rx.Component:
                     width="100%",
                 ),
                 width="100%",
+            ),
+            rx.cond(
+                OverviewState.kill_result != "",
+                rx.callout(OverviewState.kill_result, color_scheme="red", id="kill-result"),
+            ),
+            confirm_dialog(
+                OverviewState.confirm_kill,
+                "Engage the kill switch?",
+                "Stops the bot, cancels every open entry order and exits every open "
+                "position at market now. Start the bot again to resume.",
+                OverviewState.kill,
+                OverviewState.cancel_kill,
+                "Kill everything",
+                "kill",
             ),
             rx.hstack(
                 _money_card("Realized today", OverviewState.realized_today, "pnl-realized"),

@@ -4,6 +4,136 @@ import reflex as rx
 
 from ats_app.components.layout import app_page, form_error, form_message, submit_button
 from ats_app.state.auth import AuthState
+from ats_app.state.settings import SettingsState
+
+
+def _limit(label: str, name: str, hint: str) -> rx.Component:
+    return rx.vstack(
+        rx.text(label, size="2"),
+        rx.input(
+            name=name,
+            id=f"limit-{name}",
+            placeholder=hint,
+            width="100%",
+            default_value=SettingsState.limits.get(name, ""),
+            key=SettingsState.limits.get(name, "") + name,
+        ),
+        spacing="1",
+        width="100%",
+    )
+
+
+def _risk_card() -> rx.Component:
+    return rx.card(
+        rx.form(
+            rx.vstack(
+                rx.heading("Risk limits", size="4"),
+                rx.text(
+                    "Enforced by the engine on every entry; exits are never blocked. "
+                    "Leave a box empty for no limit.",
+                    size="2",
+                    color="var(--gray-11)",
+                ),
+                rx.grid(
+                    _limit("Max open positions", "max_open_positions", "no limit"),
+                    _limit("Max lots per order", "max_lots_per_order", "no limit"),
+                    _limit("Max orders per day", "max_orders_per_day", "no limit"),
+                    _limit(
+                        "Daily loss limit ₹ (realized + unrealized)", "daily_loss_limit", "no limit"
+                    ),
+                    _limit("Intraday square-off (IST, HH:MM)", "square_off_at", "15:15"),
+                    columns=rx.breakpoints(initial="1", sm="2"),
+                    spacing="3",
+                    width="100%",
+                ),
+                rx.el.label(
+                    rx.el.input(
+                        type="checkbox",
+                        name="exit_on_loss_limit",
+                        default_checked=SettingsState.exit_on_loss,
+                        key=SettingsState.exit_on_loss.to_string(),
+                    ),
+                    " Exit all positions when the daily loss limit is hit",
+                ),
+                rx.button("Save limits", type="submit", id="limits-save"),
+                spacing="3",
+                width="100%",
+            ),
+            on_submit=SettingsState.save_limits,
+            reset_on_submit=False,
+            width="100%",
+        ),
+        width="100%",
+    )
+
+
+def _target_row(t: rx.Var) -> rx.Component:
+    return rx.hstack(
+        rx.badge(t["service"]),
+        rx.text(t["label"]),
+        rx.code(t["hint"]),
+        rx.button(
+            "Remove",
+            size="1",
+            variant="soft",
+            color_scheme="red",
+            on_click=SettingsState.remove_target(t["id"]),
+        ),
+        align="center",
+        wrap="wrap",
+    )
+
+
+def _event_row(e: rx.Var) -> rx.Component:
+    return rx.hstack(
+        rx.switch(checked=e[2] == "on", on_change=lambda _: SettingsState.toggle_event(e[0])),
+        rx.text(e[1], size="2"),
+        align="center",
+    )
+
+
+def _notify_card() -> rx.Component:
+    return rx.card(
+        rx.vstack(
+            rx.heading("Notifications", size="4"),
+            rx.text(
+                "Telegram, e-mail and more through Apprise URLs, e.g. tgram://bot_token/"
+                "chat_id or mailtos://user:password@gmail.com. Stored encrypted; shown "
+                "masked.",
+                size="2",
+                color="var(--gray-11)",
+            ),
+            rx.foreach(SettingsState.targets, _target_row),
+            rx.form(
+                rx.hstack(
+                    rx.input(
+                        name="url",
+                        placeholder="Apprise URL",
+                        type="password",
+                        width="320px",
+                        id="notify-url",
+                    ),
+                    rx.input(name="label", placeholder="Label (optional)", id="notify-label"),
+                    rx.button("Add target", type="submit"),
+                    rx.button(
+                        "Send test",
+                        type="button",
+                        variant="soft",
+                        on_click=SettingsState.test_targets,
+                    ),
+                    wrap="wrap",
+                ),
+                on_submit=SettingsState.add_target,
+                reset_on_submit=False,
+                id="notify-form",
+            ),
+            rx.text("Send me:", size="2", weight="bold"),
+            rx.foreach(SettingsState.events, _event_row),
+            spacing="3",
+            width="100%",
+        ),
+        width="100%",
+    )
 
 
 def profile_page() -> rx.Component:
@@ -18,6 +148,15 @@ def profile_page() -> rx.Component:
             ),
             max_width="420px",
             margin_y="12px",
+        ),
+        rx.vstack(
+            form_error(SettingsState.settings_error),
+            form_message(SettingsState.settings_message),
+            _risk_card(),
+            _notify_card(),
+            width="100%",
+            spacing="3",
+            margin_bottom="12px",
         ),
         rx.card(
             rx.form(

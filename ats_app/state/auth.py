@@ -50,6 +50,8 @@ class AuthState(rx.State):
     @rx.event
     def require_login(self):
         """on_load of every protected page."""
+        # error/message live on this shared parent state: start each page clean.
+        self.error = self.message = ""
         with session_scope() as s:
             user = users.user_for_token(s, self.session_token)
         self._set_user(user)

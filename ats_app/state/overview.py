@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 import reflex as rx
 
 from ats_app import routes
-from ats_app.engine import bot, health, live
+from ats_app.engine import bot, halt, health, live
 from ats_app.engine.config import settings
 from ats_app.engine.db import session_scope
 from ats_app.engine.redis_conn import redis_url
@@ -37,6 +37,9 @@ class OverviewState(AuthState):
     open_rows: list[dict[str, str]] = []
     realized_today: str = "0.00"
     streaming: bool = False
+    halted: bool = False
+    confirm_kill: bool = False
+    kill_result: str = ""
     _uid: int = 0
 
     @rx.var
@@ -67,6 +70,7 @@ class OverviewState(AuthState):
         self.trading_mode, self.market_hours = cfg.trading_mode, cfg.market_hours
         with session_scope() as s:
             self.bot_running = bot.is_running(s, uid)
+        self.halted = halt.halted(uid)
         self.services = {k: ("up" if v else "down") for k, v in health.check().items()}
         self._refresh(uid)
         return OverviewState.stream_live
@@ -78,7 +82,36 @@ class OverviewState(AuthState):
             return rx.redirect(routes.LOGIN)
         with session_scope() as s:
             self.bot_running = bot.set_running(s, uid, running)
+        self.halted = halt.halted(uid)
         return None
+
+    @rx.event
+    def ask_kill(self):
+        self.confirm_kill = True
+
+    @rx.event
+    def cancel_kill(self):
+        self.confirm_kill = False
+
+    @rx.event(background=True)
+    async def kill(self):
+        """Stop the bot, cancel open entry orders, exit every position at market."""
+        async with self:
+            self.confirm_kill = False
+            uid = self._user_id()
+            if uid is None:
+                return
+            self.kill_result = "Kill switch engaged: cancelling orders and exiting positions…"
+        report = await asyncio.to_thread(halt.kill, uid)
+        async with self:
+            self.halted, self.bot_running = True, False
+            self.kill_result = (
+                f"Kill switch done: {len(report.cancelled)} order(s) cancelled, "
+                f"{len(report.exits_enqueued)} position(s) being exited."
+            )
+            if report.still_in_flight:
+                self.kill_result += f" Still in flight: {', '.join(report.still_in_flight)}."
+            await asyncio.to_thread(self._refresh, uid)
 
     @rx.event(background=True)
     async def stream_live(self):
