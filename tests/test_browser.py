@@ -241,6 +241,9 @@ def test_trading_flow_paper(app: ReflexProcess, page) -> None:
         page.wait_for_timeout(1000)
     expect(page.locator("#positions")).to_contain_text("CLOSED")
     expect(page.locator("#positions")).to_contain_text("kill_switch")
+    page.click("#nav-overview")
+    expect(page.locator("#pnl-chart")).to_be_visible()  # the day's realized P&L, charted
+    _shot(page, "overview-closed")
 
     page.click("#nav-profile")
     expect(page.locator("#profile-name")).to_contain_text("Ravi Iyer")

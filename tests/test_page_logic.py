@@ -57,3 +57,40 @@ def test_link_accounts_from_form() -> None:
     with pytest.raises(ValidationError) as err:
         link_accounts_from_form({"mult_3": "two"})
     assert err.value.field == "lot_multiplier"
+
+
+def test_day_pnl_uses_ist_days_and_running_totals() -> None:
+    from decimal import Decimal
+
+    from ats_app.state.overview import day_pnl
+
+    rows = [  # closed_at in UTC; the comments give IST
+        {
+            "status": "CLOSED",
+            "closed_at": "2026-11-25T04:00:00+00:00",
+            "pnl": "100.50",
+        },  # 09:30
+        {
+            "status": "CLOSED",
+            "closed_at": "2026-11-25T09:00:00+00:00",
+            "pnl": "-40.00",
+        },  # 14:30
+        {
+            "status": "CLOSED",
+            "closed_at": "2026-11-24T19:00:00+00:00",
+            "pnl": "7.00",
+        },  # 00:30 25th
+        {
+            "status": "CLOSED",
+            "closed_at": "2026-11-24T18:00:00+00:00",
+            "pnl": "999",
+        },  # 23:30 24th
+        {"status": "OPEN", "closed_at": "", "pnl": "5"},
+    ]
+    total, points = day_pnl(rows, date(2026, 11, 25))
+    assert total == Decimal("67.50")
+    assert points == [
+        {"time": "00:30:00", "pnl": "7.00"},
+        {"time": "09:30:00", "pnl": "107.50"},
+        {"time": "14:30:00", "pnl": "67.50"},
+    ]

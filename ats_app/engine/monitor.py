@@ -53,8 +53,9 @@ from ats_app.engine.tickbus import tick_channel as tick_channel
 from ats_app.engine.tracker import Tracked, on_price
 from ats_app.engine.watchlist import (
     Watchlist,
-    active_positions,
+    active_statuses,
     forget_trails,
+    positions_by_id,
     read_trails,
     save_trails_to_db,
     tracked_from,
@@ -91,6 +92,7 @@ class Monitor:
         self.in_flight: set[int] = set()
         self.closed: set[int] = set()  # closed by event, ignored in older snapshots
         self.latencies: deque[float] = deque(maxlen=20000)  # tick at -> exit enqueued, s
+        self.claim_times: deque[float] = deque(maxlen=20000)  # claim + enqueue alone, s
         self.exits_enqueued = 0
         self._trails: dict[int, tuple[int, int | None]] = {}
         self._db_trails: dict[int, tuple[int, int | None]] = {}
@@ -137,6 +139,7 @@ class Monitor:
         # another thread would wait for the GIL behind the tick loop for longer than that.
         t.state = "EXITING"  # later ticks skip it
         pid = t.position_id
+        started = time.time()
         self.in_flight.add(pid)  # recovery leaves it alone until the job exists
         try:
             won = claim_exit(pid, decision, source=src, user_id=t.user_id, trail=(t.peak, t.stop))
@@ -145,6 +148,7 @@ class Monitor:
             if won:
                 enqueue_exit(pid, decision.reason.value, self.conn)
                 self.latencies.append(time.time() - at)
+                self.claim_times.append(time.time() - started)
                 self.exits_enqueued += 1
                 log.info("position %s: %s at %s (level %s); sell enqueued", pid,
                          decision.reason.value, decision.observed_price, decision.trigger_price)
@@ -192,23 +196,21 @@ class Monitor:
 
     # ------------------------------------------------------------------ watchlist
 
-    def _apply_sync(self, rows: list[tuple[Position, tuple[int, int | None] | None]],
+    def _apply_sync(self, statuses: dict[int, str],
+                    full: list[tuple[Position, tuple[int, int | None] | None]],
                     sources: dict[str, StaleInstrument]) -> None:
         self.sources.update(sources)
-        seen = {p.id for p, _ in rows}
-        self.closed &= seen  # a closed id no longer in snapshots needs no more ignoring
-        for pid in [pid for pid in self.watch.positions if pid not in seen]:
+        self.closed &= set(statuses)  # a closed id no longer in snapshots needs no ignoring
+        for pid in [pid for pid in self.watch.positions if pid not in statuses]:
             if pid not in self.in_flight:
                 self._remove(pid)
-        for p, trail in rows:
-            assert p.id is not None
-            cur = self.watch.get(p.id)
-            if p.id in self.closed:
-                continue
-            if cur is None:
+        for p, trail in full:
+            if p.id is not None and p.id not in self.closed and self.watch.get(p.id) is None:
                 self._add(tracked_from(p, trail))
-            elif p.id not in self.in_flight:
-                cur.state = p.status  # EXITING by someone else, or OPEN again after a failure
+        for pid, status in statuses.items():
+            cur = self.watch.get(pid)
+            if cur is not None and pid not in self.in_flight and pid not in self.closed:
+                cur.state = status  # EXITING by someone else, or OPEN again after a failure
 
     def _add(self, t: Tracked) -> None:
         if self.watch.add(t):
@@ -268,7 +270,7 @@ class Monitor:
             if kind == "rest":
                 self.on_tick(item[1], item[2], item[3], "rest")
             elif kind == "sync":
-                self._apply_sync(item[1], item[2])
+                self._apply_sync(item[1], item[2], item[3])
 
     def _periodic(self, now: float, due: dict[str, float]) -> None:
         if now >= due["trail"] and self._trails:
@@ -373,8 +375,10 @@ class Monitor:
         except redis.RedisError as exc:
             log.warning("Redis write failed: %s", exc)
 
-    def _load(self, resolver: SourceResolver) -> set[int]:
-        rows = active_positions(self.settings)
+    def _load(self, resolver: SourceResolver, known: set[int]) -> set[int]:
+        """Statuses of every active position; full rows (and trails) only for new ones."""
+        statuses = active_statuses(self.settings)
+        rows = positions_by_id(set(statuses) - known)
         trails = read_trails(self.conn, [p.id for p in rows if p.id is not None])
         sources: dict[str, StaleInstrument] = {}
         with session_scope() as s:
@@ -386,8 +390,9 @@ class Monitor:
                 if creds is not None:
                     sources[key] = StaleInstrument(key, p.exchange.upper(), p.symbol_token,
                                                    p.symbol, p.tick_size_paise or 5, creds)
-        self.inbox.put(("sync", [(p, trails.get(p.id)) for p in rows], sources))  # type: ignore[arg-type]
-        return {p.id for p in rows if p.id is not None}
+        full = [(p, trails.get(p.id)) for p in rows if p.id is not None]
+        self.inbox.put(("sync", statuses, full, sources))
+        return set(statuses)
 
     def _recover(self, owned: set[int]) -> None:
         if self.settings.shard == 0:  # alert recovery is global: one monitor does it
@@ -412,7 +417,7 @@ class Monitor:
                         break
                 if self._resync_now.is_set() or now >= next_sync:
                     self._resync_now.clear()
-                    owned = self._load(resolver)
+                    owned = self._load(resolver, owned)
                     next_sync = now + RESYNC_SECONDS
                 if now >= next_recovery:
                     self._recover(owned)

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import redis
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlmodel import col, select
 
 from ats_app.engine import exits
@@ -35,6 +35,26 @@ def active_positions(settings: FeedSettings | None = None) -> list[Position]:
     if settings is None:
         return rows
     return [p for p in rows if settings.owns(instrument_key(p.exchange, p.symbol_token))]
+
+
+def active_statuses(settings: FeedSettings | None = None) -> dict[int, str]:
+    """id -> status of OPEN and EXITING positions (of this shard): the cheap resync query."""
+    with session_scope() as s:
+        rows = s.exec(
+            select(Position.id, Position.status, Position.exchange, Position.symbol_token)
+            .where(col(Position.status).in_(ACTIVE))
+        ).all()
+    return {pid: status for pid, status, exchange, token in rows
+            if pid is not None
+            and (settings is None or settings.owns(instrument_key(exchange, token)))}
+
+
+def positions_by_id(ids: Iterable[int]) -> list[Position]:
+    ids = list(ids)
+    if not ids:
+        return []
+    with session_scope() as s:
+        return list(s.exec(select(Position).where(col(Position.id).in_(ids))).all())
 
 
 def tracked_from(p: Position, redis_trail: tuple[int, int | None] | None = None) -> Tracked:
@@ -96,14 +116,18 @@ def save_trails_to_db(trails: dict[int, tuple[int, int | None]]) -> None:
     """Persist peaks/stops; never onto a CLOSED row (the close is the final word)."""
     if not trails:
         return
+    table = Position.__table__  # type: ignore[attr-defined]
+    # One executemany: a thousand single UPDATEs would hold SQLite's write lock long enough
+    # to delay an exit claim waiting behind it.
+    stmt = (
+        update(table)
+        .where(table.c.id == bindparam("pid"))
+        .where(table.c.status != "CLOSED")  # (IN cannot be used with executemany)
+        .values(peak_price_paise=bindparam("peak"), stop_paise=bindparam("stop"))
+    )
+    params = [{"pid": pid, "peak": peak, "stop": stop} for pid, (peak, stop) in trails.items()]
     with session_scope() as s:
-        for pid, (peak, stop) in trails.items():
-            s.exec(
-                update(Position)  # type: ignore[call-overload]
-                .where(col(Position.id) == pid)
-                .where(col(Position.status).in_(ACTIVE))
-                .values(peak_price_paise=peak, stop_paise=stop)
-            )
+        s.connection().execute(stmt, params)
 
 
 @dataclass

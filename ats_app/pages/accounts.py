@@ -14,6 +14,7 @@ COLUMNS = [
     ("Egress", "egress"),
     ("Egress IP", "egress_ip"),
     ("Secrets", "secrets"),
+    ("Session", "session"),
 ]
 
 

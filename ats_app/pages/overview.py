@@ -116,6 +116,23 @@ def overview_page() -> rx.Component:
                 wrap="wrap",
                 spacing="3",
             ),
+            rx.cond(
+                OverviewState.pnl_points.length() > 0,
+                rx.card(
+                    rx.text("Realized P&L today (₹, running total)", size="2"),
+                    rx.recharts.line_chart(
+                        rx.recharts.line(data_key="pnl", stroke="var(--indigo-9)", dot=True),
+                        rx.recharts.x_axis(data_key="time"),
+                        rx.recharts.y_axis(),
+                        rx.recharts.graphing_tooltip(),
+                        data=OverviewState.pnl_points,
+                        height=220,
+                        width="100%",
+                    ),
+                    width="100%",
+                    id="pnl-chart",
+                ),
+            ),
             rx.heading("Open positions", size="4"),
             data_table(
                 OverviewState.open_rows,

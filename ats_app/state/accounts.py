@@ -27,6 +27,20 @@ def _row(a: accounts.AccountView) -> dict[str, str]:
     }
 
 
+def session_state(account_id: int) -> str:
+    """The broker session as the workers share it through Redis (no login happens here)."""
+    from ats_app.engine.broker.session import session_key
+    from ats_app.engine.queueing import connection
+
+    try:
+        ttl_ms = connection().pttl(session_key(account_id))
+    except Exception:
+        return "unknown (Redis down)"
+    if ttl_ms is None or ttl_ms < 0:
+        return "not logged in"
+    return f"logged in, {ttl_ms // 3_600_000}h {ttl_ms // 60_000 % 60}m left"
+
+
 class AccountsState(AuthState):
     rows: list[dict[str, str]] = []
     editing_id: int = 0  # 0: the form adds a new account
@@ -36,7 +50,9 @@ class AccountsState(AuthState):
 
     def _reload(self, uid: int) -> None:
         with session_scope() as s:
-            self.rows = [_row(a) for a in accounts.list_accounts(s, uid)]
+            self.rows = [
+                {**_row(a), "session": session_state(a.id)} for a in accounts.list_accounts(s, uid)
+            ]
 
     @rx.event
     def load(self):

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo
 
 import redis.asyncio as aioredis
 import reflex as rx
@@ -29,12 +31,33 @@ def _dec(text: str) -> Decimal:
         return Decimal(0)
 
 
+IST = ZoneInfo("Asia/Kolkata")
+
+
+def day_pnl(rows: list[dict[str, str]], day: date) -> tuple[Decimal, list[dict[str, str]]]:
+    """Realized P&L of positions closed on `day` (IST) and its running total by close time,
+    for the day's chart."""
+    closed = []
+    for r in rows:
+        if r.get("status") != "CLOSED" or not r.get("closed_at"):
+            continue
+        at = datetime.fromisoformat(r["closed_at"]).astimezone(IST)
+        if at.date() == day:
+            closed.append((at, _dec(r.get("pnl", ""))))
+    total, points = Decimal(0), [{"time": "start", "pnl": "0.00"}] if closed else []
+    for at, pnl in sorted(closed):
+        total += pnl
+        points.append({"time": at.strftime("%H:%M:%S"), "pnl": f"{total:.2f}"})
+    return total, points
+
+
 class OverviewState(AuthState):
     bot_running: bool = False
     trading_mode: str = "paper"
     market_hours: str = "nse"
     services: dict[str, str] = {}
     open_rows: list[dict[str, str]] = []
+    pnl_points: list[dict[str, str]] = []
     realized_today: str = "0.00"
     streaming: bool = False
     halted: bool = False
@@ -49,15 +72,7 @@ class OverviewState(AuthState):
     def _refresh(self, uid: int) -> None:
         rows = position_rows(uid)
         self.open_rows = [r for r in rows if r["status"] in ("OPEN", "EXITING")]
-        from datetime import datetime
-        from zoneinfo import ZoneInfo
-
-        today = datetime.now(ZoneInfo("Asia/Kolkata")).date().isoformat()
-        realized = sum(
-            _dec(r["pnl"])
-            for r in rows
-            if r["status"] == "CLOSED" and r.get("closed_at", "")[:10] == today
-        )
+        realized, self.pnl_points = day_pnl(rows, datetime.now(IST).date())
         self.realized_today = f"{realized:.2f}"
 
     @rx.event
