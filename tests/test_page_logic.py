@@ -90,6 +90,7 @@ def test_day_pnl_uses_ist_days_and_running_totals() -> None:
     total, points = day_pnl(rows, date(2026, 11, 25))
     assert total == Decimal("67.50")
     assert points == [
+        {"time": "start", "pnl": "0.00"},
         {"time": "00:30:00", "pnl": "7.00"},
         {"time": "09:30:00", "pnl": "107.50"},
         {"time": "14:30:00", "pnl": "67.50"},
