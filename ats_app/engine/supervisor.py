@@ -61,6 +61,7 @@ class Supervisor:
             )
         )
         self.children.append(("monitor", python_child(["ats_app.cli", "monitor"], env)))
+        self.children.append(("feed", python_child(["ats_app.cli", "feed"], env)))
         if self.settings.simulator_enabled:
             port = str(self.settings.simulator_port)
             self.children.append(
