@@ -18,6 +18,7 @@ from typing import Any
 from sqlmodel import Session
 
 from ats_app.cli_instruments import add_instruments_commands
+from ats_app.cli_monitor import add_monitor_commands
 from ats_app.cli_notify import add_notify_commands
 from ats_app.cli_risk import add_risk_commands
 from ats_app.engine import accounts, bot, orders, strategies, users, webhooks
@@ -292,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
         fn=cmd_monitor
     )
     add_instruments_commands(sub, common)
+    add_monitor_commands(sub, common)
     add_notify_commands(sub, common)
     add_risk_commands(sub, common)
     return p

@@ -5,16 +5,36 @@ from __future__ import annotations
 import json
 import time
 
+import redis
 import sqlalchemy as sa
 
 from ats_app.engine.db import get_engine
 from ats_app.engine.redis_conn import MONITOR_HEARTBEAT_KEY, connect
+from ats_app.engine.tickbus import FEED_STATUS_KEY, STALE_KEY
 
 MONITOR_STALE_SECONDS = 5.0
 
 
+def feed_state(conn: redis.Redis) -> str:
+    """live (a socket connected), down (process up, no socket), or off (no feed process).
+
+    Nothing to watch is normal: the feed keeps no socket open without open positions."""
+    raw = conn.get(FEED_STATUS_KEY)
+    if not raw:
+        return "off"
+    connections = json.loads(raw).get("connections", [])
+    if not connections:
+        return "idle"
+    return "live" if any(c.get("state") == "connected" for c in connections) else "down"
+
+
+def stale_instruments(conn: redis.Redis) -> list[str]:
+    """Instruments whose feed went quiet (exits on them use REST prices meanwhile)."""
+    return sorted(k.decode() if isinstance(k, bytes) else k for k in conn.hkeys(STALE_KEY))
+
+
 def check() -> dict[str, bool]:
-    result = {"database": False, "redis": False, "worker": False, "monitor": False}
+    result = {"database": False, "redis": False, "worker": False, "monitor": False, "feed": False}
     try:
         with get_engine().connect() as c:
             c.execute(sa.text("SELECT 1"))
@@ -31,6 +51,7 @@ def check() -> dict[str, bool]:
         beat = conn.get(MONITOR_HEARTBEAT_KEY)
         if beat:
             result["monitor"] = time.time() - json.loads(beat)["at"] < MONITOR_STALE_SECONDS
+        result["feed"] = feed_state(conn) in ("live", "idle")
         conn.close()
     except Exception:
         pass

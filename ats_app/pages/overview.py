@@ -143,6 +143,21 @@ def overview_page() -> rx.Component:
             rx.card(
                 rx.vstack(
                     rx.text("Services", weight="bold"),
+                    rx.text(
+                        "Price feed: ",
+                        rx.code(OverviewState.feed, id="feed-state"),
+                        " (live: streaming · idle: nothing to watch · off: no feed process)",
+                        size="2",
+                    ),
+                    rx.cond(
+                        OverviewState.stale.length() > 0,
+                        rx.callout(
+                            "Stale prices (no tick lately; exits use REST prices): "
+                            + OverviewState.stale.join(", "),
+                            color_scheme="orange",
+                            id="stale-feed",
+                        ),
+                    ),
                     rx.hstack(rx.foreach(OverviewState.services, _service_badge), wrap="wrap"),
                 ),
                 width="100%",

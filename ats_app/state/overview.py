@@ -19,6 +19,7 @@ from ats_app import routes
 from ats_app.engine import bot, halt, health, live
 from ats_app.engine.config import settings
 from ats_app.engine.db import session_scope
+from ats_app.engine.queueing import connection
 from ats_app.engine.redis_conn import redis_url
 from ats_app.state.auth import AuthState
 from ats_app.state.positions import position_rows
@@ -61,6 +62,8 @@ class OverviewState(AuthState):
     realized_today: str = "0.00"
     streaming: bool = False
     halted: bool = False
+    feed: str = "off"
+    stale: list[str] = []
     confirm_kill: bool = False
     kill_result: str = ""
     _uid: int = 0
@@ -87,6 +90,11 @@ class OverviewState(AuthState):
             self.bot_running = bot.is_running(s, uid)
         self.halted = halt.halted(uid)
         self.services = {k: ("up" if v else "down") for k, v in health.check().items()}
+        try:
+            conn = connection()
+            self.feed, self.stale = health.feed_state(conn), health.stale_instruments(conn)
+        except Exception:
+            self.feed, self.stale = "off", []
         self._refresh(uid)
         return OverviewState.stream_live
 

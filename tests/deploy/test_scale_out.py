@@ -87,7 +87,9 @@ def test_three_workers_two_monitors_run_each_job_exactly_once(
         ran = [n for n, _ in rows]
         assert len(ran) == JOBS, f"{len(ran)} runs for {JOBS} jobs\n{_tails(tmp_path)}"
         assert set(ran) == set(nonces)  # none lost, none doubled
-        assert {pid for _, pid in rows} == {p.pid for p in procs[:3]}, "a worker took no jobs"
+        ran_on = {pid for _, pid in rows}
+        assert ran_on <= {p.pid for p in procs[:3]}, "a job ran outside the workers"
+        assert len(ran_on) >= 2, "the backlog was not shared between workers"
         assert conn.get(MONITOR_HEARTBEAT_KEY), "no monitor heartbeat"
         assert all(p.poll() is None for p in procs[3:]), "a monitor exited"
     finally:
