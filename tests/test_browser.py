@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -257,3 +258,82 @@ def test_trading_flow_paper(app: ReflexProcess, page) -> None:
     page.get_by_role("button", name="Add target").click()
     expect(page.locator("#form-error")).to_be_visible()
     _shot(page, "profile")
+
+
+def test_live_pnl_moves_and_trailing_stop_closes(app: ReflexProcess, page) -> None:
+    """A paper position's P&L changes on screen as the simulator moves the price (monitor →
+    Redis pub/sub → state, no reload), and the trailing stop closes it."""
+    import json
+    import subprocess
+    import sys
+
+    import httpx
+    from playwright.sync_api import expect
+
+    _register(page, app, "meera")
+    page.click("#bot-start")
+    expect(page.locator("#bot-state")).to_have_text("RUNNING")
+
+    def cli(*args: str) -> dict | list:
+        out = subprocess.run(
+            [sys.executable, "-m", "ats_app.cli", *args, "--json"],
+            env=app.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=Path(__file__).resolve().parents[1],
+        )
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    link = cli(
+        "webhook",
+        "create",
+        "--user",
+        "meera",
+        "--name",
+        "trail",
+        "--sl",
+        "20",
+        "--tsl",
+        "5",
+        "--paper",
+    )
+    alert = {
+        "secret": link["secret"],
+        "action": "buy",
+        "symbol": "NIFTY",
+        "option": "CE",
+        "strike": "ATM",
+        "lots": 1,
+        "id": "trail-1",
+    }
+    resp = httpx.post(f"{app.backend}/webhook/{link['token']}", content=json.dumps(alert))
+    assert resp.status_code == 202, resp.text
+    sim = f"http://127.0.0.1:{app.simulator_port}"
+    deadline = time.monotonic() + 60
+    while not (positions := cli("positions", "list", "--user", "meera")):
+        assert time.monotonic() < deadline, "no position opened"
+        time.sleep(0.5)
+    (pos,) = positions
+    entry = float(pos["entry_price"])
+    token = pos["symboltoken"]
+
+    page.click("#nav-overview")
+    pnl_cell = page.locator("#open-positions tbody tr").first.locator("td").nth(8)
+    # Pin the option's price above entry, then higher: the P&L cell follows by itself.
+    for price in (round(entry * 1.02, 1), round(entry * 1.10, 1)):
+        httpx.post(f"{sim}/sim/price", json={"token": token, "ltp": price}).raise_for_status()
+        expected = f"{(price - entry) * pos['quantity']:.2f}"
+        expect(pnl_cell).to_have_text(expected, timeout=20_000)
+    _shot(page, "overview-live-pnl")
+    # Fall 6 % from the peak: through the 5 % trailing stop (the 20 % stop-loss is far below).
+    httpx.post(
+        f"{sim}/sim/price", json={"token": token, "ltp": round(entry * 1.10 * 0.94, 1)}
+    ).raise_for_status()
+    deadline = time.monotonic() + 60
+    while (closed := cli("positions", "list", "--user", "meera"))[0]["status"] != "CLOSED":
+        assert time.monotonic() < deadline, closed
+        time.sleep(0.5)
+    assert closed[0]["exit_reason"] == "trailing_stop"
+    expect(page.locator("#open-positions-empty")).to_be_visible(timeout=20_000)
