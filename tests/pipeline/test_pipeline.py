@@ -16,6 +16,7 @@ import httpx
 import pyotp
 import pytest
 import redis
+from rq import Queue
 from SmartApi import SmartConnect
 from SmartApi.smartExceptions import DataException
 from sqlmodel import select
@@ -310,3 +311,97 @@ def test_margin_rejection_reaches_the_order_row(world: dict) -> None:
     (order,) = _orders()
     assert order.status == "REJECTED" and order.reason
     assert "margin" in order.reason.lower() or "fund" in order.reason.lower()
+
+
+def test_fan_out_one_order_per_account_and_failures_stay_apart(world: dict) -> None:
+    """A link on two accounts: one order each, sized by its multiplier; one account's
+    rejection does not block the other's fill."""
+    sim = world["sim"]
+    demo = demo_account()
+    with session_scope() as s:
+        second = accounts.add_account(
+            s,
+            world["user"],
+            label="demo",
+            client_id=demo.client_code,
+            api_key="k2",
+            pin=demo.pin,
+            totp_secret=demo.totp_secret,
+            base_url=sim.base_url,
+        )
+        link, secret = webhooks.create_link(
+            s,
+            world["user"],
+            name="fan",
+            strategy_id=None,
+            stop_loss_pct=5,
+            target_pct=None,
+            trailing_stop_pct=None,
+            paper=False,
+            accounts=[
+                webhooks.LinkAccount(world["account"], 1),
+                webhooks.LinkAccount(second.id, 2),
+            ],
+        )
+    httpx.post(
+        f"{sim.base_url}/sim/accounts", json={"clientcode": demo.client_code, "cash": 1}
+    ).raise_for_status()
+    accepted = _post((link.token, secret), id="fan-1")
+    _run_burst_worker()
+    by_account = {o.account_id: o for o in _orders()}
+    assert set(by_account) == {world["account"], second.id}
+    first, other = by_account[world["account"]], by_account[second.id]
+    assert other.quantity == 2 * first.quantity  # the lot multiplier
+    assert first.status == "FILLED" and other.status == "REJECTED"
+    with session_scope() as s:
+        assert s.get(Alert, accepted["alert_id"]).status == "DONE"  # one account traded
+
+
+def test_redis_restart_between_accept_and_execution_loses_nothing(
+    world: dict,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Alerts accepted, then Redis restarts empty (no persistence): recovery re-enqueues
+    them from the database and each still trades exactly once."""
+    from ats_app.engine import queueing
+    from ats_app.engine.embedded_redis import free_port, redis_server_binary
+    from ats_app.engine.recovery import requeue_lost_alerts
+
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+
+    def start() -> subprocess.Popen:
+        proc = subprocess.Popen(
+            [redis_server_binary(), "--port", str(port), "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis.from_url(url).ping()
+                return proc
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+
+    server = start()
+    monkeypatch.setenv("REDIS_URL", url)
+    reset_settings_cache()
+    queueing._conn.cache_clear()
+    try:
+        ids = [_post(world["live"], action="buy", id="rr-1")["alert_id"]]
+        assert Queue("alerts", connection=redis.Redis.from_url(url)).count == 1
+        server.terminate()
+        server.wait(10)
+        server = start()  # back, but empty: the job is gone
+        queueing._conn.cache_clear()
+        assert Queue("alerts", connection=redis.Redis.from_url(url)).count == 0
+        assert requeue_lost_alerts(redis.Redis.from_url(url)) == ids
+        _run_burst_worker()
+        (order,) = _orders()
+        assert order.status == "FILLED" and order.alert_id == ids[0]
+    finally:
+        server.terminate()
+        server.wait(10)
+        queueing._conn.cache_clear()
