@@ -27,9 +27,10 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-SHOTS = (
-    Path(os.environ.get("ATS_SCREENSHOT_DIR", "")) if os.environ.get("ATS_SCREENSHOT_DIR") else None
-)
+# Screenshots of every screen are kept as test artifacts (gitignored); override the folder
+# with ATS_SCREENSHOT_DIR.
+SHOTS = Path(os.environ.get("ATS_SCREENSHOT_DIR")
+             or Path(__file__).resolve().parents[1] / ".test-artifacts" / "screenshots")
 
 pytestmark = pytest.mark.browser
 
@@ -63,9 +64,8 @@ def page(app: ReflexProcess):
 
 
 def _shot(page, name: str) -> None:
-    if SHOTS:
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / f"{name}.png"))
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
 
 
 def test_register_login_logout(app: ReflexProcess, page) -> None:
