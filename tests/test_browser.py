@@ -115,6 +115,18 @@ def test_register_login_logout(app: ReflexProcess, page) -> None:
     page.click("#bot-start")
     expect(page.locator("#bot-state")).to_have_text("RUNNING")
 
+    # Phone width and 1366x768: nothing wider than the screen (tables scroll in their box).
+    for width, height in ((390, 844), (1366, 768)):
+        page.set_viewport_size({"width": width, "height": height})
+        for route in ("/", "/webhooks", "/orders", "/positions"):
+            page.goto(f"{app.frontend}{route}")
+            expect(page.locator("#nav-overview")).to_be_visible()
+            overflow = page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            assert overflow <= 1, f"{route} overflows {overflow}px at {width}px wide"
+        _shot(page, f"overview-{width}")
+    page.set_viewport_size({"width": 1200, "height": 800})
+
     page.click("#logout")
     expect(page).to_have_url(re.compile(r"/login/?$"))
 
