@@ -23,7 +23,7 @@ from ats_app.cli_notify import add_notify_commands
 from ats_app.cli_risk import add_risk_commands
 from ats_app.engine import accounts, bot, orders, strategies, users, webhooks
 from ats_app.engine.config import ConfigError, settings
-from ats_app.engine.errors import AtsError, NotFound
+from ats_app.engine.errors import AtsError
 
 SECRET_FLAGS = ("password", "api_key", "pin", "totp_secret")
 
@@ -42,15 +42,6 @@ def _read_stdin_secrets(args: argparse.Namespace) -> None:
             if not line:
                 raise CliError(f"--{name.replace('_', '-')} - : nothing on standard input", 2)
             setattr(args, name, line.rstrip("\r\n"))
-
-
-def _user_id(session: Session, ref: str) -> int:
-    try:
-        return users.find_user(session, ref).id
-    except NotFound:
-        if ref.isdigit():
-            return users.get_user(session, int(ref)).id
-        raise
 
 
 def _with_session(fn: Callable[[Session, argparse.Namespace], dict[str, Any]]):
@@ -90,7 +81,7 @@ def cmd_user_create(session: Session, args: argparse.Namespace) -> dict[str, Any
 
 @_with_session
 def cmd_user_passwd(session: Session, args: argparse.Namespace) -> dict[str, Any]:
-    uid = _user_id(session, args.user)
+    uid = users.resolve(session, args.user)
     users.set_password(session, uid, args.password)
     return {"id": uid, "status": "password changed"}
 
@@ -99,7 +90,7 @@ def cmd_user_passwd(session: Session, args: argparse.Namespace) -> dict[str, Any
 def cmd_account_add(session: Session, args: argparse.Namespace) -> dict[str, Any]:
     view = accounts.add_account(
         session,
-        _user_id(session, args.user),
+        users.resolve(session, args.user),
         label=args.label,
         client_id=args.client_id,
         api_key=args.api_key,
@@ -117,7 +108,7 @@ def cmd_account_add(session: Session, args: argparse.Namespace) -> dict[str, Any
 def cmd_strategy_create(session: Session, args: argparse.Namespace) -> dict[str, Any]:
     return asdict(
         strategies.create_strategy(
-            session, _user_id(session, args.user), args.name, args.description
+            session, users.resolve(session, args.user), args.name, args.description
         )
     )
 
@@ -139,7 +130,7 @@ def _parse_link_accounts(values: list[str]) -> list[webhooks.LinkAccount]:
 def cmd_webhook_create(session: Session, args: argparse.Namespace) -> dict[str, Any]:
     view, secret = webhooks.create_link(
         session,
-        _user_id(session, args.user),
+        users.resolve(session, args.user),
         name=args.name,
         accounts=_parse_link_accounts(args.account or []),
         strategy_id=args.strategy,
@@ -155,14 +146,14 @@ def cmd_webhook_create(session: Session, args: argparse.Namespace) -> dict[str, 
 
 @_with_session
 def cmd_bot(session: Session, args: argparse.Namespace) -> dict[str, Any]:
-    uid = _user_id(session, args.user)
+    uid = users.resolve(session, args.user)
     running = bot.set_running(session, uid, args.bot_action == "start")
     return {"user_id": uid, "running": running}
 
 
 @_with_session
 def cmd_orders_export(session: Session, args: argparse.Namespace) -> dict[str, Any]:
-    rows = orders.list_orders(session, _user_id(session, args.user))
+    rows = orders.list_orders(session, users.resolve(session, args.user))
     if args.json:
         key = "orders" if args.format == "json" else "csv"
         content: Any = (

@@ -41,8 +41,11 @@ def _as_of(text: str | None) -> date | datetime:
             return datetime.fromisoformat(text.strip())
         return date.fromisoformat(text.strip())
     except ValueError:
-        raise ValidationError(f"--on must be a date like 2026-11-24 or a datetime like "
-                              f"2026-11-24T15:31, got {text!r}", field="on") from None
+        raise ValidationError(
+            f"--on must be a date like 2026-11-24 or a datetime like "
+            f"2026-11-24T15:31, got {text!r}",
+            field="on",
+        ) from None
 
 
 def _number(value: Decimal | None) -> int | float | None:
@@ -77,15 +80,18 @@ def _check_mode(args: argparse.Namespace) -> None:
     given = [f"--{f}" for f in _OPTION_FLAGS if getattr(args, f) is not None]
     if args.tradingsymbol:
         if given:
-            raise ValidationError(f"give either --tradingsymbol/--exchange or the option "
-                                  f"choice, not both ({', '.join(given)} given)")
+            raise ValidationError(
+                f"give either --tradingsymbol/--exchange or the option "
+                f"choice, not both ({', '.join(given)} given)"
+            )
         if not args.exchange:
             raise ValidationError("--tradingsymbol needs --exchange", field="exchange")
         return
     missing = [f"--{f}" for f in ("underlying", "option", "strike") if getattr(args, f) is None]
     if missing:
-        raise ValidationError(f"missing {', '.join(missing)} (or give --tradingsymbol "
-                              f"and --exchange)")
+        raise ValidationError(
+            f"missing {', '.join(missing)} (or give --tradingsymbol and --exchange)"
+        )
 
 
 def cmd_instruments_resolve(args: argparse.Namespace) -> dict[str, Any]:
@@ -93,13 +99,21 @@ def cmd_instruments_resolve(args: argparse.Namespace) -> dict[str, Any]:
     on = _as_of(args.on)
     index = _index(args)
     if args.tradingsymbol:
-        inst = resolve_symbol(index, exchange=args.exchange,
-                              tradingsymbol=args.tradingsymbol, on=on)
+        inst = resolve_symbol(
+            index, exchange=args.exchange, tradingsymbol=args.tradingsymbol, on=on
+        )
     else:
         inst = resolve_option(
-            index, underlying=args.underlying, option_type=args.option, strike=args.strike,
-            expiry=args.expiry or "nearest", spot=args.spot, on=on,
-            exchange=args.exchange, roll_expiry_day=args.roll_expiry_day)
+            index,
+            underlying=args.underlying,
+            option_type=args.option,
+            strike=args.strike,
+            expiry=args.expiry or "nearest",
+            spot=args.spot,
+            on=on,
+            exchange=args.exchange,
+            roll_expiry_day=args.roll_expiry_day,
+        )
     return instrument_view(inst)
 
 
@@ -108,13 +122,18 @@ def add_instruments_commands(subparsers: Any, common_parent: argparse.ArgumentPa
     group = subparsers.add_parser("instruments", help="scrip master and contract resolution")
     cmds = group.add_subparsers(dest="cmd", required=True)
     r = cmds.add_parser(
-        "resolve", parents=[common_parent],
+        "resolve",
+        parents=[common_parent],
         help="resolve an alert's instrument choice to one tradable contract",
         description="Either --underlying/--option/--strike[/--expiry/--spot] or "
-                    "--tradingsymbol with --exchange.")
+        "--tradingsymbol with --exchange.",
+    )
     src = r.add_argument_group("scrip master")
-    src.add_argument("--master", metavar="FILE", help="an OpenAPIScripMaster.json file "
-                     "(default: the cached daily download)")
+    src.add_argument(
+        "--master",
+        metavar="FILE",
+        help="an OpenAPIScripMaster.json file (default: the cached daily download)",
+    )
     src.add_argument("--base-url", help="download from this SmartAPI-compatible server")
     opt = r.add_argument_group("option choice")
     opt.add_argument("--underlying", help="NIFTY, BANKNIFTY, FINNIFTY or a stock")
@@ -122,12 +141,18 @@ def add_instruments_commands(subparsers: Any, common_parent: argparse.ArgumentPa
     opt.add_argument("--strike", help="ATM, ITM<n>, OTM<n> or a strike price in rupees")
     opt.add_argument("--expiry", help="nearest (default), next or a date like 2026-11-24")
     opt.add_argument("--spot", type=str, help="the underlying's price (for ATM/ITM/OTM)")
-    opt.add_argument("--roll-expiry-day", action="store_true",
-                     help="on an expiry day, skip the expiring contract all day")
+    opt.add_argument(
+        "--roll-expiry-day",
+        action="store_true",
+        help="on an expiry day, skip the expiring contract all day",
+    )
     sym = r.add_argument_group("explicit contract")
     sym.add_argument("--tradingsymbol", help="e.g. NIFTY24NOV2624000CE (needs --exchange)")
-    sym.add_argument("--exchange", help="e.g. NFO; with an option choice only needed when "
-                     "the underlying has options on two exchanges")
+    sym.add_argument(
+        "--exchange",
+        help="e.g. NFO; with an option choice only needed when "
+        "the underlying has options on two exchanges",
+    )
     r.add_argument("--on", help="as-of date (whole day) or IST datetime; default: now")
     r.set_defaults(fn=cmd_instruments_resolve)
 

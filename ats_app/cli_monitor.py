@@ -21,22 +21,12 @@ from typing import Any
 
 from sqlmodel import Session
 
-from ats_app.engine.errors import AtsError, NotFound
+from ats_app.engine import users
+from ats_app.engine.errors import AtsError
 
 __all__ = ["add_monitor_commands", "cmd_feed", "cmd_positions_list", "main"]
 
 STATUSES = ("OPEN", "EXITING", "CLOSED")
-
-
-def _user_id(session: Session, ref: str) -> int:
-    from ats_app.engine import users
-
-    try:
-        return users.find_user(session, ref).id
-    except NotFound:
-        if ref.isdigit():
-            return users.get_user(session, int(ref)).id
-        raise
 
 
 def _latest_prices(session: Session, user_id: int) -> dict[str, Decimal]:
@@ -70,7 +60,7 @@ def cmd_positions_list(args: argparse.Namespace) -> dict[str, Any]:
     from ats_app.engine.positions import list_positions
 
     with session_scope() as s:
-        uid = _user_id(s, args.user)
+        uid = users.resolve(s, args.user)
         rows = list_positions(s, uid, status=args.status, ltp=_latest_prices(s, uid))
     if args.json:
         print(json.dumps(rows, default=str))
@@ -78,10 +68,12 @@ def cmd_positions_list(args: argparse.Namespace) -> dict[str, Any]:
     if not rows:
         print("no positions")
     for r in rows:
-        print(f"#{r['id']} {r['status']:<8} {r['tradingsymbol']} x{r['quantity']} "
-              f"entry {r['entry_price']} stop {r['stop_price']} target {r['target_price']} "
-              f"peak {r['peak_price']} exit {r['exit_price']} ({r['exit_reason']}) "
-              f"pnl {r['pnl']}")
+        print(
+            f"#{r['id']} {r['status']:<8} {r['tradingsymbol']} x{r['quantity']} "
+            f"entry {r['entry_price']} stop {r['stop_price']} target {r['target_price']} "
+            f"peak {r['peak_price']} exit {r['exit_price']} ({r['exit_reason']}) "
+            f"pnl {r['pnl']}"
+        )
     return {}
 
 
@@ -95,9 +87,10 @@ def cmd_feed(args: argparse.Namespace) -> dict[str, Any]:
 def add_monitor_commands(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
     """Add `feed` and `positions list` to the CLI's top-level subparsers."""
     subparsers.add_parser(
-        "feed", parents=[common_parent],
-        help="run the market-data feed (SmartWebSocketV2 -> Redis ticks)").set_defaults(
-        fn=cmd_feed)
+        "feed",
+        parents=[common_parent],
+        help="run the market-data feed (SmartWebSocketV2 -> Redis ticks)",
+    ).set_defaults(fn=cmd_feed)
     group = subparsers.add_parser("positions", help="positions")
     cmds = group.add_subparsers(dest="cmd", required=True)
     pl = cmds.add_parser("list", parents=[common_parent], help="a user's positions")

@@ -20,21 +20,10 @@ from typing import Any
 
 from sqlmodel import Session
 
-from ats_app.engine import notify_targets
-from ats_app.engine.errors import AtsError, NotFound, ValidationError
+from ats_app.engine import notify_targets, users
+from ats_app.engine.errors import AtsError, ValidationError
 
 __all__ = ["add_notify_commands", "main"]
-
-
-def _user_id(session: Session, ref: str) -> int:
-    from ats_app.engine import users
-
-    try:
-        return users.find_user(session, ref).id
-    except NotFound:
-        if ref.isdigit():
-            return users.get_user(session, int(ref)).id
-        raise
 
 
 def _session_cmd(fn: Any) -> Any:
@@ -42,7 +31,7 @@ def _session_cmd(fn: Any) -> Any:
         from ats_app.engine.db import session_scope
 
         with session_scope() as session:
-            return fn(session, _user_id(session, args.user), args)
+            return fn(session, users.resolve(session, args.user), args)
 
     return run
 
@@ -100,8 +89,11 @@ def add_notify_commands(subparsers: Any, common_parent: argparse.ArgumentParser)
 
     a = cmds.add_parser("add", parents=[common_parent], help="add an Apprise notification URL")
     a.add_argument("--user", required=True)
-    a.add_argument("--url", required=True,
-                   help="e.g. tgram://BOT_TOKEN/CHAT_ID or mailtos://...; - reads stdin")
+    a.add_argument(
+        "--url",
+        required=True,
+        help="e.g. tgram://BOT_TOKEN/CHAT_ID or mailtos://...; - reads stdin",
+    )
     a.add_argument("--label", help="a name for it (default: the service)")
     a.set_defaults(fn=cmd_notify_add)
 
@@ -119,8 +111,12 @@ def add_notify_commands(subparsers: Any, common_parent: argparse.ArgumentParser)
     rm.set_defaults(fn=cmd_notify_remove)
 
     known = ", ".join(e.value for e in notify_targets.Event)
-    ev = cmds.add_parser("events", parents=[common_parent],
-                         help="show or switch events", description=f"events: {known}")
+    ev = cmds.add_parser(
+        "events",
+        parents=[common_parent],
+        help="show or switch events",
+        description=f"events: {known}",
+    )
     ev.add_argument("--user", required=True)
     ev.add_argument("--enable", action="append", metavar="EVENT", help="repeatable")
     ev.add_argument("--disable", action="append", metavar="EVENT", help="repeatable")

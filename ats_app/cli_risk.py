@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ats_app.engine.errors import NotFound, ValidationError
+from ats_app.engine.errors import ValidationError
 
 __all__ = ["add_risk_commands"]
 
@@ -25,12 +25,7 @@ def _user_id(ref: str) -> int:
     from ats_app.engine.db import session_scope
 
     with session_scope() as s:
-        try:
-            return users.find_user(s, ref).id
-        except NotFound:
-            if ref.isdigit():
-                return users.get_user(s, int(ref)).id
-            raise
+        return users.resolve(s, ref)
 
 
 def _view(user_id: int) -> dict[str, Any]:
@@ -73,8 +68,10 @@ def cmd_risk_set(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 changes[name] = _limit_arg(value)
             except ValueError:
-                raise ValidationError(f"--{name.replace('_', '-')} takes a whole number or "
-                                      f"'off', got {value!r}", field=name) from None
+                raise ValidationError(
+                    f"--{name.replace('_', '-')} takes a whole number or 'off', got {value!r}",
+                    field=name,
+                ) from None
     if args.daily_loss_limit is not None:
         changes["daily_loss_limit"] = args.daily_loss_limit
     if args.exit_on_loss_limit is not None:
@@ -108,9 +105,11 @@ def cmd_kill(args: argparse.Namespace) -> dict[str, Any]:
     from ats_app.engine import halt
 
     if not args.yes:
-        raise ValidationError("the kill switch stops the bot, cancels open entry orders and "
-                              "exits every open position at market: confirm with --yes",
-                              field="yes")
+        raise ValidationError(
+            "the kill switch stops the bot, cancels open entry orders and "
+            "exits every open position at market: confirm with --yes",
+            field="yes",
+        )
     report = halt.kill(_user_id(args.user), settle_seconds=args.settle)
     return report.as_dict()
 
@@ -135,22 +134,34 @@ def add_risk_commands(subparsers: Any, common_parent: argparse.ArgumentParser) -
     st.add_argument("--max-lots-per-order", metavar="N")
     st.add_argument("--max-orders-per-day", metavar="N")
     st.add_argument("--daily-loss-limit", metavar="RUPEES", help="realized + unrealized, or off")
-    st.add_argument("--exit-on-loss-limit", action=argparse.BooleanOptionalAction, default=None,
-                    help="also exit every position when the loss limit is hit")
+    st.add_argument(
+        "--exit-on-loss-limit",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also exit every position when the loss limit is hit",
+    )
     st.add_argument("--square-off", metavar="HH:MM", help="IST, default 15:15")
     st.set_defaults(fn=cmd_risk_set)
 
     k = subparsers.add_parser(
-        "kill", parents=[common_parent],
-        help="kill switch: stop the bot, cancel open entry orders, exit every position")
+        "kill",
+        parents=[common_parent],
+        help="kill switch: stop the bot, cancel open entry orders, exit every position",
+    )
     k.add_argument("--user", required=True)
     k.add_argument("--yes", action="store_true", help="confirm")
-    k.add_argument("--settle", type=float, default=20.0,
-                   help="seconds to wait for entry orders in flight (default 20)")
+    k.add_argument(
+        "--settle",
+        type=float,
+        default=20.0,
+        help="seconds to wait for entry orders in flight (default 20)",
+    )
     k.set_defaults(fn=cmd_kill)
 
     sch = subparsers.add_parser("schedules", help="the trading day's scheduled jobs")
     sch_cmds = sch.add_subparsers(dest="cmd", required=True)
-    sch_cmds.add_parser("ensure", parents=[common_parent],
-                        help="(re)plan pre-open, square-off and risk watch on RQ's scheduler"
-                        ).set_defaults(fn=cmd_schedules_ensure)
+    sch_cmds.add_parser(
+        "ensure",
+        parents=[common_parent],
+        help="(re)plan pre-open, square-off and risk watch on RQ's scheduler",
+    ).set_defaults(fn=cmd_schedules_ensure)

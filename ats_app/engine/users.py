@@ -97,6 +97,16 @@ def find_user(session: Session, username: str) -> UserView:
     return _view(user)
 
 
+def resolve(session: Session, ref: str) -> int:
+    """A user id from what an operator typed: a username, or else a numeric id."""
+    try:
+        return find_user(session, ref).id
+    except NotFound:
+        if ref.isdigit():
+            return get_user(session, int(ref)).id
+        raise
+
+
 def _recent_failures(session: Session, username: str, now: datetime) -> int:
     since = now - timedelta(minutes=settings().login_window_minutes)
     stmt = (
