@@ -29,8 +29,10 @@ CHROMIUM_ARGS = [
 ]
 # Screenshots of every screen are kept as test artifacts (gitignored); override the folder
 # with ATS_SCREENSHOT_DIR.
-SHOTS = Path(os.environ.get("ATS_SCREENSHOT_DIR")
-             or Path(__file__).resolve().parents[1] / ".test-artifacts" / "screenshots")
+SHOTS = Path(
+    os.environ.get("ATS_SCREENSHOT_DIR")
+    or Path(__file__).resolve().parents[1] / ".test-artifacts" / "screenshots"
+)
 
 pytestmark = pytest.mark.browser
 
@@ -122,7 +124,8 @@ def test_register_login_logout(app: ReflexProcess, page) -> None:
             page.goto(f"{app.frontend}{route}")
             expect(page.locator("#nav-overview")).to_be_visible()
             overflow = page.evaluate(
-                "document.documentElement.scrollWidth - document.documentElement.clientWidth")
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
             assert overflow <= 1, f"{route} overflows {overflow}px at {width}px wide"
         _shot(page, f"overview-{width}")
     page.set_viewport_size({"width": 1200, "height": 800})
@@ -166,6 +169,15 @@ def test_trading_flow_paper(app: ReflexProcess, page) -> None:
     page.click("#nav-strategies")
     page.fill("#strategy-name", "Opening range breakout")
     page.click("#strategy-save")
+    expect(page.locator("#strategies")).to_contain_text("Opening range breakout")
+    page.fill("#strategy-name", "Scratch idea")
+    page.click("#strategy-save")
+    expect(page.locator("#strategies")).to_contain_text("Scratch idea")
+    page.locator("#strategies tr", has_text="Scratch idea").get_by_role(
+        "button", name="Delete"
+    ).click()
+    page.click("#delete-strategy-ok")  # asks first
+    expect(page.locator("#strategies")).not_to_contain_text("Scratch idea")
     expect(page.locator("#strategies")).to_contain_text("Opening range breakout")
     _shot(page, "strategies")
 

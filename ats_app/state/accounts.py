@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import reflex as rx
+from sqlmodel import Session
 
 from ats_app import routes
 from ats_app.engine import accounts
@@ -10,6 +11,7 @@ from ats_app.engine.config import settings
 from ats_app.engine.db import session_scope
 from ats_app.engine.errors import AtsError
 from ats_app.state.auth import AuthState, sentence
+from ats_app.state.deleting import ConfirmDelete
 
 
 def _row(a: accounts.AccountView) -> dict[str, str]:
@@ -41,12 +43,14 @@ def session_state(account_id: int) -> str:
     return f"logged in, {ttl_ms // 3_600_000}h {ttl_ms // 60_000 % 60}m left"
 
 
-class AccountsState(AuthState):
+class AccountsState(ConfirmDelete, AuthState):
+    def _delete_row(self, session: Session, uid: int, row_id: int) -> None:
+        accounts.delete_account(session, uid, row_id)
+
     rows: list[dict[str, str]] = []
     editing_id: int = 0  # 0: the form adds a new account
     edit_label: str = ""
     test_results: dict[str, str] = {}
-    confirm_delete: int = 0
 
     def _reload(self, uid: int) -> None:
         with session_scope() as s:
@@ -138,28 +142,6 @@ class AccountsState(AuthState):
     @rx.event
     def cancel_edit(self):
         self.editing_id = 0
-
-    @rx.event
-    def ask_delete(self, account_id: str):
-        self.confirm_delete = int(account_id)
-
-    @rx.event
-    def cancel_delete(self):
-        self.confirm_delete = 0
-
-    @rx.event
-    def delete(self):
-        uid = self._user_id()
-        if uid is None:
-            return rx.redirect(routes.LOGIN)
-        try:
-            with session_scope() as s:
-                accounts.delete_account(s, uid, self.confirm_delete)
-        except AtsError as exc:
-            self.error = sentence(exc)
-        self.confirm_delete = 0
-        self._reload(uid)
-        return None
 
     @rx.event
     def test_connection(self, account_id: str):

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import reflex as rx
+from sqlmodel import Session
 
 from ats_app import routes
 from ats_app.engine import strategies
 from ats_app.engine.db import session_scope
 from ats_app.engine.errors import AtsError
 from ats_app.state.auth import AuthState, sentence
+from ats_app.state.deleting import ConfirmDelete
 
 
-class StrategiesState(AuthState):
+class StrategiesState(ConfirmDelete, AuthState):
+    def _delete_row(self, session: Session, uid: int, row_id: int) -> None:
+        strategies.delete_strategy(session, uid, row_id)
+
     rows: list[dict[str, str]] = []
     editing_id: int = 0
     edit_name: str = ""
     edit_description: str = ""
-    confirm_delete: int = 0
 
     def _reload(self, uid: int) -> None:
         with session_scope() as s:
@@ -70,25 +74,3 @@ class StrategiesState(AuthState):
     def cancel_edit(self):
         self.editing_id = 0
         self.edit_name = self.edit_description = ""
-
-    @rx.event
-    def ask_delete(self, strategy_id: str):
-        self.confirm_delete = int(strategy_id)
-
-    @rx.event
-    def cancel_delete(self):
-        self.confirm_delete = 0
-
-    @rx.event
-    def delete(self):
-        uid = self._user_id()
-        if uid is None:
-            return rx.redirect(routes.LOGIN)
-        try:
-            with session_scope() as s:
-                strategies.delete_strategy(s, uid, self.confirm_delete)
-        except AtsError as exc:
-            self.error = sentence(exc)
-        self.confirm_delete = 0
-        self._reload(uid)
-        return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import reflex as rx
+from sqlmodel import Session
 
 from ats_app import routes
 from ats_app.engine import accounts, alerts, strategies, webhooks
@@ -12,6 +13,7 @@ from ats_app.engine.config import settings
 from ats_app.engine.db import session_scope
 from ats_app.engine.errors import AtsError, ValidationError
 from ats_app.state.auth import AuthState, sentence
+from ats_app.state.deleting import ConfirmDelete
 
 
 def _pct(value: float | None) -> str:
@@ -59,7 +61,10 @@ def link_accounts_from_form(form: dict[str, str]) -> list[webhooks.LinkAccount]:
     return chosen
 
 
-class WebhooksState(AuthState):
+class WebhooksState(ConfirmDelete, AuthState):
+    def _delete_row(self, session: Session, uid: int, row_id: int) -> None:
+        webhooks.delete_link(session, uid, row_id)
+
     rows: list[dict[str, str]] = []
     strategy_options: list[list[str]] = []  # [id, name]
     account_options: list[list[str]] = []  # [id, label]
@@ -69,7 +74,6 @@ class WebhooksState(AuthState):
     editing_id: int = 0
     edit: dict[str, str] = {}
     edit_multipliers: dict[str, str] = {}  # account id -> lot multiplier of the edited link
-    confirm_delete: int = 0
 
     def _reload(self, uid: int) -> None:
         with session_scope() as s:
@@ -198,26 +202,4 @@ class WebhooksState(AuthState):
         )
         reply = alerts.receive(link.token, body.encode(), None, check_source=False)
         self.results[link_id] = f"{reply.status_code}: {json.dumps(reply.body)}"
-        return None
-
-    @rx.event
-    def ask_delete(self, link_id: str):
-        self.confirm_delete = int(link_id)
-
-    @rx.event
-    def cancel_delete(self):
-        self.confirm_delete = 0
-
-    @rx.event
-    def delete(self):
-        uid = self._user_id()
-        if uid is None:
-            return rx.redirect(routes.LOGIN)
-        try:
-            with session_scope() as s:
-                webhooks.delete_link(s, uid, self.confirm_delete)
-        except AtsError as exc:
-            self.error = sentence(exc)
-        self.confirm_delete = 0
-        self._reload(uid)
         return None
