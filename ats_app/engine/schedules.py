@@ -35,7 +35,7 @@ from rq import Queue
 from rq.exceptions import DuplicateJobError
 from sqlmodel import col, select
 
-from ats_app.engine import audit, live, market_hours, risk
+from ats_app.engine import audit, daily_summary, live, market_hours, risk
 from ats_app.engine.db import session_scope
 from ats_app.engine.market_hours import IST, Calendar
 from ats_app.engine.models import BrokerAccount, Position
@@ -46,6 +46,7 @@ from ats_app.engine.risk_models import RiskLimits
 log = logging.getLogger("ats.schedules")
 
 PRE_OPEN_AT = time(8, 45)
+SUMMARY_AT = daily_summary.SUMMARY_AT
 GUARD_TTL_S = 3 * 24 * 3600
 JOB_TIMEOUT_S = 600
 RESULT_TTL_S = 24 * 3600
@@ -54,7 +55,7 @@ _MODULE = "ats_app.engine.schedules"
 
 @dataclass(frozen=True)
 class Run:
-    name: str  # pre_open / square_off / risk_watch
+    name: str  # pre_open / square_off / daily_summary / risk_watch
     day: date
     at: time  # IST
 
@@ -83,6 +84,7 @@ def plan(day: date, calendar: Calendar, square_off_times: set[time]) -> list[Run
         return []
     runs = [Run("pre_open", day, PRE_OPEN_AT)]
     runs += [Run("square_off", day, t) for t in sorted(square_off_times)]
+    runs.append(Run("daily_summary", day, SUMMARY_AT))
     return runs
 
 
@@ -255,6 +257,23 @@ def run_square_off(day: str, hhmm: str) -> dict[str, Any]:
                      exits={str(k): v for k, v in exited.items()})
     _roll_forward(conn)
     return {"status": "done", "day": day, "at": hhmm, "exits": exited}
+
+
+def run_daily_summary(day: str, hhmm: str) -> dict[str, Any]:
+    """After the close: each user who traded gets the day's summary, once."""
+    from ats_app.engine import notify
+
+    conn = _conn()
+    if not once(conn, "daily_summary", day):
+        return {"status": "already ran", "day": day}
+    sent = []
+    for uid, summary in daily_summary.summaries(date.fromisoformat(day)).items():
+        notify.emit(uid, "daily_summary", once=f"summary-{day}", date=day,
+                    trades=summary.trades, realized_pnl=summary.realized_pnl,
+                    charges=summary.charges, failures=summary.failures, paper=summary.paper)
+        sent.append(uid)
+    audit.record_now("schedule.daily_summary", subject=day, users=sent)
+    return {"status": "done", "day": day, "users": sent}
 
 
 def run_risk_watch(day: str, hhmm: str) -> dict[str, Any]:

@@ -153,7 +153,8 @@ def test_plan_skips_holidays_and_weekends_and_next_trading_day_jumps_them() -> N
     assert schedules.plan(date(2026, 12, 5), CAL, {time(15, 15)}) == []
     runs = schedules.plan(date(2026, 11, 25), CAL, {time(15, 15), time(15, 0)})
     assert [(r.name, r.at) for r in runs] == [
-        ("pre_open", time(8, 45)), ("square_off", time(15, 0)), ("square_off", time(15, 15))]
+        ("pre_open", time(8, 45)), ("square_off", time(15, 0)), ("square_off", time(15, 15)),
+        ("daily_summary", time(15, 45))]
     assert market_hours.next_trading_day(date(2026, 11, 23), CAL) == date(2026, 11, 25)
     assert market_hours.next_trading_day(date(2026, 12, 4), CAL) == date(2026, 12, 7)
 
