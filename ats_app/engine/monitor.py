@@ -178,6 +178,8 @@ class Monitor:
         for t in self.watch.by_instrument.get(instrument, []):
             self._audit("feed.stale", t.user_id, t.position_id, instrument=instrument,
                         guarded_by_rest=guarded)
+        self._notify_users(instrument, "feed_stale", detail=f"{instrument}: " + (
+            "exits use REST prices meanwhile" if guarded else "no REST fallback"))
         self._update_rest()
 
     def _fresh(self, instrument: str) -> None:
@@ -186,7 +188,16 @@ class Monitor:
         self._redis_quiet(lambda: self.conn.hdel(STALE_KEY, instrument))
         for t in self.watch.by_instrument.get(instrument, []):
             self._audit("feed.fresh", t.user_id, t.position_id, instrument=instrument)
+        self._notify_users(instrument, "feed_reconnected", detail=f"{instrument}: ticks again")
         self._update_rest()
+
+    def _notify_users(self, instrument: str, event: str, **data: Any) -> None:
+        """Once per user holding the instrument, off the tick path (the job thread); notify's
+        own rate limit keeps a flapping feed from flooding anyone."""
+        from ats_app.engine import notify
+
+        for uid in {t.user_id for t in self.watch.by_instrument.get(instrument, [])}:
+            self._jobs.put(lambda uid=uid: notify.emit(uid, event, feed=instrument, **data))
 
     def _update_rest(self) -> None:
         self._rest.update([self.sources[i] for i in self.stale if i in self.sources])

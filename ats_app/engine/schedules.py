@@ -200,6 +200,10 @@ def login_account(account: BrokerAccount, conn: redis.Redis) -> tuple[bool, str]
                          errorcode=getattr(exc, "errorcode", None), when="pre_open")
         live.publish(conn, account.user_id, {"type": "account", "event": "login_failed",
                                              "account_id": account.id, "error": error})
+        from ats_app.engine import notify  # the owner hears before the open, not at a signal
+
+        notify.emit(account.user_id, "broker_login_failed", account=account.label,
+                    client_id=account.client_id, reason=error)
         return False, error
     audit.record_now("account.login_ok", user_id=account.user_id, subject=str(account.id),
                      client_id=account.client_id, when="pre_open")
