@@ -11,14 +11,12 @@ output and exit-status contract as `ats_app.cli`.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ats_app.engine.errors import AtsError, ValidationError
+from ats_app.engine.errors import ValidationError
 from ats_app.engine.instruments import (
     IST,
     Instrument,
@@ -27,7 +25,7 @@ from ats_app.engine.instruments import (
     resolve_symbol,
 )
 
-__all__ = ["add_instruments_commands", "cmd_instruments_resolve", "instrument_view", "main"]
+__all__ = ["add_instruments_commands", "cmd_instruments_resolve", "instrument_view"]
 
 _OPTION_FLAGS = ("underlying", "option", "strike", "expiry", "spot")
 
@@ -155,32 +153,3 @@ def add_instruments_commands(subparsers: Any, common_parent: argparse.ArgumentPa
     )
     r.add_argument("--on", help="as-of date (whole day) or IST datetime; default: now")
     r.set_defaults(fn=cmd_instruments_resolve)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p = argparse.ArgumentParser(prog="python -m ats_app.cli_instruments", parents=[common])
-    add_instruments_commands(p.add_subparsers(dest="group", required=True), common)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Standalone runner with `ats_app.cli`'s contract: JSON on stdout, errors exit 1."""
-    args = build_parser().parse_args(argv)
-    try:
-        result = args.fn(args)
-    except AtsError as exc:
-        field = getattr(exc, "field", None)
-        print(f"error: {exc}" + (f" (field: {field})" if field else ""), file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(result, default=str))
-    else:
-        for key, value in result.items():
-            print(f"{key}: {value}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

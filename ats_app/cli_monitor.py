@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from decimal import Decimal
 from typing import Any
 
 from sqlmodel import Session
 
 from ats_app.engine import users
-from ats_app.engine.errors import AtsError
 
-__all__ = ["add_monitor_commands", "cmd_feed", "cmd_positions_list", "main"]
+__all__ = ["add_monitor_commands", "cmd_feed", "cmd_positions_list"]
 
 STATUSES = ("OPEN", "EXITING", "CLOSED")
 
@@ -97,27 +95,3 @@ def add_monitor_commands(subparsers: Any, common_parent: argparse.ArgumentParser
     pl.add_argument("--user", required=True, help="username or id")
     pl.add_argument("--status", type=str.upper, choices=STATUSES)
     pl.set_defaults(fn=cmd_positions_list)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print JSON on stdout")
-    p = argparse.ArgumentParser(prog="python -m ats_app.cli_monitor", parents=[common])
-    add_monitor_commands(p.add_subparsers(dest="group", required=True), common)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        result = args.fn(args)
-    except AtsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    if result:
-        print(json.dumps(result, default=str) if args.json else result)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

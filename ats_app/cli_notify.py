@@ -13,7 +13,6 @@ they hold bot tokens and SMTP passwords (give `--url -` to keep them out of shel
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import asdict
 from typing import Any
@@ -21,9 +20,9 @@ from typing import Any
 from sqlmodel import Session
 
 from ats_app.engine import notify_targets, users
-from ats_app.engine.errors import AtsError, ValidationError
+from ats_app.engine.errors import ValidationError
 
-__all__ = ["add_notify_commands", "main"]
+__all__ = ["add_notify_commands"]
 
 
 def _session_cmd(fn: Any) -> Any:
@@ -121,32 +120,3 @@ def add_notify_commands(subparsers: Any, common_parent: argparse.ArgumentParser)
     ev.add_argument("--enable", action="append", metavar="EVENT", help="repeatable")
     ev.add_argument("--disable", action="append", metavar="EVENT", help="repeatable")
     ev.set_defaults(fn=cmd_notify_events)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p = argparse.ArgumentParser(prog="python -m ats_app.cli_notify", parents=[common])
-    add_notify_commands(p.add_subparsers(dest="group", required=True), common)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Standalone runner with `ats_app.cli`'s contract: JSON on stdout, errors exit 1."""
-    args = build_parser().parse_args(argv)
-    try:
-        result = args.fn(args)
-    except AtsError as exc:
-        field = getattr(exc, "field", None)
-        print(f"error: {exc}" + (f" (field: {field})" if field else ""), file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(result, default=str))
-    else:
-        for key, value in result.items():
-            print(f"{key}: {value}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from ats_app.cli_instruments import add_instruments_commands, main
+from ats_app.cli import main
+from ats_app.cli_instruments import add_instruments_commands
 from ats_app.engine.errors import ValidationError
 
 ROWS = [

@@ -49,10 +49,12 @@ def test_older_database_is_upgraded_keeping_rows(database_url: str) -> None:
     with get_engine(database_url).begin() as c:
         c.execute(sa.text(
             "INSERT INTO users (id, username, password_hash, first_name, last_name, is_admin, "
-            f"created_at, password_changed_at) VALUES (1, 'old', 'h', 'O', 'L', true, {now}, {now})"))
+            "created_at, password_changed_at) "
+            f"VALUES (1, 'old', 'h', 'O', 'L', true, {now}, {now})"))
         c.execute(sa.text(
             "INSERT INTO webhook_links (id, user_id, name, token, secret_enc, paper, enabled, "
-            f"created_at, updated_at) VALUES (1, 1, 'l', 'tok', 'enc1:x', true, true, {now}, {now})"))
+            "created_at, updated_at) "
+            f"VALUES (1, 1, 'l', 'tok', 'enc1:x', true, true, {now}, {now})"))
         c.execute(sa.text(
             "INSERT INTO orders (user_id, client_order_id, exchange, symbol, symbol_token, side, "
             "order_type, product, quantity, status, filled_quantity, paper, created_at, "

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ats_app.cli_instruments import main as instruments_cli
+from ats_app.cli import main as instruments_cli
 from ats_app.engine.config import reset_settings_cache
 from ats_app.engine.instruments import IST, resolve_option
 from ats_app.engine.scrip_master import (

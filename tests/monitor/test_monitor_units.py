@@ -16,7 +16,7 @@ import pytest
 import redis
 from rq.job import Job
 
-from ats_app.cli_monitor import main as cli_main
+from ats_app.cli import main as cli_main
 from ats_app.engine import exits, users
 from ats_app.engine.db import session_scope
 from ats_app.engine.exit_claims import claim_exit, finish_pending_exits

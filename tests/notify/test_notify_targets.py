@@ -102,7 +102,7 @@ def test_targets_and_switches_are_per_user(session: Session) -> None:
 
 def _cli(*args: str, stdin: str | None = None, expect: int = 0) -> dict:
     proc = subprocess.run(
-        [sys.executable, "-m", "ats_app.cli_notify", *args, "--json"],
+        [sys.executable, "-m", "ats_app.cli", *args, "--json"],
         input=stdin, capture_output=True, text=True, env=dict(os.environ), cwd=ROOT, timeout=60,
     )
     assert proc.returncode == expect, (proc.returncode, proc.stdout, proc.stderr)
