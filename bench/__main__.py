@@ -8,7 +8,7 @@ import sys
 
 from bench.results import RESULTS
 
-BENCHES = ("bench.webhook_bench", "bench.sim_feed", "bench.monitor_bench")
+BENCHES = ("bench.webhook_bench", "bench.sim_feed", "bench.monitor_bench", "bench.browser_bench")
 
 
 def main() -> int:
