@@ -226,3 +226,19 @@ def test_alert_accepted_while_redis_down_is_requeued(
     assert Queue(ALERTS_QUEUE, connection=conn).job_ids == [f"alert-{alert_id}"]
     assert requeue_lost_alerts(conn) == []  # its job exists now: not enqueued twice
     queueing._conn.cache_clear()
+
+
+def test_refused_alert_tells_its_owner(client: TestClient, link: dict, redis_url: str) -> None:
+    from ats_app.engine import notify_targets
+    from ats_app.engine.redis_conn import NOTIFY_QUEUE
+
+    with session_scope() as s:
+        notify_targets.add_target(s, link["user_id"], "json://127.0.0.1:9/hook")
+    old = (datetime.now(UTC) - timedelta(minutes=10)).isoformat()
+    assert _post(client, link, _alert(link, time=old)).status_code == 422
+    jobs = Queue(NOTIFY_QUEUE, connection=redis.Redis.from_url(redis_url)).jobs
+    assert len(jobs) == 1 and jobs[0].args[:2] == (link["user_id"], "alert_refused")
+    assert "stale" in jobs[0].args[2]
+    # A wrong secret is not the owner's doing: nobody is notified.
+    assert _post(client, link, {"secret": "nope", "action": "buy"}).status_code == 401
+    assert len(Queue(NOTIFY_QUEUE, connection=redis.Redis.from_url(redis_url)).jobs) == 1

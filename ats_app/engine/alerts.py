@@ -185,6 +185,10 @@ def _valid_signal(
         if signal.is_entry:  # a late exit still protects money; a late entry is a wrong one
             check_fresh(signal, now, cfg.alert_max_age_seconds)
     except ValidationError as exc:
+        # The secret was right, so this is the owner's own alert: tell them (rate-limited).
+        from ats_app.engine import notify
+
+        notify.emit(link.user_id, "alert_refused", reason=str(exc), link=link.subject)
         raise link.refuse(422, str(exc), field_name=exc.field) from exc
     return signal
 
