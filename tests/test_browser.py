@@ -57,7 +57,8 @@ def page(app: ReflexProcess):
     expect.set_options(timeout=15_000)  # a loaded 2-core CI machine, not a fast laptop
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1200, "height": 800})
+        context = browser.new_context(viewport={"width": 1200, "height": 800},
+                                      permissions=["clipboard-read", "clipboard-write"])
         pg = context.new_page()
         pg.set_default_timeout(30_000)
         yield pg
@@ -193,6 +194,8 @@ def test_trading_flow_paper(app: ReflexProcess, page) -> None:
     page.click("#link-save")
     expect(page.locator("#links")).to_contain_text("NIFTY ORB")
     url = page.locator("[id^=url-]").first.inner_text()
+    page.locator("[id^=copy-]").first.click()  # the Copy button puts the URL on the clipboard
+    page.wait_for_function("u => navigator.clipboard.readText().then(t => t === u)", arg=url)
     page.locator("[id^=reveal-]").first.click()
     secret = page.locator("[id^=secret-]").first.inner_text()
     expect(page.locator("[id^=message-]").first).to_contain_text('"secret"')
@@ -251,6 +254,9 @@ def test_trading_flow_paper(app: ReflexProcess, page) -> None:
     expect(page.locator("#halted")).to_be_visible()
     expect(page.locator("#bot-state")).to_have_text("STOPPED")
     _shot(page, "kill-switch")
+    page.click("#nav-webhooks")  # "Send test alert" runs the real intake: the bot is stopped now
+    page.locator("[id^=test-alert-]").first.click()
+    expect(page.locator("[id^=result-]").first).to_contain_text("bot_stopped")
     alert["id"] = "browser-2"
     resp = httpx.post(api_url, content=json.dumps(alert), timeout=10)
     assert resp.status_code == 200 and resp.json()["reason"] == "bot_stopped"
