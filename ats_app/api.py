@@ -6,7 +6,7 @@ import asyncio
 
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ats_app.engine import alerts, health
@@ -42,6 +42,29 @@ async def webhook(request: Request) -> JSONResponse:
     return JSONResponse(reply.body, status_code=reply.status_code)
 
 
+async def download(request: Request) -> Response:
+    """Stream an export made for a one-time token (see engine.downloads)."""
+    from datetime import date
+
+    from ats_app.engine import downloads, orders
+    from ats_app.engine.queueing import connection
+
+    job = await asyncio.to_thread(downloads.redeem, connection(), request.path_params["token"])
+    if job is None or job["kind"] != "orders":
+        return JSONResponse({"status": "error", "error": "unknown or expired download"}, 404)
+    p = job["params"]
+    f = orders.OrderFilter(
+        date_from=date.fromisoformat(p["date_from"]) if p.get("date_from") else None,
+        date_to=date.fromisoformat(p["date_to"]) if p.get("date_to") else None,
+        strategy_id=p.get("strategy_id"), account_id=p.get("account_id"),
+        status=p.get("status"), symbol=p.get("symbol"))
+    fmt = p["format"]
+    body = orders.render(orders.iter_orders(job["user_id"], f), fmt)  # a sync generator:
+    media = "text/csv" if fmt == "csv" else "application/json"  # Starlette runs it in a thread
+    return StreamingResponse(body, media_type=media, headers={
+        "Content-Disposition": f'attachment; filename="orders.{fmt}"'})
+
+
 async def healthz(request: Request) -> JSONResponse:
     status = await asyncio.to_thread(health.check)
     ok = status["database"] and status["redis"]
@@ -53,5 +76,6 @@ def build_api() -> Starlette:
         routes=[
             Route("/webhook/{token}", webhook, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
+        Route("/download/{token}", download, methods=["GET"]),
         ]
     )

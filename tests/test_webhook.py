@@ -242,3 +242,32 @@ def test_refused_alert_tells_its_owner(client: TestClient, link: dict, redis_url
     # A wrong secret is not the owner's doing: nobody is notified.
     assert _post(client, link, {"secret": "nope", "action": "buy"}).status_code == 401
     assert len(Queue(NOTIFY_QUEUE, connection=redis.Redis.from_url(redis_url)).jobs) == 1
+
+
+def test_order_export_streams_through_a_one_time_link(client: TestClient, link: dict,
+                                                      redis_url: str) -> None:
+    import csv
+    import io
+
+    from ats_app.engine import downloads, orders
+    from ats_app.engine.models import Order
+
+    with session_scope() as s:
+        for i in range(1203):  # more than two pages of the export's reader
+            s.add(Order(user_id=link["user_id"], client_order_id=f"X{i}", exchange="NFO",
+                        symbol="NIFTY" if i % 2 else "BANKNIFTY", symbol_token="1",
+                        side="BUY", quantity=65, status="FILLED"))
+    conn = redis.Redis.from_url(redis_url)
+    token = downloads.issue(conn, link["user_id"], "orders",
+                            {"format": "csv", "symbol": "BANKNIFTY"})
+    resp = client.get(f"/download/{token}")
+    assert resp.status_code == 200 and "attachment" in resp.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(resp.text)))
+    assert len(rows) == 602 and {r["tradingsymbol"] for r in rows} == {"BANKNIFTY"}
+    assert client.get(f"/download/{token}").status_code == 404  # one use only
+    token = downloads.issue(conn, link["user_id"], "orders", {"format": "json"})
+    data = client.get(f"/download/{token}").json()
+    assert len(data) == 1203 and len({d["id"] for d in data}) == 1203
+    other = downloads.issue(conn, link["user_id"] + 999, "orders", {"format": "json"})
+    assert client.get(f"/download/{other}").json() == []  # scoped to the token's user
+    assert json.loads(orders.export_orders([], "json")) == []

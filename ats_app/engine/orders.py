@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -151,18 +152,46 @@ def _view(
     )
 
 
-def export_orders(orders: list[OrderView], fmt: str) -> str:
-    """Render orders as CSV (header row first) or a JSON array: the same columns."""
+def render(orders: Iterable[OrderView], fmt: str) -> Iterator[str]:
+    """Orders as CSV (header first) or a JSON array, piece by piece: the same columns."""
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {EXPORT_FORMATS}")
-    rows = [asdict(o) for o in orders]
+    names = [f.name for f in fields(OrderView)]
     if fmt == "json":
-        return json.dumps(rows, indent=2)
+        yield "["
+        for i, o in enumerate(orders):
+            yield ("," if i else "") + "\n" + json.dumps(asdict(o))
+        yield "\n]\n"
+        return
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=[f.name for f in fields(OrderView)])
+    writer = csv.DictWriter(buf, fieldnames=names)
     writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
+    for o in orders:
+        writer.writerow(asdict(o))
+        if buf.tell() > 64_000:
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue()
+
+
+def export_orders(orders: list[OrderView], fmt: str) -> str:
+    return "".join(render(orders, fmt))
+
+
+def iter_orders(user_id: int, f: OrderFilter, page: int = 500) -> Iterator[OrderView]:
+    """Every order matching `f`, read a page at a time (a short session each), so an export
+    of many thousands streams instead of building one huge list."""
+    from ats_app.engine.db import session_scope
+
+    offset = 0
+    while True:
+        with session_scope() as s:
+            batch = list_orders(s, user_id, f, offset=offset, limit=page)
+        yield from batch
+        if len(batch) < page:
+            return
+        offset += page
 
 
 def delete_orders(
