@@ -166,6 +166,16 @@ def test_trading_flow_paper(app: ReflexProcess, page) -> None:
     page.locator("[id^=test-]").filter(has_text="Test connection").first.click()
     expect(page.locator("[id^=test-result-]").first).to_contain_text("OK", timeout=30_000)
     _shot(page, "accounts")
+    # Edit keeps the secrets it is not given: rename only, then test the connection again.
+    page.locator("#accounts tr", has_text="SIM0001").get_by_role("button", name="Edit").click()
+    expect(page.locator("#acc-base_url")).to_have_value(re.compile(r"^http://127\.0\.0\.1:"))
+    expect(page.locator("#acc-pin")).to_have_value("")  # secrets are never sent back
+    page.fill("#acc-label", "Demo account")
+    page.click("#acc-save")
+    expect(page.locator("#accounts")).to_contain_text("Demo account")
+    expect(page.locator("[id^=test-result-]").first).to_have_text("")  # the old result is gone
+    page.locator("[id^=test-]").filter(has_text="Test connection").first.click()
+    expect(page.locator("[id^=test-result-]").first).to_contain_text("OK", timeout=30_000)
 
     page.click("#nav-strategies")
     page.fill("#strategy-name", "Opening range breakout")

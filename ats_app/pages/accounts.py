@@ -53,6 +53,9 @@ def _input(name: str, placeholder: str, kind: str = "text") -> rx.Component:
         type=kind,
         width="100%",
         auto_complete="off",
+        # Editing shows the current non-secret values; secrets always start empty.
+        default_value=AccountsState.edit_values.get(name, ""),
+        key=AccountsState.editing_id.to_string() + name,
     )
 
 

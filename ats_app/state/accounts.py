@@ -23,6 +23,10 @@ def _row(a: accounts.AccountView) -> dict[str, str]:
         "egress": a.egress_proxy or "direct",
         "egress_ip": a.egress_ip or "—",
         "simulated": "yes" if a.is_simulated else "no",
+        # The editable non-secret values, for the edit form (secrets are never sent back).
+        "base_url": a.base_url or "",
+        "egress_proxy": a.egress_proxy or "",
+        "egress_ip_value": a.egress_ip or "",
         "secrets": "API key, PIN, TOTP set"
         if (a.has_api_key and a.has_pin and a.has_totp_secret)
         else "incomplete",
@@ -50,6 +54,7 @@ class AccountsState(ConfirmDelete, AuthState):
     rows: list[dict[str, str]] = []
     editing_id: int = 0  # 0: the form adds a new account
     edit_label: str = ""
+    edit_values: dict[str, str] = {}  # non-secret fields of the account being edited
     test_results: dict[str, str] = {}
 
     def _reload(self, uid: int) -> None:
@@ -91,6 +96,8 @@ class AccountsState(ConfirmDelete, AuthState):
                 if self.editing_id:
                     fields.pop("client_id")
                     accounts.update_account(s, uid, self.editing_id, **fields)
+                    # An old "OK" no longer speaks for the changed settings.
+                    self.test_results.pop(str(self.editing_id), None)
                     self.message = "Account updated."
                 else:
                     accounts.add_account(s, uid, **fields)
@@ -98,7 +105,7 @@ class AccountsState(ConfirmDelete, AuthState):
         except AtsError as exc:
             self.error = sentence(exc)
             return None
-        self.editing_id = 0
+        self.editing_id, self.edit_values = 0, {}
         self._reload(uid)
         return rx.call_script("document.getElementById('account-form').reset()")
 
@@ -138,10 +145,13 @@ class AccountsState(ConfirmDelete, AuthState):
         if row:
             self.editing_id = int(account_id)
             self.edit_label = row["label"]
+            self.edit_values = {"label": row["label"], "base_url": row["base_url"],
+                                "egress_proxy": row["egress_proxy"],
+                                "egress_ip": row["egress_ip_value"]}
 
     @rx.event
     def cancel_edit(self):
-        self.editing_id = 0
+        self.editing_id, self.edit_values = 0, {}
 
     @rx.event
     def test_connection(self, account_id: str):
