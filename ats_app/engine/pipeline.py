@@ -187,33 +187,36 @@ def _run_target(
         index = contracts.index_for(target.base_url)
         contract = contracts.resolve(signal, index, utcnow(), lambda c: broker.quote(c).ltp)
         quantity = contracts.order_quantity(signal, contract, target.multiplier)
-        refused = risk_gate.check_entry(  # again per order: lots, and this alert's own orders
-            user_id,
-            lots=quantity // contract.lot_size,
-            alert_id=alert_id,
-            account_id=target.account_id,
-            conn=conn,
-        )
-        if refused:
-            return f"rejected: {refused}"
-        existing = order_store.create(
-            Order(
-                user_id=user_id,
+        # Check and reserve together: the order row written under the user's lock is what the
+        # next alert's check counts, so two workers cannot both take the last slot.
+        with conn.lock(f"ats:risk-lock:{user_id}", timeout=30, blocking_timeout=30):
+            refused = risk_gate.check_entry(  # again per order: lots, and this alert's own orders
+                user_id,
+                lots=quantity // contract.lot_size,
                 alert_id=alert_id,
                 account_id=target.account_id,
-                link_id=link.id,
-                client_order_id=client_id,
-                purpose="ENTRY",
-                exchange=contract.exchange,
-                symbol=contract.tradingsymbol,
-                symbol_token=contract.symboltoken,
-                side="BUY",
-                quantity=quantity,
-                price_paise=to_paise(signal.price),
-                paper=paper,
-                reason="entry signal",
+                conn=conn,
             )
-        )
+            if refused:
+                return f"rejected: {refused}"
+            existing = order_store.create(
+                Order(
+                    user_id=user_id,
+                    alert_id=alert_id,
+                    account_id=target.account_id,
+                    link_id=link.id,
+                    client_order_id=client_id,
+                    purpose="ENTRY",
+                    exchange=contract.exchange,
+                    symbol=contract.tradingsymbol,
+                    symbol_token=contract.symboltoken,
+                    side="BUY",
+                    quantity=quantity,
+                    price_paise=to_paise(signal.price),
+                    paper=paper,
+                    reason="entry signal",
+                )
+            )
         tick = contract.tick_size
     else:
         tick = _tick_of(existing)

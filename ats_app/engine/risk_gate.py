@@ -160,6 +160,9 @@ def unrealized_pnl(positions: list[Position], conn: redis.Redis | None) -> Decim
     return total
 
 
+IN_FLIGHT = ("CREATED", "SUBMITTING", "UNKNOWN", "OPEN", "TRIGGER_PENDING", "PARTIALLY_FILLED")
+
+
 def state_for(session: Session, user_id: int, at: datetime,
               conn: redis.Redis | None = None) -> risk.RiskState:
     since = day_start(at)
@@ -174,8 +177,14 @@ def state_for(session: Session, user_id: int, at: datetime,
         select(func.coalesce(func.sum(Position.realized_pnl_paise), 0))
         .where(Position.user_id == user_id).where(Position.status == "CLOSED")
         .where(col(Position.closed_at) >= since)).one()
+    # An entry still on its way to a fill will be a position: count it, or two alerts in
+    # flight could both pass a "max open positions" check.
+    entries_in_flight = session.exec(
+        select(func.count()).select_from(Order).where(Order.user_id == user_id)
+        .where(Order.purpose == "ENTRY").where(col(Order.position_id).is_(None))
+        .where(col(Order.status).in_(IN_FLIGHT))).one()
     return risk.RiskState(
-        open_positions=len(open_positions),
+        open_positions=len(open_positions) + int(entries_in_flight),
         orders_today=int(orders_today),
         realized_pnl=to_rupees(int(realized)) or Decimal(0),
         unrealized_pnl=unrealized_pnl(open_positions, conn),

@@ -405,3 +405,28 @@ def test_redis_restart_between_accept_and_execution_loses_nothing(
         server.terminate()
         server.wait(10)
         queueing._conn.cache_clear()
+
+
+def test_two_workers_cannot_both_take_the_last_position_slot(world: dict) -> None:
+    """max_open_positions=1, two links' alerts executed at the same moment by two workers:
+    the check and the order row are taken together, so exactly one order is placed."""
+    from ats_app.engine import risk_gate
+
+    with session_scope() as s:
+        risk_gate.set_limits(s, world["user"], max_open_positions=1)
+        second, secret = webhooks.create_link(
+            s, world["user"], name="second", strategy_id=None, stop_loss_pct=5,
+            target_pct=None, trailing_stop_pct=None, paper=False,
+            accounts=[webhooks.LinkAccount(world["account"], 1)])
+    _post(world["live"], id="slot-1")
+    _post((second.token, secret), id="slot-2")
+    workers = [subprocess.Popen([sys.executable, "-m", "ats_app.cli", "worker", "--burst"],
+                                env=_worker_env(), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL) for _ in range(2)]
+    for w in workers:
+        assert w.wait(120) == 0
+    orders = _orders()
+    assert len(orders) == 1, [(o.client_order_id, o.status) for o in orders]
+    with session_scope() as s:
+        statuses = sorted(a.status for a in s.exec(select(Alert)).all())
+    assert statuses == ["DONE", "REJECTED"]
