@@ -138,6 +138,7 @@ def cmd_webhook_create(session: Session, args: argparse.Namespace) -> dict[str, 
         target_pct=args.target,
         trailing_stop_pct=args.tsl,
         paper=args.paper,
+        queue_outside_hours=args.queue_outside_hours,
     )
     out = asdict(view)
     out["secret"] = secret
@@ -251,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     wc.add_argument("--target", help="target percent")
     wc.add_argument("--tsl", help="trailing stop percent")
     wc.add_argument("--paper", action="store_true", help="paper trading (no real orders)")
+    wc.add_argument("--queue-outside-hours", action="store_true",
+                    help="entries arriving while the market is closed wait for the open")
     wc.set_defaults(fn=cmd_webhook_create)
 
     b = sub.add_parser("bot", parents=[common], help="start or stop a user's bot")

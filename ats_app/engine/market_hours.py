@@ -103,6 +103,16 @@ def is_open(at: datetime, calendar: Calendar | None = None, mode: str = "nse") -
     return True, "open"
 
 
+def next_open(at: datetime, calendar: Calendar | None = None) -> datetime:
+    """When the market next opens at or after `at` (IST 09:15 of a trading day)."""
+    calendar = calendar if calendar is not None else default_calendar()
+    local = ist(at)
+    day = local.date()
+    if not (is_trading_day(day, calendar)[0] and local.time() < OPEN):
+        day = next_trading_day(day, calendar)
+    return datetime.combine(day, OPEN, IST)
+
+
 def next_trading_day(after: date, calendar: Calendar) -> date:
     """The first trading day strictly after `after`."""
     day = after + timedelta(days=1)

@@ -111,6 +111,9 @@ class WebhookLink(SQLModel, table=True):
     trailing_stop_pct: float | None = Field(default=None)
     paper: bool = Field(default=True)
     enabled: bool = Field(default=True)
+    # Entries arriving while the market is closed wait for the next open instead of being
+    # refused (exits always run at once).
+    queue_outside_hours: bool = Field(default=False)
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
 

@@ -15,9 +15,10 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 
+from rq import Queue
 from sqlmodel import Session, col, select
 
-from ats_app.engine import audit, contracts, order_store, positions, risk_gate
+from ats_app.engine import audit, contracts, market_hours, order_store, positions, risk_gate
 from ats_app.engine.alert_schema import AlertSignal, parse_alert
 from ats_app.engine.broker.base import Broker, BrokerOrder, Contract, OrderRequest, Side
 from ats_app.engine.broker.errors import BrokerError, OrderRejected, UnknownOutcome
@@ -36,7 +37,15 @@ from ats_app.engine.models import (
     utcnow,
 )
 from ats_app.engine.money import to_paise, to_rupees
-from ats_app.engine.queueing import connection
+from ats_app.engine.queueing import (
+    ALERT_JOB_TIMEOUT,
+    FAILURE_TTL,
+    HANDLE_ALERT,
+    RESULT_TTL,
+    alert_job_id,
+    connection,
+)
+from ats_app.engine.redis_conn import ALERTS_QUEUE
 
 log = logging.getLogger("ats.pipeline")
 
@@ -97,6 +106,23 @@ def _set_alert(alert_id: int, status: str, reason: str | None = None) -> None:
         )
 
 
+QUEUED_REASON = "queued for the market open"
+
+
+def _queue_until_open(alert_id: int, was_queued: bool) -> str | None:
+    """Market closed and the link allows queueing: run this alert again at the open."""
+    now = market_hours.now()
+    is_open, _ = market_hours.is_open(now, mode=settings().market_hours)
+    if is_open:
+        return None
+    when = market_hours.next_open(now)
+    Queue(ALERTS_QUEUE, connection=connection()).enqueue_at(
+        when, HANDLE_ALERT, alert_id, job_id=f"{alert_job_id(alert_id)}-open-{when:%Y%m%d}",
+        job_timeout=ALERT_JOB_TIMEOUT, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL)
+    _set_alert(alert_id, "QUEUED", f"{QUEUED_REASON} at {when.isoformat()}")
+    return when.isoformat()
+
+
 def handle_alert(alert_id: int) -> str:
     """The RQ job for one accepted alert: one order per targeted account, at most."""
     with session_scope() as s:
@@ -106,15 +132,20 @@ def handle_alert(alert_id: int) -> str:
         link = s.get(WebhookLink, alert.link_id)
         payload, user_id = json.loads(alert.payload), alert.user_id
         received = alert.received_at
+        was_queued = alert.status == "QUEUED" or (alert.reason or "").startswith(QUEUED_REASON)
     if link is None:
         _set_alert(alert_id, "REJECTED", "webhook link deleted")
         return "rejected"
     _set_alert(alert_id, "PROCESSING")
     signal = parse_alert(payload)
     paper = settings().trading_mode == "paper" or link.paper
+    if signal.is_entry and link.queue_outside_hours and not _any_order(alert_id):
+        queued_until = _queue_until_open(alert_id, was_queued)
+        if queued_until:
+            return f"queued until {queued_until}"
     age = (utcnow() - received).total_seconds()
     limit = settings().alert_max_age_seconds
-    if signal.is_entry and limit and age > limit and not _any_order(alert_id):
+    if signal.is_entry and limit and age > limit and not _any_order(alert_id) and not was_queued:
         # Accepted in time but executed late (e.g. re-enqueued after an outage): too late now.
         _set_alert(alert_id, "REJECTED", f"stale at execution: received {age:.0f}s ago")
         return "rejected"

@@ -33,7 +33,7 @@ def requeue_lost_alerts(conn: redis.Redis | None = None) -> list[int]:
     with session_scope() as s:
         pending = s.exec(
             select(Alert.id, Alert.user_id)
-            .where(col(Alert.status).in_(("ACCEPTED", "PROCESSING")))
+            .where(col(Alert.status).in_(("ACCEPTED", "PROCESSING", "QUEUED")))
             .where(col(Alert.received_at) >= since)
             .order_by(col(Alert.id))
         ).all()

@@ -37,6 +37,7 @@ class LinkView:
     paper: bool
     enabled: bool
     accounts: tuple[LinkAccount, ...]
+    queue_outside_hours: bool = False
 
 
 def webhook_url(token: str) -> str:
@@ -92,6 +93,7 @@ def _view(session: Session, link: WebhookLink) -> LinkView:
         paper=link.paper,
         enabled=link.enabled,
         accounts=tuple(LinkAccount(r.account_id, r.lot_multiplier) for r in rows),
+        queue_outside_hours=link.queue_outside_hours,
     )
 
 
@@ -151,6 +153,7 @@ def create_link(
     trailing_stop_pct: float | str | None,
     paper: bool = True,
     enabled: bool = True,
+    queue_outside_hours: bool = False,
 ) -> tuple[LinkView, str]:
     """Create a link; returns it and its secret (shown once here, revealable later)."""
     n = name.strip()
@@ -172,6 +175,7 @@ def create_link(
         trailing_stop_pct=tsl,
         paper=paper,
         enabled=enabled,
+        queue_outside_hours=queue_outside_hours,
     )
     session.add(link)
     session.flush()
@@ -195,6 +199,7 @@ def update_link(
     trailing_stop_pct: float | str | None,
     paper: bool,
     enabled: bool,
+    queue_outside_hours: bool = False,
 ) -> LinkView:
     link = _owned(session, user_id, link_id)
     n = name.strip()
@@ -205,6 +210,7 @@ def update_link(
     if not paper and not accounts:
         raise ValidationError("a live link needs at least one broker account", "accounts")
     link.name, link.strategy_id, link.paper, link.enabled = n, strategy_id, paper, enabled
+    link.queue_outside_hours = queue_outside_hours
     link.stop_loss_pct, link.target_pct, link.trailing_stop_pct = sl, target, tsl
     link.updated_at = utcnow()
     session.add(link)

@@ -217,7 +217,18 @@ def _form() -> rx.Component:
                         ),
                         " Enabled",
                     ),
+                    rx.el.label(
+                        rx.el.input(
+                            type="checkbox",
+                            name="queue_outside_hours",
+                            id="link-queue",
+                            default_checked=WebhooksState.edit.get("queue", "") == "1",
+                            key=k + "q",
+                        ),
+                        " Queue entries outside market hours until the open",
+                    ),
                     spacing="5",
+                    wrap="wrap",
                 ),
                 form_error(WebhooksState.error),
                 form_message(WebhooksState.message),

@@ -43,6 +43,7 @@ def _link_row(
         "strategy_id": str(v.strategy_id or ""),
         "paper": "1" if v.paper else "",
         "is_enabled": "1" if v.enabled else "",
+        "queue": "1" if v.queue_outside_hours else "",
         "multipliers": json.dumps({str(a.account_id): a.lot_multiplier for a in v.accounts}),
     }
 
@@ -113,6 +114,7 @@ class WebhooksState(ConfirmDelete, AuthState):
                 trailing_stop_pct=form.get("tsl"),
                 paper=form.get("paper") == "on",
                 enabled=form.get("enabled") == "on",
+                queue_outside_hours=form.get("queue_outside_hours") == "on",
             )
             with session_scope() as s:
                 if self.editing_id:

@@ -430,3 +430,36 @@ def test_two_workers_cannot_both_take_the_last_position_slot(world: dict) -> Non
     with session_scope() as s:
         statuses = sorted(a.status for a in s.exec(select(Alert)).all())
     assert statuses == ["DONE", "REJECTED"]
+
+
+def test_entry_outside_hours_waits_for_the_open_when_the_link_allows(
+    world: dict, redis_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rq.registry import ScheduledJobRegistry
+
+    from ats_app.engine.pipeline import handle_alert
+
+    monkeypatch.setenv("ATS_FAKE_NOW", "2026-12-02T16:00:00+05:30")  # Wednesday, after close
+    reset_settings_cache()
+    with session_scope() as s:
+        queued, qsecret = webhooks.create_link(
+            s, world["user"], name="queued", strategy_id=None, stop_loss_pct=5,
+            target_pct=None, trailing_stop_pct=None, paper=False, queue_outside_hours=True,
+            accounts=[webhooks.LinkAccount(world["account"], 1)])
+    refused = _post(world["live"], id="late-1")["alert_id"]  # a link that does not queue
+    waiting = _post((queued.token, qsecret), id="late-2")["alert_id"]
+    _run_burst_worker()
+    with session_scope() as s:
+        assert s.get(Alert, refused).status == "REJECTED"
+        assert "market closed" in s.get(Alert, refused).reason
+        assert s.get(Alert, waiting).status == "QUEUED"
+    assert _orders() == []
+    registry = ScheduledJobRegistry("alerts", connection=redis.Redis.from_url(redis_url))
+    (job_id,) = registry.get_job_ids()
+    assert job_id == f"alert-{waiting}-open-20261203"  # Thursday's 09:15 IST open
+    # At the open, long after the staleness limit, the queued entry trades.
+    monkeypatch.setenv("ATS_FAKE_NOW", "2026-12-03T09:15:30+05:30")
+    reset_settings_cache()
+    assert handle_alert(waiting).startswith("filled")
+    (order,) = _orders()
+    assert order.status == "FILLED" and order.alert_id == waiting
