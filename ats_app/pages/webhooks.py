@@ -141,6 +141,24 @@ def _field(label: str, name: str, placeholder: str) -> rx.Component:
     )
 
 
+def _checkbox(name: str, edit_key: str, label: str, new_link_default: bool) -> rx.Component:
+    """A link flag: the edited link's value when editing, else the default for a new link."""
+    return rx.el.label(
+        rx.el.input(
+            type="checkbox",
+            name=name,
+            id=f"link-{name}",
+            default_checked=rx.cond(
+                WebhooksState.editing_id > 0,
+                WebhooksState.edit.get(edit_key, "") == "1",
+                new_link_default,
+            ),
+            key=WebhooksState.editing_id.to_string() + name,
+        ),
+        label,
+    )
+
+
 def _form() -> rx.Component:
     k = WebhooksState.editing_id.to_string()
     return rx.card(
@@ -189,43 +207,13 @@ def _form() -> rx.Component:
                     ),
                 ),
                 rx.hstack(
-                    rx.el.label(
-                        rx.el.input(
-                            type="checkbox",
-                            name="paper",
-                            id="link-paper",
-                            default_checked=rx.cond(
-                                WebhooksState.editing_id > 0,
-                                WebhooksState.edit.get("paper", "") == "1",
-                                True,
-                            ),
-                            key=k + "p",
-                        ),
-                        " Paper trading (no real orders)",
-                    ),
-                    rx.el.label(
-                        rx.el.input(
-                            type="checkbox",
-                            name="enabled",
-                            id="link-enabled",
-                            default_checked=rx.cond(
-                                WebhooksState.editing_id > 0,
-                                WebhooksState.edit.get("is_enabled", "") == "1",
-                                True,
-                            ),
-                            key=k + "e",
-                        ),
-                        " Enabled",
-                    ),
-                    rx.el.label(
-                        rx.el.input(
-                            type="checkbox",
-                            name="queue_outside_hours",
-                            id="link-queue",
-                            default_checked=WebhooksState.edit.get("queue", "") == "1",
-                            key=k + "q",
-                        ),
+                    _checkbox("paper", "paper", " Paper trading (no real orders)", True),
+                    _checkbox("enabled", "is_enabled", " Enabled", True),
+                    _checkbox(
+                        "queue_outside_hours",
+                        "queue",
                         " Queue entries outside market hours until the open",
+                        False,
                     ),
                     spacing="5",
                     wrap="wrap",

@@ -7,9 +7,8 @@ redis_url, database_url) applies here too.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,36 +19,8 @@ from ats_app.engine.broker.angel import AngelBroker
 from ats_app.engine.broker.factory import limiter_key
 from ats_app.engine.broker.ratelimit import RateLimiter
 from ats_app.engine.broker.session import AngelSession
-from ats_app.engine.simulator.server import ServerThread
-from tests.simulator.sim_kit import API_KEY, CLIENT, PIN, SECRET, Sim, make_config
-
-
-@pytest.fixture(autouse=True)
-def _cwd_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Anything the SDK might write into the working directory lands where tests can see it
-    # (and the secret-leak test scans it), never in the repository.
-    monkeypatch.chdir(tmp_path)
-
-
-@pytest.fixture
-def sim_factory() -> Iterator[Callable[..., Sim]]:
-    started: list[Sim] = []
-
-    def make(**overrides: Any) -> Sim:
-        sim = Sim(ServerThread(make_config(**overrides)).start())
-        started.append(sim)
-        return sim
-
-    yield make
-    for sim in started:
-        sim.http.close()
-        sim.server.stop()
-        assert not sim.server.thread.is_alive()
-
-
-@pytest.fixture
-def sim(sim_factory: Callable[..., Sim]) -> Sim:
-    return sim_factory()
+from tests.simulator.fixtures import _sdk_cwd_in_tmp, sim, sim_factory  # noqa: F401
+from tests.simulator.sim_kit import API_KEY, CLIENT, PIN, SECRET, Sim
 
 
 @pytest.fixture
