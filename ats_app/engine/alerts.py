@@ -17,9 +17,9 @@ from typing import Any
 
 import redis
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from ats_app.engine import audit, bot
+from ats_app.engine import audit
 from ats_app.engine.alert_schema import (
     AlertSignal,
     check_fresh,
@@ -31,7 +31,7 @@ from ats_app.engine.alert_schema import (
 from ats_app.engine.config import Settings, settings
 from ats_app.engine.db import session_scope
 from ats_app.engine.errors import ValidationError
-from ats_app.engine.models import Alert, WebhookLink, utcnow
+from ats_app.engine.models import Alert, BotState, WebhookLink, utcnow
 from ats_app.engine.queueing import connection, enqueue_alert
 from ats_app.engine.secrets_box import default_box
 
@@ -102,10 +102,16 @@ def _over_rate(conn: redis.Redis, link_id: int, per_min: int) -> bool:
     return int(count) > per_min
 
 
-def _find_link(session: Session, token: str) -> WebhookLink | None:
+def _find_link(session: Session, token: str) -> tuple[WebhookLink, bool] | None:
+    """The link and whether its owner's bot runs: one query on the ack's hot path."""
     if not token or len(token) > 64:
         return None
-    return session.exec(select(WebhookLink).where(WebhookLink.token == token)).first()
+    row = session.exec(
+        select(WebhookLink, BotState.running)
+        .join(BotState, col(BotState.user_id) == col(WebhookLink.user_id), isouter=True)
+        .where(WebhookLink.token == token)
+    ).first()
+    return None if row is None else (row[0], bool(row[1]))
 
 
 class _Refused(Exception):
@@ -121,6 +127,7 @@ class _Link:
     user_id: int
     secret_enc: str
     enabled: bool
+    bot_running: bool
 
     @property
     def subject(self) -> str:
@@ -139,21 +146,21 @@ class _Link:
         )
 
 
-def _load_link(token: str, source_ip: str | None) -> _Link:
-    with session_scope() as s:
-        link = _find_link(s, token)
-        if link is None:  # unknown, deleted or rotated: same answer, nothing revealed
-            raise _Refused(
-                _refuse(
-                    404,
-                    "unknown webhook",
-                    action="webhook.refused",
-                    subject=token[:12],
-                    source_ip=source_ip,
-                )
+def _load_link(s: Session, token: str, source_ip: str | None) -> _Link:
+    found = _find_link(s, token)
+    if found is None:  # unknown, deleted or rotated: same answer, nothing revealed
+        raise _Refused(
+            _refuse(
+                404,
+                "unknown webhook",
+                action="webhook.refused",
+                subject=token[:12],
+                source_ip=source_ip,
             )
-        assert link.id is not None
-        return _Link(link.id, link.user_id, link.secret_enc, link.enabled)
+        )
+    link, running = found
+    assert link.id is not None
+    return _Link(link.id, link.user_id, link.secret_enc, link.enabled, running)
 
 
 def _authentic_body(
@@ -194,6 +201,7 @@ def _valid_signal(
 
 
 def _store(
+    s: Session,
     link: _Link,
     data: dict[str, Any],
     signal: AlertSignal,
@@ -202,47 +210,46 @@ def _store(
     source_ip: str | None,
 ) -> tuple[int, str | None]:
     """Insert the alert; (its id, why it is ignored or None). Duplicates raise _Refused(200)."""
-    with session_scope() as s:
-        reason = None
-        if not link.enabled:
-            reason = "link_disabled"
-        elif not bot.is_running(s, link.user_id):
-            reason = "bot_stopped"
-        alert = Alert(
-            user_id=link.user_id,
-            link_id=link.id,
-            dedup_key=key,
-            payload=stored_payload(data),
-            action=signal.action,
-            symbol=signal.tradingsymbol or signal.symbol,
-            status="IGNORED" if reason else "ACCEPTED",
-            reason=reason,
-            source_ip=source_ip,
-            received_at=now,
+    reason = None
+    if not link.enabled:
+        reason = "link_disabled"
+    elif not link.bot_running:
+        reason = "bot_stopped"
+    alert = Alert(
+        user_id=link.user_id,
+        link_id=link.id,
+        dedup_key=key,
+        payload=stored_payload(data),
+        action=signal.action,
+        symbol=signal.tradingsymbol or signal.symbol,
+        status="IGNORED" if reason else "ACCEPTED",
+        reason=reason,
+        source_ip=source_ip,
+        received_at=now,
+    )
+    s.add(alert)
+    try:
+        s.flush()
+    except IntegrityError:  # the UNIQUE (link, dedup key): this alert came before
+        s.rollback()
+        first = s.exec(
+            select(Alert.id).where(Alert.link_id == link.id).where(Alert.dedup_key == key)
+        ).first()
+        audit.record_now(
+            "alert.duplicate", user_id=link.user_id, subject=link.subject, first_alert_id=first
         )
-        s.add(alert)
-        try:
-            s.flush()
-        except IntegrityError:  # the UNIQUE (link, dedup key): this alert came before
-            s.rollback()
-            first = s.exec(
-                select(Alert.id).where(Alert.link_id == link.id).where(Alert.dedup_key == key)
-            ).first()
-            audit.record_now(
-                "alert.duplicate", user_id=link.user_id, subject=link.subject, first_alert_id=first
-            )
-            raise _Refused(Reply(200, {"status": "duplicate", "alert_id": first})) from None
-        assert alert.id is not None
-        audit.record(
-            s,
-            "alert.received",
-            user_id=link.user_id,
-            subject=str(alert.id),
-            link_id=link.id,
-            status=alert.status,
-            reason=reason,
-        )
-        return alert.id, reason
+        raise _Refused(Reply(200, {"status": "duplicate", "alert_id": first})) from None
+    assert alert.id is not None
+    audit.record(
+        s,
+        "alert.received",
+        user_id=link.user_id,
+        subject=str(alert.id),
+        link_id=link.id,
+        status=alert.status,
+        reason=reason,
+    )
+    return alert.id, reason
 
 
 def receive(
@@ -258,14 +265,17 @@ def receive(
         return _refuse(
             403, "source address not allowed", action="webhook.refused", subject=source_ip
         )
+    conn = connection()
+    now = utcnow()
     try:
-        link = _load_link(token, source_ip)
-        data = _authentic_body(link, body, source_ip, cfg)
-        conn = connection()
-        now = utcnow()
-        signal = _valid_signal(link, data, conn, cfg, now)
-        key = dedup_key(data, signal, now, cfg.alert_dedup_window_seconds)
-        alert_id, ignored = _store(link, data, signal, key, now, source_ip)
+        # One session, one connection checkout: the link read and the alert insert commit
+        # together. A refusal rolls it back (nothing was written) and audits on its own.
+        with session_scope() as s:
+            link = _load_link(s, token, source_ip)
+            data = _authentic_body(link, body, source_ip, cfg)
+            signal = _valid_signal(link, data, conn, cfg, now)
+            key = dedup_key(data, signal, now, cfg.alert_dedup_window_seconds)
+            alert_id, ignored = _store(s, link, data, signal, key, now, source_ip)
     except _Refused as refused:
         return refused.reply
     if ignored:
