@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import redis
 
 from ats_app.engine import accounts
 from ats_app.engine.bootstrap import account_from_env
@@ -64,6 +69,7 @@ def test_prod_closes_registration_and_service_spawning(tmp_path: Path) -> None:
         ({"MARKET_HOURS": "always", "TRADING_MODE": "live"}, "MARKET_HOURS=always"),
         ({"ALLOW_REGISTRATION": "maybe"}, "ALLOW_REGISTRATION"),
         ({"SESSION_HOURS": "twelve"}, "SESSION_HOURS"),
+        ({"ATS_WORKER_NICE": "25"}, "ATS_WORKER_NICE"),
     ],
 )
 def test_invalid_values_are_named(tmp_path: Path, env: dict[str, str], match: str) -> None:
@@ -91,3 +97,29 @@ def test_smartapi_env_creates_then_updates_admin_account(database_url: str, tmp_
         assert account_from_env(s, cfg2) == first  # updated, not duplicated
         assert [a.client_id for a in accounts.list_accounts(s, admin)] == ["A12345"]
         assert accounts.credentials(s, admin, first).api_key == "key-2"
+
+
+def _niceness(pid: int) -> int:
+    # /proc/<pid>/stat: field 19 is the nice value (after the parenthesised command name).
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_worker_steps_back_to_its_configured_niceness(
+    redis_url: str, database_url: str, tmp_path: Path
+) -> None:
+    """Workers yield the CPU to the webhook and the monitor (a real worker process)."""
+    env = {**os.environ, "ATS_WORKER_NICE": "7", "REDIS_URL": redis_url,
+           "DATABASE_URL": database_url, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "ats_app.cli", "worker"], env=env,
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        conn = redis.Redis.from_url(redis_url)
+        deadline = time.monotonic() + 60
+        while not conn.smembers("rq:workers") and time.monotonic() < deadline:
+            assert proc.poll() is None, "worker exited"
+            time.sleep(0.1)
+        assert conn.smembers("rq:workers"), "worker never registered"
+        assert _niceness(proc.pid) == max(7, _niceness(os.getpid()))
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -46,6 +46,13 @@ def _int(name: str, env: dict[str, str], default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _worker_nice(env: dict[str, str]) -> int:
+    nice = _int("ATS_WORKER_NICE", env, 5)
+    if not 0 <= nice <= 19:
+        raise ConfigError(f"ATS_WORKER_NICE must be between 0 and 19, got {nice}")
+    return nice
+
+
 @dataclass(frozen=True)
 class Settings:
     env: str
@@ -69,6 +76,10 @@ class Settings:
     alert_dedup_window_seconds: int  # identical bodies without id/time within it = duplicate
     webhook_ip_allowlist: tuple[str, ...]  # empty: any source address
     trusted_proxies: tuple[str, ...]  # peers whose X-Forwarded-For is believed
+    # Workers run at this niceness (0-19): when the CPU is short, the webhook's ack and the
+    # monitor's stops go first — TradingView gives up on a slow ack and never resends, while a
+    # queued job only waits.
+    worker_nice: int
     smartapi_client_id: str | None
     smartapi_api_key: str | None
     smartapi_password: str | None
@@ -195,6 +206,7 @@ def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> 
         alert_dedup_window_seconds=_int("ALERT_DEDUP_WINDOW_SECONDS", env, 300),
         webhook_ip_allowlist=_allowlist(env.get("WEBHOOK_IP_ALLOWLIST"), is_prod),
         trusted_proxies=_csv(env.get("TRUSTED_PROXIES")),
+        worker_nice=_worker_nice(env),
         smartapi_client_id=env.get("SMARTAPI_CLIENT_ID", "").strip() or None,
         smartapi_api_key=env.get("SMARTAPI_API_KEY", "").strip() or None,
         smartapi_password=env.get("SMARTAPI_PASSWORD", "").strip() or None,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import redis
 from rq import Queue, SimpleWorker
 
+from ats_app.engine.config import settings
 from ats_app.engine.redis_conn import ALL_QUEUES, NOTIFY_QUEUE, connect
 
 
@@ -14,6 +16,7 @@ def run_worker(burst: bool = False, queue_names: list[str] | None = None) -> boo
     """Trading queues by default. Notifications get their own worker (`--queues
     notifications`) so a hanging notification service never delays an order or an exit."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    _lower_priority(settings().worker_nice)
     conn = connect()
     names = queue_names or list(ALL_QUEUES)
     _ensure_schedules(conn)
@@ -30,6 +33,13 @@ def run_worker(burst: bool = False, queue_names: list[str] | None = None) -> boo
     # The scheduler lets jobs be enqueued for later (risk/day schedules); RQ elects one
     # scheduler among workers, so several workers still run each schedule once.
     return worker.work(burst=burst, with_scheduler=True)
+
+
+def _lower_priority(nice: int) -> None:
+    """Step back from the webhook and the monitor when cores are short (see ATS_WORKER_NICE)."""
+    current = os.nice(0)
+    if nice > current:
+        os.nice(nice - current)
 
 
 def _ensure_schedules(conn: redis.Redis) -> None:
