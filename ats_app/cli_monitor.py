@@ -82,13 +82,25 @@ def cmd_feed(args: argparse.Namespace) -> dict[str, Any]:
     return {}
 
 
+def cmd_order_updates(args: argparse.Namespace) -> dict[str, Any]:
+    from ats_app.engine.order_update_stream import run_order_updates
+
+    run_order_updates()
+    return {}
+
+
 def add_monitor_commands(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
-    """Add `feed` and `positions list` to the CLI's top-level subparsers."""
+    """Add `feed`, `order-updates` and `positions list` to the CLI's top-level subparsers."""
     subparsers.add_parser(
         "feed",
         parents=[common_parent],
         help="run the market-data feed (SmartWebSocketV2 -> Redis ticks)",
     ).set_defaults(fn=cmd_feed)
+    subparsers.add_parser(
+        "order-updates",
+        parents=[common_parent],
+        help="run the order-update consumer (Angel's order-update socket -> order rows)",
+    ).set_defaults(fn=cmd_order_updates)
     group = subparsers.add_parser("positions", help="positions")
     cmds = group.add_subparsers(dest="cmd", required=True)
     pl = cmds.add_parser("list", parents=[common_parent], help="a user's positions")

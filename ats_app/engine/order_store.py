@@ -65,11 +65,20 @@ def transition(
     *,
     reason: str | None = None,
     report: BrokerOrder | None = None,
+    quiet: bool = False,
 ) -> Order:
-    """Apply `event`; an edge the table does not allow is audited and changes nothing."""
+    """Apply `event`; an edge the table does not allow is audited and changes nothing.
+
+    `quiet`: a report that tells nothing new (the status the row already has and no more
+    filled, or anything after a terminal status) changes nothing and is not audited. The
+    order-update socket and the job's own REST answer or poll report the same change, in
+    either order; only the first is news.
+    """
     with session_scope() as s:
         order = s.get(Order, order_id, with_for_update=True)
         assert order is not None, f"order {order_id} vanished"
+        if quiet and _stale(order, event, report):
+            return order
         try:
             new = fsm.apply(OrderStatus(order.status), event)
         except fsm.InvalidTransition as exc:
@@ -123,6 +132,18 @@ def transition(
     return order
 
 
+def _stale(order: Order, event: OrderEvent, report: BrokerOrder | None) -> bool:
+    current = OrderStatus(order.status)
+    if fsm.is_terminal(current):
+        return True
+    try:
+        new = fsm.apply(current, event)
+    except fsm.InvalidTransition:
+        return False  # audited as usual: not a duplicate but something we do not model
+    more = report is not None and report.filled_quantity > order.filled_quantity
+    return new == current and not more
+
+
 def _notice(new: OrderStatus) -> str | None:
     """The owner hears about fills and rejections (once per order, whatever retries)."""
     if new == OrderStatus.FILLED:
@@ -132,8 +153,11 @@ def _notice(new: OrderStatus) -> str | None:
     return None
 
 
-def apply_report(order_id: int, report: BrokerOrder, *, reconciled: bool = False) -> Order:
-    """Move an order to the status the broker reports (two steps after reconciliation)."""
+def apply_report(
+    order_id: int, report: BrokerOrder, *, reconciled: bool = False, quiet: bool = False
+) -> Order:
+    """Move an order to the status the broker reports (two steps after reconciliation);
+    `quiet` as in `transition`."""
     if reconciled:
         transition(order_id, OrderEvent.RECONCILE_FOUND, report=report)
         if report.status == OrderStatus.OPEN:
@@ -142,7 +166,7 @@ def apply_report(order_id: int, report: BrokerOrder, *, reconciled: bool = False
     if event is None:
         log.warning("order %s: broker reported %s, nothing to apply", order_id, report.status)
         return get(order_id)
-    return transition(order_id, event, reason=report.reason, report=report)
+    return transition(order_id, event, reason=report.reason, report=report, quiet=quiet)
 
 
 def get(order_id: int) -> Order:

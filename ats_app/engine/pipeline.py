@@ -18,7 +18,15 @@ from decimal import Decimal
 from rq import Queue
 from sqlmodel import Session, col, select
 
-from ats_app.engine import audit, contracts, market_hours, order_store, positions, risk_gate
+from ats_app.engine import (
+    audit,
+    contracts,
+    market_hours,
+    order_store,
+    order_updates,
+    positions,
+    risk_gate,
+)
 from ats_app.engine.alert_schema import AlertSignal, parse_alert
 from ats_app.engine.broker.base import Broker, BrokerOrder, Contract, OrderRequest, Side
 from ats_app.engine.broker.errors import BrokerError, OrderRejected, UnknownOutcome
@@ -351,8 +359,8 @@ def drive(order_id: int, broker: Broker, request: OrderRequest) -> Order:
             )
         except BrokerError as exc:  # refused before processing: nothing reached the book
             return order_store.transition(order_id, OrderEvent.FAIL, reason=str(exc))
-        else:
-            order = order_store.apply_report(order_id, report)
+        else:  # quiet: the order-update socket may have reported it (or its fill) first
+            order = order_store.apply_report(order_id, report, quiet=True)
     order = order_store.get(order_id)
     if OrderStatus(order.status) == OrderStatus.UNKNOWN:
         order = _reconcile(order_id, broker, request.client_order_id)
@@ -369,13 +377,20 @@ def _reconcile(order_id: int, broker: Broker, client_order_id: str) -> Order:
 
 
 def _follow(order_id: int, broker: Broker, client_order_id: str, order: Order) -> Order:
-    """Poll a working order (inside the order-book rate limit) until it finishes or we stop."""
+    """Follow a working order until it finishes or we stop: through the order-update stream
+    while it is up, else by polling the order book (inside its 1/s rate limit)."""
     deadline = time.monotonic() + FILL_WAIT_SECONDS
     while not is_terminal(OrderStatus(order.status)) and time.monotonic() < deadline:
+        if not broker.is_paper:
+            streamed = order_updates.follow(
+                order_id, client_order_id, order.account_id, connection(), deadline
+            )
+            if streamed is not None:
+                return streamed
         time.sleep(0.5 if broker.is_paper else 1.0)
         report: BrokerOrder | None = broker.find_order(client_order_id)
         if report is not None and report.status != order.status:
-            order = order_store.apply_report(order_id, report)
+            order = order_store.apply_report(order_id, report, quiet=True)
     return order
 
 

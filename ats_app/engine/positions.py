@@ -87,8 +87,21 @@ def open_from_entry(order_id: int, tick_size: Decimal, conn: redis.Redis | None)
         )
         s.add(position)
         s.flush()
+        # The job and the order-update consumer may both get here for one order; the row
+        # lock above does not exist on SQLite, so the order is claimed with a conditional
+        # update: whoever finds position_id still empty opens the position, the other
+        # rolls its insert back and returns the winner's.
+        claimed = s.exec(
+            update(Order)
+            .where(col(Order.id) == order_id)  # type: ignore[call-overload]
+            .where(col(Order.position_id).is_(None))
+            .values(position_id=position.id)
+        )
+        if claimed.rowcount != 1:
+            s.rollback()
+            winner = s.get(Order, order_id)
+            return s.get(Position, winner.position_id) if winner and winner.position_id else None
         order.position_id = position.id
-        s.add(order)
         audit.record(
             s,
             "position.opened",
@@ -144,12 +157,23 @@ def close_from_exit(
         if position.status == "CLOSED":
             return position
         exit_paise = order.average_price_paise or 0
-        position.status = "CLOSED"
-        position.exit_price_paise = exit_paise
-        position.exit_reason = reason
-        position.realized_pnl_paise = (exit_paise - position.entry_price_paise) * position.quantity
-        position.closed_at = utcnow()
-        s.add(position)
+        # Conditional, like the claim in open_from_entry: of the job and the order-update
+        # consumer closing it at once (no row locks on SQLite), exactly one closes it.
+        closed = s.exec(
+            update(Position)
+            .where(col(Position.id) == position_id)  # type: ignore[call-overload]
+            .where(col(Position.status) != "CLOSED")
+            .values(
+                status="CLOSED",
+                exit_price_paise=exit_paise,
+                exit_reason=reason,
+                realized_pnl_paise=(exit_paise - position.entry_price_paise) * position.quantity,
+                closed_at=utcnow(),
+            )
+        )
+        s.refresh(position)
+        if closed.rowcount != 1:
+            return position
         audit.record(
             s,
             "position.closed",

@@ -35,7 +35,7 @@ def _bad(message: str) -> JSONResponse:
 async def health(request: Request) -> Response:
     st = _state(request)
     return JSONResponse({"ok": True, "accounts": sorted(st.accounts), "steps": st.market.steps,
-                         "instruments": len(st.master.instruments)})
+                         "instruments": len(st.master.instruments), "calls": dict(st.calls)})
 
 
 async def price(request: Request) -> Response:

@@ -17,6 +17,18 @@ from ats_app.engine.simulator.state import SimState
 from ats_app.engine.simulator.ticks import Level, TickData
 
 FEED_ROUTE, ORDER_ROUTE = "smart-stream", "smart-order-update"
+# The orderData of Angel's AB00 "connected" message: the order-book fields, empty.
+EMPTY_ORDER_DATA: dict[str, Any] = {
+    **{k: "" for k in ("variety", "ordertype", "ordertag", "producttype", "duration",
+                       "tradingsymbol", "transactiontype", "exchange", "symboltoken",
+                       "instrumenttype", "optiontype", "expirydate", "filledshares",
+                       "unfilledshares", "orderid", "text", "status", "orderstatus",
+                       "updatetime", "exchtime", "exchorderupdatetime", "fillid", "filltime",
+                       "parentorderid")},
+    **{k: 0.0 for k in ("price", "triggerprice", "squareoff", "stoploss", "trailingstoploss",
+                        "strikeprice", "averageprice")},
+    **{k: "0" for k in ("quantity", "disclosedquantity", "lotsize", "cancelsize")},
+}
 _SUB_LIMIT_ERROR = {"errorCode": "E1002",
                     "errorMessage": "Invalid Request. Subscription Limit Exceeded"}
 
@@ -162,10 +174,11 @@ async def order_updates(ws: WebSocket) -> None:
     await ws.accept()
 
     async def pump() -> None:
-        # AB00 is Angel's "connected" message; order events follow as they happen.
+        # AB00 is Angel's "connected" message (its orderData: every field, all empty);
+        # order events follow as they happen.
         await ws.send_text(json.dumps({"user-id": client, "status-code": "200",
                                        "order-status": "AB00", "error-message": "",
-                                       "orderData": {}}))
+                                       "orderData": EMPTY_ORDER_DATA}))
         while True:
             await ws.send_text(json.dumps(await queue.get()))
 

@@ -84,6 +84,7 @@ def endpoint(route: str, handler: Handler, *, auth: bool = True, limiter: str | 
 
     async def run(request: Request) -> Response:
         state: SimState = request.app.state.sim
+        state.calls[route] += 1  # tests assert what a client asked for (e.g. no book polls)
         faults = state.faults.take(route)
         refused = await _fault_response(request, state, route, faults)
         if refused is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import date
 from typing import Any
 
@@ -46,6 +46,7 @@ class SimState:
         self.order_listeners: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
         self.feed_conns: dict[str, set[Any]] = defaultdict(set)
         self.order_conns: dict[str, set[Any]] = defaultdict(set)
+        self.calls: Counter[str] = Counter()  # SmartAPI requests per route, as /sim/health shows
         self._task: asyncio.Task[None] | None = None
 
     def _spot(self, token: str) -> float:
