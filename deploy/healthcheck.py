@@ -6,6 +6,7 @@ HEALTHCHECK and docker-compose.yml; runnable as is on a systemd host too.
   backend   GET http://127.0.0.1:$BACKEND_PORT/healthz answers 200 (database and Redis up)
   worker    an RQ worker started on this host (container) is registered in Redis
   monitor   the monitor heartbeat in Redis is fresh
+  order-updates  the order-update consumer's status in Redis is fresh
   database  the database answers SELECT 1 (the one-shot migrate service)
 """
 
@@ -58,6 +59,17 @@ def monitor() -> str | None:
     return None if age < MONITOR_STALE_SECONDS else f"monitor heartbeat is {age:.0f}s old"
 
 
+def order_updates() -> str | None:
+    from ats_app.engine.order_update_stream import STATUS_KEY
+    from ats_app.engine.redis_conn import connect
+
+    status = connect(socket_timeout=3, socket_connect_timeout=3).get(STATUS_KEY)
+    if not status:
+        return "no order-update consumer status in Redis"
+    age = time.time() - json.loads(status)["at"]
+    return None if age < MONITOR_STALE_SECONDS else f"order-update status is {age:.0f}s old"
+
+
 def database() -> str | None:
     import sqlalchemy as sa
 
@@ -68,7 +80,8 @@ def database() -> str | None:
     return None
 
 
-CHECKS = {"backend": backend, "worker": worker, "monitor": monitor, "database": database}
+CHECKS = {"backend": backend, "worker": worker, "monitor": monitor,
+          "order-updates": order_updates, "database": database}
 
 
 def main(argv: list[str]) -> int:

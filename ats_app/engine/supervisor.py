@@ -1,4 +1,5 @@
-"""Development services started by the backend: embedded Redis, RQ worker, monitor.
+"""Development services started by the backend: embedded Redis, RQ workers, monitor, feed,
+order-update consumer, simulator.
 
 In production (ATS_SPAWN_SERVICES=false, the default with ATS_ENV=prod) each of these runs as
 its own service instead. A file lock makes sure only one backend process per data directory
@@ -62,6 +63,9 @@ class Supervisor:
         )
         self.children.append(("monitor", python_child(["ats_app.cli", "monitor"], env)))
         self.children.append(("feed", python_child(["ats_app.cli", "feed"], env)))
+        self.children.append(
+            ("order-updates", python_child(["ats_app.cli", "order-updates"], env))
+        )
         if self.settings.simulator_enabled:
             port = str(self.settings.simulator_port)
             self.children.append(

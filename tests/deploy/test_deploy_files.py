@@ -52,8 +52,9 @@ HEALTHCHECK = ROOT / "deploy" / "healthcheck.py"
 
 # TradingView's published webhook source addresses.
 TRADINGVIEW_IPS = {"52.89.214.238", "34.212.75.30", "54.218.53.128", "52.32.178.7"}
-SERVICES = {"backend", "worker", "monitor", "migrate", "redis", "postgres", "proxy"}
-APP_SERVICES = {"backend", "worker", "monitor"}
+SERVICES = {"backend", "worker", "monitor", "order-updates", "migrate", "redis", "postgres",
+            "proxy"}
+APP_SERVICES = {"backend", "worker", "monitor", "order-updates"}
 CLI = ["python", "-m", "ats_app.cli"]
 
 
@@ -99,7 +100,8 @@ def test_compose_app_services_wait_for_migrate(compose: dict) -> None:
 
 def test_compose_commands_are_real_cli_commands(compose: dict) -> None:
     parser = build_parser()
-    expected = {"migrate": "cmd_db_upgrade", "worker": "cmd_worker", "monitor": "cmd_monitor"}
+    expected = {"migrate": "cmd_db_upgrade", "worker": "cmd_worker", "monitor": "cmd_monitor",
+                "order-updates": "cmd_order_updates"}
     for name, fn_name in expected.items():
         cmd = compose["services"][name]["command"]
         assert cmd[:3] == CLI, name
@@ -440,6 +442,7 @@ def test_systemd_units_run_real_cli_commands() -> None:
         "ats-migrate.service": "cmd_db_upgrade",
         "ats-worker@.service": "cmd_worker",
         "ats-monitor.service": "cmd_monitor",
+        "ats-order-updates.service": "cmd_order_updates",
     }
     for name, fn_name in expected.items():
         unit = _unit(name)
@@ -472,6 +475,7 @@ def test_systemd_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     (tmp_path / "ats-worker@1.service").symlink_to(tmp_path / "ats-worker@.service")
     names = [str(tmp_path / n) for n in ("ats.target", "ats-migrate.service",
                                          "ats-backend.service", "ats-monitor.service",
+                                         "ats-order-updates.service",
                                          "ats-worker@1.service")]
     out = subprocess.run([analyze, "verify", *names], capture_output=True, text=True,
                          timeout=60, env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"})
@@ -486,7 +490,7 @@ def test_cli_help_lists_the_production_services() -> None:
     out = subprocess.run([sys.executable, "-m", "ats_app.cli", "--help"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    for cmd in ("worker", "monitor", "db"):
+    for cmd in ("worker", "monitor", "order-updates", "db"):
         assert re.search(rf"\b{cmd}\b", out.stdout), cmd
 
 
@@ -548,7 +552,7 @@ def test_container_commands_start_the_real_services(
     # Before anything runs, every health check reports unhealthy (so it can fail).
     port = _free_port()
     env = {**prod_env, "BACKEND_PORT": str(port)}
-    for name in ("backend", "worker", "monitor"):
+    for name in ("backend", "worker", "monitor", "order-updates"):
         assert _healthcheck(compose, name, env).returncode == 1, name
 
     migrate = subprocess.run(_local(services["migrate"]["command"]), cwd=ROOT, env=env,
@@ -565,12 +569,13 @@ def test_container_commands_start_the_real_services(
     try:
         for name, argv in (("worker", services["worker"]["command"]),
                            ("monitor", services["monitor"]["command"]),
+                           ("order-updates", services["order-updates"]["command"]),
                            ("backend", backend_cmd)):
             logs[name] = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115
             procs.append(subprocess.Popen(_local(argv), cwd=ROOT, env=env, stdout=logs[name],
                                           stderr=subprocess.STDOUT, start_new_session=True))
         deadline = time.monotonic() + 60
-        pending = {"backend", "worker", "monitor"}
+        pending = {"backend", "worker", "monitor", "order-updates"}
         while pending and time.monotonic() < deadline:
             for p in procs:
                 assert p.poll() is None, _tails(tmp_path)
