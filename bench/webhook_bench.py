@@ -106,14 +106,11 @@ def _alert(link: dict[str, Any], tag: str) -> Any:
 
 def _order_latencies(env: dict[str, str], link_id: int) -> dict[str, float]:
     """From the alert's arrival to the broker call and to the fill, out of the audit log."""
-    os.environ.update({k: env[k] for k in ("DATABASE_URL", "ATS_DATA_DIR", "ATS_SECRET_KEY")})
     from sqlmodel import select
 
-    from ats_app.engine.config import reset_settings_cache
     from ats_app.engine.db import session_scope
     from ats_app.engine.models import Alert, AuditEvent, Order
 
-    reset_settings_cache()
     to_broker, to_fill = [], []
     with session_scope() as s:
         alerts = {a.id: a for a in s.exec(select(Alert).where(Alert.link_id == link_id)).all()}
@@ -142,6 +139,14 @@ def _floor_direct(sim_url: str, n: int = 200) -> dict[str, float]:
             c.get(f"{sim_url}/sim/health")
             lat.append((time.perf_counter() - t0) * 1000)
     return {"p50_ms": round(percentile(lat, 50), 2), "p99_ms": round(percentile(lat, 99), 2)}
+
+
+def _use_server_database(env: dict[str, str]) -> None:
+    """Read the benchmarked server's database from this process (results come from it)."""
+    os.environ.update({k: env[k] for k in ("DATABASE_URL", "ATS_DATA_DIR", "ATS_SECRET_KEY")})
+    from ats_app.engine.config import reset_settings_cache
+
+    reset_settings_cache()
 
 
 def _wait_done(env: dict[str, str], expected: int, timeout: float = 180) -> None:
@@ -188,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             except httpx.HTTPError:
                 time.sleep(0.5)
         links = _setup(env, sim_url)
+        _use_server_database(env)
         workers = [subprocess.Popen([sys.executable, "-m", "ats_app.cli", "worker"], env=env,
                                     cwd=ROOT, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL) for _ in range(3)]
