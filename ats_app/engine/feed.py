@@ -1,8 +1,9 @@
 """The market-data process (`python -m ats_app.cli feed`, or `python -m ats_app.engine.feed`).
 
 It keeps SmartWebSocketV2 sockets (the official SDK client) open for the instruments of open
-positions and puts every tick on Redis: the latest-price key (`prices.write_tick`, which paper
-trading reads) and the per-instrument channel `ticks:{EXCH}:{token}` (which the monitor reads).
+positions and puts every tick on Redis: the latest-price key (`prices.read_tick`'s, which paper
+trading reads) and the per-instrument channel `ticks:{EXCH}:{token}` (which the monitor reads),
+batched by `tickwriter.TickWriter` (one pipeline per burst, never waiting for a batch to fill).
 
 - One source per Angel client code (or the local simulator), at most 3 sockets of at most
   1,000 tokens each: Angel's limits. Never one socket per worker or per position.
@@ -24,21 +25,18 @@ import json
 import logging
 import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable
-from decimal import Decimal
 from types import FrameType
 from typing import Any
 
 import redis
-from SmartApi.smartWebSocketV2 import SmartWebSocketV2
 
 from ats_app.engine.accounts import Credentials
 from ats_app.engine.broker.factory import angel_broker
-from ats_app.engine.broker.sdk import quiet_sdk_logging
 from ats_app.engine.db import session_scope
+from ats_app.engine.feed_socket import FeedSocket
 from ats_app.engine.feed_sources import (
     MAX_SOCKETS_PER_CLIENT,
     MAX_TOKENS_PER_SOCKET,
@@ -49,17 +47,15 @@ from ats_app.engine.feed_sources import (
     source_key,
 )
 from ats_app.engine.positions import POSITIONS_CHANNEL
-from ats_app.engine.prices import write_tick
 from ats_app.engine.redis_conn import connect
 from ats_app.engine.tickbus import (
     EXCHANGE_BY_TYPE,
     EXCHANGE_TYPES,
     FEED_STATUS_KEY,
     FeedSettings,
-    encode_tick,
     instrument_key,
-    tick_channel,
 )
+from ats_app.engine.tickwriter import TickWriter
 from ats_app.engine.watchlist import active_positions
 
 log = logging.getLogger("ats.feed")
@@ -67,56 +63,6 @@ log = logging.getLogger("ats.feed")
 Token = tuple[int, str]  # (exchange type, symbol token)
 RESYNC_SECONDS = 5.0
 LTP_MODE = 1
-
-
-class FeedSocket(SmartWebSocketV2):  # type: ignore[misc]
-    """SmartWebSocketV2 without its side effects and with per-socket subscription state."""
-
-    def __init__(self, *, url: str, jwt: str, api_key: str, client_code: str,
-                 feed_token: str) -> None:
-        # Not SmartWebSocketV2.__init__: it creates logs/<date>/ in the working directory and
-        # attaches a logzero file handler that logs every frame. Same attributes otherwise.
-        quiet_sdk_logging()
-        self.auth_token, self.api_key = jwt, api_key
-        self.client_code, self.feed_token = client_code, feed_token
-        self.DISCONNECT_FLAG = True
-        self.last_pong_timestamp = None
-        self.MAX_RETRY_ATTEMPT = 0  # our supervisor reconnects, without limit
-        self.retry_strategy, self.retry_delay = 0, 0
-        self.retry_multiplier, self.retry_duration = 2, None
-        self.current_retry_attempt = 0
-        self.RESUBSCRIBE_FLAG = False
-        self.input_request_dict: dict[Any, Any] = {}  # own copy, not the shared class dict
-        self.ROOT_URI = url
-        self.wsapp = None
-        self.last_error: BaseException | str | None = None
-        if not self._sanity_check():
-            raise ValueError("the feed needs a JWT, API key, client code and feed token")
-
-    def _on_open(self, wsapp: Any) -> None:
-        # Always our on_open (which subscribes everything), never the SDK's resubscribe.
-        self.on_open(wsapp)
-
-    def _on_error(self, wsapp: Any, error: Any) -> None:
-        self.last_error = error  # the SDK replaces it with "Max retry attempt reached"
-        super()._on_error(wsapp, error)
-
-    def _on_data(self, wsapp: Any, data: Any, data_type: int, continue_flag: Any) -> None:
-        if data_type == 1 and data != "pong":  # the SDK drops text frames: errors among them
-            log.warning("feed server says: %s", str(data)[:300])
-            return
-        super()._on_data(wsapp, data, data_type, continue_flag)
-
-    def kill(self) -> None:
-        """Close from another thread: shutdown() wakes the reader (close() can hang it)."""
-        app = self.wsapp
-        if app is None:
-            return
-        app.keep_running = False
-        sock = getattr(getattr(app, "sock", None), "sock", None)
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
 
 
 def _token_list(tokens: set[Token]) -> list[dict[str, Any]]:
@@ -277,21 +223,14 @@ class FeedProcess:
         self.last_tick: dict[str, float] = {}
         self.wanted_since: dict[str, float] = {}
         self.stopping = threading.Event()
-        self._tick_errors = 0
+        self.writer = TickWriter(self.redis)
 
     # ------------------------------------------------------------ ticks (socket threads)
 
     def publish_tick(self, exchange: str, token: str, paise: int, now: float) -> None:
-        self.last_tick[instrument_key(exchange, token)] = now
-        try:
-            pipe = self.redis.pipeline(transaction=False)
-            write_tick(pipe, exchange, token, Decimal(paise) / 100, at=now)
-            pipe.publish(tick_channel(exchange, token), encode_tick(paise, now))
-            pipe.execute()
-        except redis.RedisError as exc:
-            self._tick_errors += 1
-            if self._tick_errors % 1000 == 1:
-                log.error("cannot publish ticks to Redis: %s", exc)
+        # Queued, not written: the writer thread pipelines every tick queued meanwhile.
+        self.last_tick[f"{exchange}:{token}"] = now  # instrument_key(); exchange is upper
+        self.writer.put(exchange, token, paise, now)
 
     # ------------------------------------------------------------ subscriptions
 
@@ -358,12 +297,14 @@ class FeedProcess:
         now = time.time()
         status = {"at": now, "pid": os.getpid(),
                   "connections": [c.status() for cs in self.conns.values() for c in cs],
-                  "stale": self.stale(now)}
+                  "stale": self.stale(now), "ticks_published": self.writer.published,
+                  "tick_batches": self.writer.batches, "tick_write_errors": self.writer.errors}
         self.redis.set(FEED_STATUS_KEY, json.dumps(status), ex=10)
 
     def run(self) -> None:
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         pubsub.subscribe(POSITIONS_CHANNEL)
+        self.writer.start()
         dirty, last_resync, next_status = True, 0.0, 0.0
         try:
             while not self.stopping.is_set():
@@ -400,6 +341,7 @@ class FeedProcess:
             for c in cs:
                 c.stop()
         self.conns.clear()
+        self.writer.close()  # after the sockets: their last ticks still go out
         with contextlib.suppress(redis.RedisError):
             self.redis.delete(FEED_STATUS_KEY)
 

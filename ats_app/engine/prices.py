@@ -18,6 +18,7 @@ quote, which needs a login); `FallbackPriceSource` tries them in order.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -37,6 +38,7 @@ __all__ = [
     "PriceUnavailable",
     "RedisPriceSource",
     "ltp_key",
+    "ltp_payload_paise",
     "read_tick",
     "write_tick",
 ]
@@ -64,6 +66,16 @@ def write_tick(r: redis.Redis, exchange: str, symboltoken: str, ltp: Decimal | f
     payload = {"ltp": _text(ltp), "bid": _text(bid), "ask": _text(ask),
                "at": time.time() if at is None else float(at)}
     r.set(ltp_key(exchange, symboltoken), json.dumps(payload), ex=ttl)
+
+
+def ltp_payload_paise(ltp_paise: int, at: float) -> str:
+    """`write_tick`'s JSON for an LTP-only tick in paise, built without Decimal or json.dumps
+    (the feed writes thousands a second); `read_tick` reads both the same."""
+    whole, frac = divmod(int(ltp_paise), 100)
+    at = float(at)
+    if not math.isfinite(at):
+        raise ValueError(f"tick time must be finite, got {at!r}")
+    return f'{{"ltp": "{whole}.{frac:02d}", "bid": null, "ask": null, "at": {at!r}}}'
 
 
 def _dec(value: Any) -> Decimal | None:
