@@ -153,6 +153,7 @@ class FeedConnection:
                         feed_token=tokens.feed)
         ws.on_open = self._on_open
         ws.on_data = self._on_data
+        ws.on_ltp = self._on_ltp
         ws.on_error = lambda *a: None  # the cause is in ws.last_error
         ws.on_close = lambda *a: None
         ws.on_message = lambda *a: None
@@ -205,13 +206,17 @@ class FeedConnection:
         log.info("feed %s/%d: connected, %d token(s)", self.key, self.index, len(self.tokens))
 
     def _on_data(self, _wsapp: Any, msg: dict[str, Any]) -> None:
+        # Non-LTP packets only (the SDK's dict); LTP packets come through _on_ltp.
+        self._on_ltp(int(msg.get("exchange_type", 0)), str(msg.get("token", "")),
+                     msg.get("last_traded_price"))
+
+    def _on_ltp(self, exchange_type: int, token: str, price: Any) -> None:
         now = time.time()
         self.last_data_at = now
-        exchange = EXCHANGE_BY_TYPE.get(int(msg.get("exchange_type", 0)))
-        price = msg.get("last_traded_price")
+        exchange = EXCHANGE_BY_TYPE.get(exchange_type)
         if exchange is None or not isinstance(price, int) or price <= 0:
             return
-        self._on_tick(exchange, str(msg.get("token", "")), price, now)
+        self._on_tick(exchange, token, price, now)
 
 
 class FeedProcess:
