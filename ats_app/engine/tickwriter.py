@@ -97,7 +97,11 @@ class TickWriter:
             self._wake.clear()
             while self._queue:
                 errors = self.errors
-                self.flush()
+                try:
+                    self.flush()
+                except Exception:  # a bug, not Redis: this thread must outlive it, or the
+                    self.errors += 1  # feed would look alive while publishing nothing
+                    log.exception("tick writer: batch dropped")
                 if self.errors != errors and not self._stopping:
                     time.sleep(ERROR_PAUSE_S)  # Redis is down: no hot loop; the queue is bounded
             if self._stopping:

@@ -112,3 +112,19 @@ def test_fast_encodings_are_the_json_the_readers_expect() -> None:
         assert Decimal(body["ltp"]) == Decimal(paise) / 100 and body["at"] == at
         assert body["bid"] is None and body["ask"] is None
     assert json.loads(encode_tick(1, 2.0, 'we"ird'))["src"] == 'we"ird'
+
+
+def test_a_bad_batch_does_not_kill_the_writer(redis_url: str) -> None:
+    r = redis.Redis.from_url(redis_url)
+    ps = _subscriber(redis_url)
+    w = TickWriter(r).start()
+    try:
+        w.put("NFO", "1", 100, float("nan"))  # the latest-price JSON refuses a NaN time
+        deadline = time.monotonic() + 5
+        while w.errors == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert w.errors == 1
+        w.put("NFO", "1", 105, time.time())
+        assert [g[:2] for g in _collect(ps, 1)] == [("ticks:NFO:1", 105)]
+    finally:
+        w.close()
