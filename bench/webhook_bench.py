@@ -78,7 +78,9 @@ def _cli(env: dict[str, str], *args: str, stdin: str | None = None) -> dict[str,
     return json.loads(out.stdout)
 
 
-def _setup(env: dict[str, str], sim_url: str) -> dict[str, Any]:
+def _setup(env: dict[str, str], sim_url: str, links_per_path: int) -> dict[str, Any]:
+    """One user, a simulator account, `links_per_path` paper and live links (one open
+    position per link, so that concurrent entries on different links all trade)."""
     user = "bench"
     _cli(env, "user", "create", "--username", user, "--password", "benchpassword",
          "--first", "B", "--last", "Ench")
@@ -88,12 +90,17 @@ def _setup(env: dict[str, str], sim_url: str) -> dict[str, Any]:
     acc = _cli(env, "account", "add", "--user", user, "--label", "sim", "--client-id",
                demo.client_code, "--api-key", "bench", "--pin", demo.pin, "--totp-secret",
                demo.totp_secret, "--base-url", sim_url)
-    paper = _cli(env, "webhook", "create", "--user", user, "--name", "paper", "--sl", "5",
-                 "--paper")
-    live = _cli(env, "webhook", "create", "--user", user, "--name", "live", "--account",
-                str(acc["id"]), "--sl", "5")
+    links: dict[str, Any] = {"paper": [], "live": []}
+    for i in range(links_per_path):
+        links["paper"].append(_cli(env, "webhook", "create", "--user", user, "--name",
+                                   f"paper{i}", "--sl", "5", "--paper"))
+        links["live"].append(_cli(env, "webhook", "create", "--user", user, "--name",
+                                  f"live{i}", "--account", str(acc["id"]), "--sl", "5"))
+    # The benchmark measures speed, not the default risk limits (5 positions, 50 orders/day).
+    _cli(env, "risk", "set", "--user", user, "--max-open-positions", "off",
+         "--max-orders-per-day", "off")
     _cli(env, "bot", "start", "--user", user)
-    return {"paper": paper, "live": live}
+    return links
 
 
 def _alert(link: dict[str, Any], tag: str) -> Any:
@@ -104,8 +111,8 @@ def _alert(link: dict[str, Any], tag: str) -> Any:
     return body
 
 
-def _order_latencies(env: dict[str, str], link_id: int) -> dict[str, float]:
-    """From the alert's arrival to the broker call and to the fill, out of the audit log."""
+def _order_latencies(link_id: int) -> dict[str, list[float]]:
+    """From each entry alert's arrival to the broker call and to the fill (audit log)."""
     from sqlmodel import select
 
     from ats_app.engine.db import session_scope
@@ -120,15 +127,61 @@ def _order_latencies(env: dict[str, str], link_id: int) -> dict[str, float]:
                 select(AuditEvent).where(AuditEvent.subject == o.client_order_id)).all()}
             received = alerts[o.alert_id].received_at
             if "order.submit" in events and "order.accept" in events:
+                # The simulator had the request halfway between SUBMIT and its answer.
                 half_rtt = (events["order.accept"] - events["order.submit"]) / 2
                 to_broker.append(((events["order.submit"] + half_rtt) - received)
                                  .total_seconds() * 1000)
             if "order.fill" in events:
                 to_fill.append((events["order.fill"] - received).total_seconds() * 1000)
-    return {"orders": len(to_fill), "to_broker_p50_ms": round(percentile(to_broker, 50), 1),
-            "to_broker_p99_ms": round(percentile(to_broker, 99), 1),
-            "to_fill_p50_ms": round(percentile(to_fill, 50), 1),
-            "to_fill_p99_ms": round(percentile(to_fill, 99), 1)}
+    return {"to_broker": to_broker, "to_fill": to_fill}
+
+
+async def _post_all(urls_bodies: list[tuple[str, bytes]]) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        await asyncio.gather(*(client.post(u, content=b) for u, b in urls_bodies))
+
+
+def _exit_body(link: dict[str, Any], tag: str) -> bytes:
+    return json.dumps({"secret": link["secret"], "action": "exit", "symbol": "NIFTY",
+                       "id": tag}).encode()
+
+
+def _alert_to_order(backend: str, links: list[dict[str, Any]], rounds: int) -> dict[str, Any]:
+    """Entries on every link at once (more than the 4 workers: they are all busy), then the
+    exits, `rounds` times; latencies from each entry's arrival, out of the audit log."""
+    for r in range(rounds):
+        asyncio.run(_post_all([(f"{backend}/webhook/{lk['token']}", _alert(lk, f"e{r}")(i))
+                               for i, lk in enumerate(links)]))
+        _wait_positions(links, opened=True)
+        asyncio.run(_post_all([(f"{backend}/webhook/{lk['token']}", _exit_body(lk, f"x{r}{i}"))
+                               for i, lk in enumerate(links)]))
+        _wait_positions(links, opened=False)
+    out: dict[str, Any] = {"alerts": rounds * len(links)}
+    for lk in links:
+        for k, v in _order_latencies(lk["id"]).items():
+            out.setdefault(k, []).extend(v)
+    return {"alerts": out.pop("alerts"), "orders": len(out.get("to_fill", [])),
+            **{f"{k}_{q}_ms": round(percentile(v, pct), 1) for k, v in out.items()
+               for q, pct in (("p50", 50), ("p99", 99))}}
+
+
+def _wait_positions(links: list[dict[str, Any]], *, opened: bool, timeout: float = 60) -> None:
+    from sqlmodel import func, select
+
+    from ats_app.engine.db import session_scope
+    from ats_app.engine.models import Position
+
+    ids = [lk["id"] for lk in links]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with session_scope() as s:
+            n = s.exec(select(func.count()).select_from(Position)
+                       .where(Position.link_id.in_(ids))  # type: ignore[attr-defined]
+                       .where(Position.status == "OPEN")).one()
+        if (n == len(ids)) if opened else (n == 0):
+            return
+        time.sleep(0.05)
+    print(f"warning: positions still {'not open' if opened else 'open'} after {timeout}s")
 
 
 def _floor_direct(sim_url: str, n: int = 200) -> dict[str, float]:
@@ -169,7 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--rates", default="50,200,500")
-    p.add_argument("--orders", type=int, default=40, help="alerts per path for alert→order")
+    p.add_argument("--links", type=int, default=8,
+                   help="links per path: their entries arrive together (4 workers busy)")
+    p.add_argument("--rounds", type=int, default=5, help="entry/exit rounds per path")
     args = p.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="ats-bench-"))
     from cryptography.fernet import Fernet
@@ -192,19 +247,20 @@ def main(argv: list[str] | None = None) -> int:
                     break
             except httpx.HTTPError:
                 time.sleep(0.5)
-        links = _setup(env, sim_url)
+        links = _setup(env, sim_url, args.links)
         _use_server_database(env)
         workers = [subprocess.Popen([sys.executable, "-m", "ats_app.cli", "worker"], env=env,
                                     cwd=ROOT, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL) for _ in range(3)]
         # Warm-up: first requests import code paths and fill caches (scrip master, sessions).
-        asyncio.run(_open_loop(f"{server.backend}/webhook/{links['paper']['token']}", 20, 1.0,
-                               _alert(links["paper"], "warm")))
+        asyncio.run(_open_loop(f"{server.backend}/webhook/{links['paper'][0]['token']}", 20, 1.0,
+                               _alert(links["paper"][0], "warm")))
         ack: dict[str, Any] = {}
         for rate in [int(r) for r in args.rates.split(",")]:
             floor = asyncio.run(_open_loop(f"{server.backend}/ping", rate, args.seconds, None))
-            hook = asyncio.run(_open_loop(f"{server.backend}/webhook/{links['paper']['token']}",
-                                          rate, args.seconds, _alert(links["paper"], f"r{rate}")))
+            hook = asyncio.run(_open_loop(f"{server.backend}/webhook/{links['paper'][0]['token']}",
+                                          rate, args.seconds,
+                                          _alert(links["paper"][0], f"r{rate}")))
             hook["ratio_p99_to_floor"] = round(hook["p99_ms"] / max(floor["p99_ms"], 1e-6), 2)
             ack[str(rate)] = {"webhook": hook, "floor_ping": floor}
             print(f"ack @{rate}/s: webhook p50 {hook['p50_ms']} ms p99 {hook['p99_ms']} ms | "
@@ -212,22 +268,16 @@ def main(argv: list[str] | None = None) -> int:
         # Let the queue of load-test alerts drain before timing single alerts.
         total_alerts = sum(v["webhook"]["sent"] for v in ack.values()) + 20
         _wait_done(env, total_alerts)
+        # The load test left link 0's position open: close it so every round starts flat.
+        asyncio.run(_post_all([(f"{server.backend}/webhook/{links['paper'][0]['token']}",
+                                _exit_body(links["paper"][0], "x-load"))]))
+        _wait_positions(links["paper"], opened=False)
         paths: dict[str, Any] = {"floor_direct_http": _floor_direct(sim_url)}
         for name in ("paper", "live"):
-            for i in range(args.orders):
-                httpx.post(f"{server.backend}/webhook/{links[name]['token']}",
-                           content=_alert(links[name], f"o{name}")(i))
-                # One open position per link: exit it so that the next entry trades.
-                time.sleep(0.3)
-                httpx.post(f"{server.backend}/webhook/{links[name]['token']}",
-                           content=json.dumps({"secret": links[name]["secret"],
-                                               "action": "exit", "symbol": "NIFTY",
-                                               "id": f"x{name}{i}"}))
-                time.sleep(0.25)
-            time.sleep(3)
-            paths[name] = _order_latencies(env, links[name]["id"])
+            paths[name] = _alert_to_order(server.backend, links[name], args.rounds)
             print(f"alert→order {name}: {paths[name]}")
         save("webhook", {"ack": ack, "alert_to_order": paths, "workers": 4,
+                         "links_per_path": args.links, "rounds": args.rounds,
                          "seconds_per_rate": args.seconds})
     finally:
         for w in workers:
