@@ -62,6 +62,7 @@ log = logging.getLogger("ats.feed")
 
 Token = tuple[int, str]  # (exchange type, symbol token)
 RESYNC_SECONDS = 5.0
+MIN_RESYNC_GAP = 0.1  # event-driven resyncs at most 10/s, however fast events arrive
 LTP_MODE = 1
 
 
@@ -314,7 +315,8 @@ class FeedProcess:
         try:
             while not self.stopping.is_set():
                 now = time.monotonic()
-                if dirty or now - last_resync >= RESYNC_SECONDS:
+                if (dirty and now - last_resync >= MIN_RESYNC_GAP) \
+                        or now - last_resync >= RESYNC_SECONDS:
                     try:
                         self.resync()
                         dirty = False
@@ -330,8 +332,14 @@ class FeedProcess:
                         log.warning("cannot write the feed status to Redis")
                     next_status = now + 1.0
                 try:
-                    if pubsub.get_message(timeout=0.2) is not None:
+                    if pubsub.get_message(timeout=MIN_RESYNC_GAP if dirty else 0.2) is not None:
                         dirty = True
+                        # A burst of events (1,000 positions opened at once) makes one resync,
+                        # not one each: a resync reads every open position from the database,
+                        # and a storm of them took the GIL from the socket threads.
+                        for _ in range(100_000):
+                            if pubsub.get_message(timeout=0.0) is None:
+                                break
                 except redis.RedisError:
                     time.sleep(0.5)
                     pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
