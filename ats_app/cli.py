@@ -99,6 +99,7 @@ def cmd_account_add(session: Session, args: argparse.Namespace) -> dict[str, Any
         base_url=args.base_url,
         egress_proxy=args.egress_proxy,
         egress_ip=args.egress_ip,
+        egress_source_ip=args.source_ip,
         is_simulated=args.simulated,
     )
     return asdict(view)
@@ -230,6 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
     aa.add_argument("--base-url", help="a SmartAPI-compatible server, e.g. the simulator")
     aa.add_argument("--egress-proxy", help="proxy URL orders leave through")
     aa.add_argument("--egress-ip", help="the static IP registered with Angel One")
+    aa.add_argument(
+        "--source-ip",
+        help="local address of this server that orders leave from (not with --egress-proxy)",
+    )
     aa.add_argument("--simulated", action="store_true", help="mark as a simulated account")
     aa.set_defaults(fn=cmd_account_add)
 

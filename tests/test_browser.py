@@ -171,11 +171,23 @@ def test_trading_flow_paper(app: ReflexProcess, page) -> None:
     expect(page.locator("#acc-base_url")).to_have_value(re.compile(r"^http://127\.0\.0\.1:"))
     expect(page.locator("#acc-pin")).to_have_value("")  # secrets are never sent back
     page.fill("#acc-label", "Demo account")
+    # A local source address: the simulator (no registered IP here) listens on loopback.
+    page.fill("#acc-egress_source_ip", "127.0.0.1")
     page.click("#acc-save")
     expect(page.locator("#accounts")).to_contain_text("Demo account")
+    expect(page.locator("#accounts")).to_contain_text("from 127.0.0.1")
     expect(page.locator("[id^=test-result-]").first).to_have_text("")  # the old result is gone
     page.locator("[id^=test-]").filter(has_text="Test connection").first.click()
     expect(page.locator("[id^=test-result-]").first).to_contain_text("OK", timeout=30_000)
+    expect(page.locator("[id^=test-result-]").first).to_contain_text(
+        "orders leave from 127.0.0.1")
+    # A second edit starts from the stored values, so saving it keeps the source address.
+    page.locator("#accounts tr", has_text="Demo account").get_by_role("button", name="Edit").click()
+    expect(page.locator("#acc-egress_source_ip")).to_have_value("127.0.0.1")
+    page.fill("#acc-label", "Demo account 2")
+    page.click("#acc-save")
+    row = page.locator("#accounts tr", has_text="Demo account 2")
+    expect(row).to_contain_text("from 127.0.0.1")  # saved (new label) and not wiped
 
     page.click("#nav-strategies")
     page.fill("#strategy-name", "Opening range breakout")

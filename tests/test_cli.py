@@ -14,7 +14,7 @@ import pytest
 from sqlmodel import select
 
 from ats_app.engine.db import session_scope
-from ats_app.engine.models import AuditEvent, Order
+from ats_app.engine.models import AuditEvent, BrokerAccount, Order
 
 ROOT = Path(__file__).resolve().parents[1]
 TOTP = "JBSWY3DPEHPK3PXP"
@@ -218,3 +218,21 @@ def test_errors_go_to_stderr_with_status_and_are_audited(cli) -> None:
     with session_scope() as s:
         refused = s.exec(select(AuditEvent).where(AuditEvent.action == "cli.refused")).all()
     assert len(refused) == 3 and any("stop_loss_pct" in e.detail for e in refused)
+
+
+def test_account_add_with_a_local_source_address(cli) -> None:
+    cli("user", "create", "--username", "ops", "--password", "password123", "--first", "O",
+        "--last", "P")
+    base = ("account", "add", "--user", "ops", "--client-id", "S1", "--api-key", "k",
+            "--pin", "1234", "--totp-secret", TOTP)
+    acc = cli.json(*base, "--label", "a", "--source-ip", "127.0.0.5")
+    assert acc["egress_source_ip"] == "127.0.0.5" and acc["egress_proxy"] is None
+    both = cli(*base, "--label", "b", "--source-ip", "127.0.0.6", "--egress-proxy",
+               "http://127.0.0.1:8888", expect=1)
+    assert "not both" in both.stderr and both.stdout == ""
+    bad = cli(*base, "--label", "c", "--source-ip", "127.0.0.300", expect=1)
+    assert "local source address" in bad.stderr
+    with session_scope() as s:
+        assert [a.label for a in s.exec(select(BrokerAccount)).all()] == ["a"]
+        refused = s.exec(select(AuditEvent).where(AuditEvent.action == "cli.refused")).all()
+    assert ['"egress_source_ip"' in e.detail for e in refused] == [True, True]

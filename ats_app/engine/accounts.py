@@ -30,6 +30,7 @@ class AccountView:
     base_url: str | None
     egress_proxy: str | None
     egress_ip: str | None
+    egress_source_ip: str | None
     is_simulated: bool
     has_api_key: bool
     has_pin: bool
@@ -47,6 +48,7 @@ class Credentials:
     api_key: str = field(repr=False)
     pin: str = field(repr=False)
     totp_secret: str = field(repr=False)
+    egress_source_ip: str | None = None  # local address the connections bind to
 
 
 def _view(a: BrokerAccount) -> AccountView:
@@ -58,6 +60,7 @@ def _view(a: BrokerAccount) -> AccountView:
         base_url=a.base_url,
         egress_proxy=a.egress_proxy,
         egress_ip=a.egress_ip,
+        egress_source_ip=a.egress_source_ip,
         is_simulated=a.is_simulated,
         has_api_key=bool(a.api_key_enc),
         has_pin=bool(a.pin_enc),
@@ -100,6 +103,33 @@ def _validate_ip(value: str | None) -> str | None:
         raise ValidationError("egress IP must be an IPv4 or IPv6 address", "egress_ip") from exc
 
 
+def _validate_source_ip(value: str | None) -> str | None:
+    """A local address to send from. Only its form is checked here: whether this machine
+    has it is checked where the connection is made (the dashboard saving the setting may
+    run on another host or container than the workers that send the orders)."""
+    if value is None or not value.strip():
+        return None
+    try:
+        ip = ipaddress.ip_address(value.strip())
+    except ValueError as exc:
+        raise ValidationError(
+            "local source address must be an IPv4 or IPv6 address of this server, "
+            "e.g. 10.0.1.25", "egress_source_ip") from exc
+    if ip.is_unspecified or ip.is_multicast:
+        # Binding to 0.0.0.0 / :: means "any address": it would silently change nothing.
+        raise ValidationError(
+            f"local source address {ip} cannot be sent from; give one address of this server",
+            "egress_source_ip")
+    return str(ip)
+
+
+def _check_one_egress(egress_proxy: str | None, egress_source_ip: str | None) -> None:
+    if egress_proxy and egress_source_ip:
+        raise ValidationError(
+            "an account leaves either through an egress proxy or from a local source address, "
+            "not both: clear one of them", "egress_source_ip")
+
+
 def _required(value: str | None, field_name: str, limit: int = 256) -> str:
     v = (value or "").strip()
     if not v:
@@ -132,12 +162,16 @@ def add_account(
     base_url: str | None = None,
     egress_proxy: str | None = None,
     egress_ip: str | None = None,
+    egress_source_ip: str | None = None,
     is_simulated: bool = False,
 ) -> AccountView:
     box = default_box()
     cid = _required(client_id, "client_id", 32)
     if not CLIENT_ID_RE.match(cid):
         raise ValidationError("client ID must be letters and digits only", "client_id")
+    proxy = _validate_url(egress_proxy, "egress_proxy")
+    source_ip = _validate_source_ip(egress_source_ip)
+    _check_one_egress(proxy, source_ip)
     row = BrokerAccount(
         user_id=user_id,
         label=_required(label, "label", 100),
@@ -146,8 +180,9 @@ def add_account(
         pin_enc=box.encrypt(_required(pin, "pin", 64)),
         totp_secret_enc=box.encrypt(validate_totp_secret(totp_secret)),
         base_url=_validate_url(base_url, "base_url"),
-        egress_proxy=_validate_url(egress_proxy, "egress_proxy"),
+        egress_proxy=proxy,
         egress_ip=_validate_ip(egress_ip),
+        egress_source_ip=source_ip,
         is_simulated=is_simulated,
     )
     session.add(row)
@@ -179,32 +214,38 @@ def update_account(
     base_url: str | None = None,
     egress_proxy: str | None = None,
     egress_ip: str | None = None,
+    egress_source_ip: str | None = None,
 ) -> AccountView:
-    """Change fields; a secret left None or empty keeps its stored value (write-only secrets)."""
+    """Change fields; a secret left None or empty keeps its stored value (write-only secrets).
+    A non-secret field left None keeps its value; "" clears it.
+
+    Everything is validated before the row is touched, so refused input changes nothing
+    (not even in this session's pending state)."""
     row = _owned(session, user_id, account_id)
     box = default_box()
-    changed: list[str] = []
+    new: dict[str, str | None] = {}
     if label is not None and label.strip():
-        row.label = _required(label, "label", 100)
-        changed.append("label")
+        new["label"] = _required(label, "label", 100)
     if api_key:
-        row.api_key_enc = box.encrypt(_required(api_key, "api_key"))
-        changed.append("api_key")
+        new["api_key_enc"] = box.encrypt(_required(api_key, "api_key"))
     if pin:
-        row.pin_enc = box.encrypt(_required(pin, "pin", 64))
-        changed.append("pin")
+        new["pin_enc"] = box.encrypt(_required(pin, "pin", 64))
     if totp_secret:
-        row.totp_secret_enc = box.encrypt(validate_totp_secret(totp_secret))
-        changed.append("totp_secret")
+        new["totp_secret_enc"] = box.encrypt(validate_totp_secret(totp_secret))
     if base_url is not None:
-        row.base_url = _validate_url(base_url, "base_url")
-        changed.append("base_url")
+        new["base_url"] = _validate_url(base_url, "base_url")
     if egress_proxy is not None:
-        row.egress_proxy = _validate_url(egress_proxy, "egress_proxy")
-        changed.append("egress_proxy")
+        new["egress_proxy"] = _validate_url(egress_proxy, "egress_proxy")
     if egress_ip is not None:
-        row.egress_ip = _validate_ip(egress_ip)
-        changed.append("egress_ip")
+        new["egress_ip"] = _validate_ip(egress_ip)
+    if egress_source_ip is not None:
+        new["egress_source_ip"] = _validate_source_ip(egress_source_ip)
+    # The result must be consistent, whichever of the two this edit touches.
+    _check_one_egress(new.get("egress_proxy", row.egress_proxy),
+                      new.get("egress_source_ip", row.egress_source_ip))
+    for name, value in new.items():
+        setattr(row, name, value)
+    changed = [name.removesuffix("_enc") for name in new]
     row.updated_at = utcnow()
     session.add(row)
     try:
@@ -253,6 +294,7 @@ def credentials(session: Session, user_id: int, account_id: int) -> Credentials:
         client_id=row.client_id,
         base_url=row.base_url,
         egress_proxy=row.egress_proxy,
+        egress_source_ip=row.egress_source_ip,
         api_key=box.decrypt(row.api_key_enc),
         pin=box.decrypt(row.pin_enc),
         totp_secret=box.decrypt(row.totp_secret_enc),

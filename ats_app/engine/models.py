@@ -83,6 +83,9 @@ class BrokerAccount(SQLModel, table=True):
     base_url: str | None = Field(default=None, max_length=255)  # None: Angel One's own API
     egress_proxy: str | None = Field(default=None, max_length=255)
     egress_ip: str | None = Field(default=None, max_length=64)
+    # A local address of this server that the account's connections bind to (exclusive
+    # with egress_proxy); on EC2 a secondary private IP with its own Elastic IP.
+    egress_source_ip: str | None = Field(default=None, max_length=64)
     is_simulated: bool = Field(default=False)
     created_at: datetime = _ts()
     updated_at: datetime = _ts()

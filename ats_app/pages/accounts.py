@@ -90,9 +90,19 @@ def _form() -> rx.Component:
                     _input("base_url", "SmartAPI server (empty = Angel One)"),
                     _input("egress_proxy", "Egress proxy URL (optional)"),
                     _input("egress_ip", "Registered static IP (optional)"),
+                    _input("egress_source_ip", "Local source address (static IP on this server)"),
                     columns=rx.breakpoints(initial="1", sm="2"),
                     spacing="3",
                     width="100%",
+                ),
+                rx.text(
+                    "Angel One accepts orders only from the static IP registered for the "
+                    "account. Fill in at most one of: an egress proxy URL that leaves from that "
+                    "IP, or a local source address — an IP of this server that maps to it "
+                    "(on EC2, the secondary private IP whose Elastic IP you registered). "
+                    "Both empty: orders leave from the server's default address.",
+                    size="1",
+                    color="var(--gray-11)",
                 ),
                 form_error(AccountsState.error),
                 form_message(AccountsState.message),

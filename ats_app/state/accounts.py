@@ -2,16 +2,75 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import reflex as rx
 from sqlmodel import Session
 
 from ats_app import routes
-from ats_app.engine import accounts
+from ats_app.engine import accounts, audit
 from ats_app.engine.config import settings
 from ats_app.engine.db import session_scope
 from ats_app.engine.errors import AtsError
 from ats_app.state.auth import AuthState, sentence
 from ats_app.state.deleting import ConfirmDelete
+
+FORM_FIELDS = (
+    "label",
+    "client_id",
+    "api_key",
+    "pin",
+    "totp_secret",
+    "base_url",
+    "egress_proxy",
+    "egress_ip",
+    "egress_source_ip",
+)
+
+
+def form_fields(form: dict[str, str]) -> dict[str, str]:
+    """The account form's values as `add_account`/`update_account` keywords. Every field is
+    sent (empty when blank): on edit, a blank non-secret field clears it, which is why the
+    edit form must start from the current values (`edit_values`)."""
+    return {k: form.get(k, "") for k in FORM_FIELDS}
+
+
+def edit_values(row: dict[str, str]) -> dict[str, str]:
+    """What the edit form starts with: every non-secret value of the account, so saving
+    an edit that only renames it keeps its server, proxy, IP and source address."""
+    return {"label": row["label"], "base_url": row["base_url"],
+            "egress_proxy": row["egress_proxy"], "egress_ip": row["egress_ip_value"],
+            "egress_source_ip": row["egress_source_ip_value"]}
+
+
+def save_account(uid: int, editing_id: int, form: dict[str, str]) -> str:
+    """Add (editing_id 0) or update an account from the form; returns the message to show.
+
+    Refused input (bad field, duplicate label) is audited after its transaction has rolled
+    back, in its own one: recording it inside would be rolled back with it, and a second
+    writer next to an open SQLite write would wait on the lock."""
+    fields = form_fields(form)
+    try:
+        with session_scope() as s:
+            if editing_id:
+                fields.pop("client_id")
+                accounts.update_account(s, uid, editing_id, **fields)
+                return "Account updated."
+            accounts.add_account(s, uid, **fields)
+            return "Account added."
+    except AtsError as exc:
+        with contextlib.suppress(Exception):  # never let the audit hide the user's error
+            audit.record_now("account.refused", user_id=uid, subject=str(editing_id or "new"),
+                             field=getattr(exc, "field", None), error=str(exc))
+        raise
+
+
+def _egress(a: accounts.AccountView) -> str:
+    if a.egress_proxy:
+        return a.egress_proxy
+    if a.egress_source_ip:
+        return f"from {a.egress_source_ip}"
+    return "direct"
 
 
 def _row(a: accounts.AccountView) -> dict[str, str]:
@@ -20,13 +79,14 @@ def _row(a: accounts.AccountView) -> dict[str, str]:
         "label": a.label,
         "client_id": a.client_id,
         "server": a.base_url or "Angel One",
-        "egress": a.egress_proxy or "direct",
+        "egress": _egress(a),
         "egress_ip": a.egress_ip or "—",
         "simulated": "yes" if a.is_simulated else "no",
         # The editable non-secret values, for the edit form (secrets are never sent back).
         "base_url": a.base_url or "",
         "egress_proxy": a.egress_proxy or "",
         "egress_ip_value": a.egress_ip or "",
+        "egress_source_ip_value": a.egress_source_ip or "",
         "secrets": "API key, PIN, TOTP set"
         if (a.has_api_key and a.has_pin and a.has_totp_secret)
         else "incomplete",
@@ -78,33 +138,13 @@ class AccountsState(ConfirmDelete, AuthState):
         if uid is None:
             return rx.redirect(routes.LOGIN)
         self.error = self.message = ""
-        fields = {
-            k: form.get(k, "")
-            for k in (
-                "label",
-                "client_id",
-                "api_key",
-                "pin",
-                "totp_secret",
-                "base_url",
-                "egress_proxy",
-                "egress_ip",
-            )
-        }
         try:
-            with session_scope() as s:
-                if self.editing_id:
-                    fields.pop("client_id")
-                    accounts.update_account(s, uid, self.editing_id, **fields)
-                    # An old "OK" no longer speaks for the changed settings.
-                    self.test_results.pop(str(self.editing_id), None)
-                    self.message = "Account updated."
-                else:
-                    accounts.add_account(s, uid, **fields)
-                    self.message = "Account added."
+            self.message = save_account(uid, self.editing_id, form)
         except AtsError as exc:
             self.error = sentence(exc)
             return None
+        # An old "OK" no longer speaks for the changed settings.
+        self.test_results.pop(str(self.editing_id), None)
         self.editing_id, self.edit_values = 0, {}
         self._reload(uid)
         return rx.call_script("document.getElementById('account-form').reset()")
@@ -145,9 +185,7 @@ class AccountsState(ConfirmDelete, AuthState):
         if row:
             self.editing_id = int(account_id)
             self.edit_label = row["label"]
-            self.edit_values = {"label": row["label"], "base_url": row["base_url"],
-                                "egress_proxy": row["egress_proxy"],
-                                "egress_ip": row["egress_ip_value"]}
+            self.edit_values = edit_values(row)
 
     @rx.event
     def cancel_edit(self):

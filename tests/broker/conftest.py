@@ -31,9 +31,11 @@ def rds(base_env: dict[str, str], redis_url: str) -> Iterator[redis.Redis]:
 
 
 def make_creds(sim: Sim, *, account_id: int = 1, proxy: str | None = None,
-               secret: str = SECRET, pin: str = PIN) -> Credentials:
-    return Credentials(account_id=account_id, client_id=CLIENT, base_url=sim.base_url,
-                       egress_proxy=proxy, api_key=API_KEY, pin=pin, totp_secret=secret)
+               secret: str = SECRET, pin: str = PIN, source_ip: str | None = None,
+               client: str = CLIENT) -> Credentials:
+    return Credentials(account_id=account_id, client_id=client, base_url=sim.base_url,
+                       egress_proxy=proxy, api_key=API_KEY, pin=pin, totp_secret=secret,
+                       egress_source_ip=source_ip)
 
 
 class BrokerKit:

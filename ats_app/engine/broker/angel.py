@@ -39,7 +39,7 @@ from ats_app.engine.broker.errors import (
     UnknownOutcome,
 )
 from ats_app.engine.broker.ratelimit import RateLimiter
-from ats_app.engine.broker.sdk import AngelClient
+from ats_app.engine.broker.sdk import AngelClient, egress_session
 from ats_app.engine.broker.session import AngelSession
 from ats_app.engine.fsm import OrderStatus, is_terminal
 
@@ -80,12 +80,13 @@ def build_order_params(request: OrderRequest) -> dict[str, Any]:
     }
 
 
-def discover_egress_ip(echo_url: str, proxies: dict[str, str], timeout: float = 3.0) -> str | None:
-    """The public address requests leave from through `proxies`, asked of an IP-echo service
+def discover_egress_ip(echo_url: str, proxies: dict[str, str], timeout: float = 3.0,
+                       source_ip: str | None = None) -> str | None:
+    """The public address requests leave from through `proxies` or from the local
+    `source_ip` (the same transport the account's orders use), asked of an IP-echo service
     (plain-text answer, like api.ipify.org). None when it cannot be determined."""
     try:
-        with requests.Session() as s:
-            s.trust_env = False
+        with egress_session(source_ip) as s:
             r = s.get(echo_url, proxies=proxies, timeout=timeout)
         text = r.text.strip()
         return text if r.status_code == 200 and 0 < len(text) <= 64 else None
@@ -114,10 +115,13 @@ class AngelBroker:
 
     def egress_ip(self) -> str | None:
         """Where this account's requests leave from: asked of the echo service through the
-        account's proxy (cached), else the address the account declares."""
+        account's proxy or from its source address (cached); else the source address itself
+        (behind NAT, e.g. an EC2 private address, that is the local side of the public IP);
+        else the address the account declares."""
         if self._egress_ip is None and self._ip_echo_url:
-            self._egress_ip = discover_egress_ip(self._ip_echo_url, self.session.proxies)
-        return self._egress_ip or self._declared_ip
+            self._egress_ip = discover_egress_ip(self._ip_echo_url, self.session.proxies,
+                                                 source_ip=self.session.source_ip)
+        return self._egress_ip or self.session.source_ip or self._declared_ip
 
     def _call(self, bucket: str, route: str, fn: Callable[[AngelClient], Any]) -> Any:
         renewed = False

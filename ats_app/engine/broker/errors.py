@@ -39,6 +39,11 @@ class StaticIpRefused(BrokerError):
     """Orders refused from this source address (not the account's registered static IP)."""
 
 
+class EgressUnavailable(BrokerError):
+    """The account's local source address is not usable on this machine (not configured on
+    any interface): nothing was sent. Permanent until the server or the setting is fixed."""
+
+
 class BrokerDown(BrokerError):
     """The broker could not be reached or answered 5xx before our request was processed."""
 

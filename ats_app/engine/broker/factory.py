@@ -1,6 +1,7 @@
 """The one place that decides which Broker a webhook link gets. No `if paper` elsewhere.
 
-- live: an `AngelBroker` for the account (required), through the account's egress proxy;
+- live: an `AngelBroker` for the account (required), through the account's egress proxy or
+  from its local source address;
 - paper with an account: a `PaperBroker` (scope `u{user}:a{account}`) priced by the feed's
   ticks in Redis, falling back to that account's Angel quote (market data needs no static
   IP, and no order route is ever called);

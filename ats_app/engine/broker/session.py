@@ -28,9 +28,15 @@ from redis.exceptions import LockError
 
 from ats_app.engine.accounts import Credentials
 from ats_app.engine.broker import parsing
-from ats_app.engine.broker.errors import BrokerDown, LoginFailed, SessionExpired, TotpRefused
+from ats_app.engine.broker.errors import (
+    BrokerDown,
+    EgressUnavailable,
+    LoginFailed,
+    SessionExpired,
+    TotpRefused,
+)
 from ats_app.engine.broker.ratelimit import RateLimiter
-from ats_app.engine.broker.sdk import AngelClient, proxies_for
+from ats_app.engine.broker.sdk import AngelClient, SourceAddressUnavailable, proxies_for
 from ats_app.engine.instruments import IST
 from ats_app.engine.secrets_box import default_box
 
@@ -102,6 +108,7 @@ class AngelSession:
         self._limiter = limiter
         self.timeout = timeout
         self.proxies = proxies_for(creds.egress_proxy)
+        self.source_ip = creds.egress_source_ip  # local address every connection binds to
         self._clock = clock
         self._sleep = sleep
         self._client: AngelClient | None = None
@@ -111,9 +118,14 @@ class AngelSession:
     # ------------------------------------------------------------------ clients
 
     def new_client(self) -> AngelClient:
-        """An SDK client pointed at the account's server, through its egress proxy."""
-        return AngelClient(api_key=self.creds.api_key, root=self.creds.base_url,
-                           timeout=self.timeout, proxies=self.proxies)
+        """An SDK client pointed at the account's server, through its egress proxy or from
+        its local source address."""
+        try:
+            return AngelClient(api_key=self.creds.api_key, root=self.creds.base_url,
+                               timeout=self.timeout, proxies=self.proxies,
+                               source_ip=self.source_ip)
+        except SourceAddressUnavailable as exc:
+            raise EgressUnavailable(str(exc)) from exc
 
     def client(self) -> AngelClient:
         """A client carrying valid tokens (logging in or renewing first when needed)."""

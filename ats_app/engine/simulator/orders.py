@@ -56,6 +56,7 @@ class Order:
     squareoff: float = 0.0
     stoploss: float = 0.0
     cancelled: int = 0
+    source_ip: str = ""  # the client address it came from (tests check per-account egress)
 
     def book_row(self) -> dict[str, Any]:
         inst = self.inst
@@ -132,7 +133,7 @@ class OrderBook:
         return inst
 
     def place(self, client: str, p: dict[str, Any], inst: Instrument,
-              forced_reject: str = "") -> Order:
+              forced_reject: str = "", source_ip: str = "") -> Order:
         n = next(self._ids)
         order = Order(
             orderid=f"2611{n:011d}", uniqueorderid=f"sim-{n:08d}-{client.lower()}",
@@ -142,6 +143,7 @@ class OrderBook:
             price=_num(p.get("price")), triggerprice=_num(p.get("triggerprice")),
             ordertag=str(p.get("ordertag") or ""), forced_reject=forced_reject,
             squareoff=_num(p.get("squareoff")), stoploss=_num(p.get("stoploss")),
+            source_ip=source_ip,
         )
         self.orders[order.orderid] = order
         self._set(order, "open pending")

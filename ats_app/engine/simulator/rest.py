@@ -151,12 +151,14 @@ async def logout(state: SimState, client: str, _: dict[str, Any], __: Request) -
 
 
 # --- orders ----------------------------------------------------------------------------------
-async def place_order(state: SimState, client: str, body: dict[str, Any], _: Request) -> Response:
+async def place_order(state: SimState, client: str, body: dict[str, Any],
+                      request: Request) -> Response:
     reject = str(body.pop("__reject__", ""))
     checked = state.orders.validate(body)
     if isinstance(checked, tuple):
         return fail(*checked)
-    order = state.orders.place(client, body, checked, forced_reject=reject)
+    order = state.orders.place(client, body, checked, forced_reject=reject,
+                               source_ip=request.client.host if request.client else "")
     return ok({"script": checked.symbol, "orderid": order.orderid,
                "uniqueorderid": order.uniqueorderid})
 
