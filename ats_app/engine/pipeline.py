@@ -30,7 +30,7 @@ from ats_app.engine import (
 from ats_app.engine.alert_schema import AlertSignal, parse_alert
 from ats_app.engine.broker.base import Broker, BrokerOrder, Contract, OrderRequest, Side
 from ats_app.engine.broker.errors import BrokerError, OrderRejected, UnknownOutcome
-from ats_app.engine.broker.factory import broker_for, simulator_credentials
+from ats_app.engine.broker.factory import broker_for, live_prices, simulator_credentials
 from ats_app.engine.config import settings
 from ats_app.engine.db import session_scope
 from ats_app.engine.errors import AtsError
@@ -224,7 +224,8 @@ def _run_target(
     broker = make_broker()
     if existing is None:
         index = contracts.index_for(target.base_url)
-        contract = contracts.resolve(signal, index, utcnow(), lambda c: broker.quote(c).ltp)
+        prices = live_prices(broker, conn)  # ATM's spot: the feed, else a shared quote
+        contract = contracts.resolve(signal, index, utcnow(), lambda c: prices.quote(c).ltp)
         quantity = contracts.order_quantity(signal, contract, target.multiplier)
         # Check and reserve together: the order row written under the user's lock is what the
         # next alert's check counts, so two workers cannot both take the last slot.

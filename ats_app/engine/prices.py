@@ -37,6 +37,7 @@ __all__ = [
     "PriceSource",
     "PriceUnavailable",
     "RedisPriceSource",
+    "SharedQuoteCache",
     "ltp_key",
     "ltp_payload_paise",
     "read_tick",
@@ -90,7 +91,11 @@ def read_tick(r: redis.Redis, exchange: str, symboltoken: str, *,
               now: Callable[[], float] = time.time) -> Quote | None:
     """The latest tick as a Quote, or None when there is none, it is unreadable, or it is
     older than `max_age` seconds (None: any age)."""
-    raw = r.get(ltp_key(exchange, symboltoken))
+    return _parse(r.get(ltp_key(exchange, symboltoken)), exchange, symboltoken, max_age, now)
+
+
+def _parse(raw: bytes | str | None, exchange: str, symboltoken: str, max_age: float | None,
+           now: Callable[[], float]) -> Quote | None:
     if raw is None:
         return None
     try:
@@ -153,3 +158,39 @@ class FallbackPriceSource:
                 failures.append(str(exc))
         raise PriceUnavailable(f"no price for {contract.exchange}:{contract.tradingsymbol}: "
                                + "; ".join(failures or ["no price source configured"]))
+
+
+QUOTE_CACHE_S = 1.0
+
+
+class SharedQuoteCache:
+    """A source's quotes shared by every process for `max_age` seconds.
+
+    Angel allows 10 quote requests a second per client: a burst of alerts on one instrument
+    (several links, one signal) would otherwise queue behind the limit, one request each.
+    `scope` names the price server (quotes from the simulator and from Angel never mix).
+    """
+
+    def __init__(self, r: redis.Redis, inner: PriceSource, scope: str, *,
+                 max_age: float = QUOTE_CACHE_S, now: Callable[[], float] = time.time) -> None:
+        self._redis = r
+        self._inner = inner
+        self._scope = scope
+        self.max_age = max_age
+        self._now = now
+
+    def _key(self, contract: Contract) -> str:
+        return f"ats:quote:{self._scope}:{contract.exchange.upper()}:{contract.symboltoken}"
+
+    def quote(self, contract: Contract) -> Quote:
+        key = self._key(contract)
+        cached = _parse(self._redis.get(key), contract.exchange, contract.symboltoken,
+                        self.max_age, self._now)
+        if cached is not None:
+            return cached
+        q = self._inner.quote(contract)
+        # "at" is when we asked (what freshness is about), not the exchange's last-trade time.
+        payload = {"ltp": _text(q.ltp), "bid": _text(q.bid), "ask": _text(q.ask),
+                   "at": self._now()}
+        self._redis.set(key, json.dumps(payload), px=max(1, int(self.max_age * 1000)))
+        return q

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from decimal import Decimal
 
 import pytest
@@ -71,3 +72,31 @@ def test_test_connection_reports_success_or_angels_error(
                                     base_url=sim.base_url).id
     bad = factory.test_connection(session, owner, bad_acct, redis=rds)
     assert not bad.ok and bad.message == "Invalid clientcode or password"
+
+
+def test_jobs_in_one_worker_reuse_the_accounts_broker_until_it_is_edited(
+        session: Session, owner: int, sim: Sim, rds: redis.Redis,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker keeps an account's SDK client (and its kept-alive connection) across jobs;
+    an edited account, another thread, or Test connection get their own."""
+    monkeypatch.setenv("ATS_IP_ECHO_URL", "")
+    acct = _account(session, owner, sim)
+    first = factory.broker_for(session, owner, acct, paper=False, redis=rds)
+    first.place_order(OrderRequest("reuse-1", SBIN, Side.BUY, 1))
+    client = first.session.client()
+    again = factory.broker_for(session, owner, acct, paper=False, redis=rds)
+    assert again is first and again.session.client() is client
+    again.place_order(OrderRequest("reuse-2", SBIN, Side.BUY, 1))
+    assert [o.ordertag for o in sim.server.state.orders.for_client(CLIENT)] == \
+        ["reuse-1", "reuse-2"]
+
+    other: list[object] = []
+    thread = threading.Thread(target=lambda: other.append(
+        factory.broker_for(session, owner, acct, paper=False, redis=rds)))
+    thread.start()
+    thread.join()
+    assert other[0] is not first
+
+    accounts.update_account(session, owner, acct, pin="9999")
+    edited = factory.broker_for(session, owner, acct, paper=False, redis=rds)
+    assert edited is not first and edited.session.creds.pin == "9999"

@@ -17,6 +17,7 @@ from ats_app.engine.prices import (
     FallbackPriceSource,
     PriceUnavailable,
     RedisPriceSource,
+    SharedQuoteCache,
     read_tick,
     write_tick,
 )
@@ -129,3 +130,34 @@ def test_paper_fills_against_the_simulator_quote_when_no_tick(kit: BrokerKit,
     assert len(kit.sim.server.state.orders.for_client("T1001")) == calls_before == 0
     write_tick(rds, "NSE", "3045", "900", bid="899.95", ask="900.05")  # the feed wins
     assert b.place_order(OrderRequest("p-feed", SBIN, Side.BUY, 1)).average_price == D("900.10")
+
+
+class _CountingSource:
+    def __init__(self, price: str) -> None:
+        self.calls = 0
+        self.price = Decimal(price)
+
+    def quote(self, contract: Contract) -> Quote:
+        self.calls += 1
+        return Quote(contract.exchange, contract.symboltoken, self.price,
+                     bid=self.price - Decimal("0.05"), ask=self.price + Decimal("0.05"))
+
+
+def test_a_burst_of_quotes_costs_one_broker_request_per_second(rds: redis.Redis) -> None:
+    """Workers share a broker quote for QUOTE_CACHE_S (Angel allows 10 quotes/s)."""
+    clock = [1000.0]
+    broker = _CountingSource("101.25")
+    other_server = _CountingSource("99.00")
+    cache = SharedQuoteCache(rds, broker, "sim", max_age=1.0, now=lambda: clock[0])
+    another_worker = SharedQuoteCache(rds, _CountingSource("0.05"), "sim", max_age=1.0,
+                                      now=lambda: clock[0])
+    assert cache.quote(SBIN).ask == Decimal("101.30")
+    for _ in range(5):
+        assert another_worker.quote(SBIN).ltp == Decimal("101.25")
+    assert broker.calls == 1
+    # Another price server's quotes are its own.
+    assert SharedQuoteCache(rds, other_server, "angel", now=lambda: clock[0]).quote(SBIN).ltp \
+        == Decimal("99.00")
+    clock[0] += 1.5  # older than max_age: ask the broker again
+    broker.price = Decimal("102")
+    assert cache.quote(SBIN).ltp == Decimal("102") and broker.calls == 2

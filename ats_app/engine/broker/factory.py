@@ -15,6 +15,7 @@ service used to report the address an account's orders leave from.
 from __future__ import annotations
 
 import os
+import threading
 
 import redis
 from sqlmodel import Session
@@ -33,6 +34,7 @@ from ats_app.engine.prices import (
     FallbackPriceSource,
     PriceSource,
     RedisPriceSource,
+    SharedQuoteCache,
 )
 from ats_app.engine.redis_conn import connect
 
@@ -40,6 +42,7 @@ __all__ = [
     "angel_broker",
     "broker_for",
     "limiter_key",
+    "live_prices",
     "simulator_credentials",
     "test_connection",
 ]
@@ -80,11 +83,34 @@ def simulator_credentials() -> Credentials | None:
                        api_key="simulator", pin=demo.pin, totp_secret=demo.totp_secret)
 
 
-def _account_broker(session: Session, user_id: int, account_id: int,
-                    r: redis.Redis) -> AngelBroker:
+_reused = threading.local()  # per thread: an SDK client and its HTTP pool are not shared
+REUSED_BROKERS = 32
+
+
+def _account_broker(session: Session, user_id: int, account_id: int, r: redis.Redis, *,
+                    reuse: bool = False) -> AngelBroker:
     creds = accounts.credentials(session, user_id, account_id)  # NotFound for others' accounts
     view = accounts.get_account(session, user_id, account_id)
-    return angel_broker(creds, r, declared_ip=view.egress_ip)
+    if not reuse:
+        return angel_broker(creds, r, declared_ip=view.egress_ip)
+    return _reused_broker(creds, r, view.egress_ip)
+
+
+def _reused_broker(creds: Credentials, r: redis.Redis, declared_ip: str | None, *,
+                   timeout: float = 7.0) -> AngelBroker:
+    """One broker per account and thread, kept across jobs: its SDK client and kept-alive
+    connection serve every order, instead of a new client, TLS context and TCP handshake per
+    job. Safe to keep: session tokens and rate limits live in Redis, not in the object, and
+    the key holds the decrypted credentials, so an edited account gets a new broker."""
+    cache: dict[tuple[object, ...], AngelBroker] = _reused.__dict__.setdefault("brokers", {})
+    key = (creds, declared_ip, id(r), timeout)
+    broker = cache.pop(key, None)
+    if broker is None:
+        broker = angel_broker(creds, r, declared_ip=declared_ip, timeout=timeout)
+        while len(cache) >= REUSED_BROKERS:
+            cache.pop(next(iter(cache))).close()  # least recently used first
+    cache[key] = broker  # (re)inserted last: most recently used
+    return broker
 
 
 def broker_for(session: Session, user_id: int, account_id: int | None, *, paper: bool,
@@ -94,17 +120,26 @@ def broker_for(session: Session, user_id: int, account_id: int | None, *, paper:
     if not paper:
         if account_id is None:
             raise ValidationError("live trading needs a broker account", "account_id")
-        return _account_broker(session, user_id, account_id, r)
-    sources: list[PriceSource] = [RedisPriceSource(r)]
+        return _account_broker(session, user_id, account_id, r, reuse=True)
     if account_id is not None:
-        sources.append(BrokerPriceSource(_account_broker(session, user_id, account_id, r)))
+        sources = live_prices(_account_broker(session, user_id, account_id, r, reuse=True), r)
         scope = f"u{user_id}:a{account_id}"
     else:
         sim = simulator_credentials()
-        if sim is not None:
-            sources.append(BrokerPriceSource(angel_broker(sim, r, timeout=3.0)))
+        sources = (live_prices(_reused_broker(sim, r, None, timeout=3.0), r) if sim is not None
+                   else RedisPriceSource(r))
         scope = f"u{user_id}"
-    return PaperBroker(r, scope, FallbackPriceSource(*sources), slippage_ticks=slippage_ticks)
+    return PaperBroker(r, scope, sources, slippage_ticks=slippage_ticks)
+
+
+def live_prices(broker: Broker, r: redis.Redis) -> PriceSource:
+    """Prices for deciding and filling: the feed's ticks, else the broker's quote shared by
+    every worker for a second (Angel allows 10 quotes/s). A paper broker prices itself."""
+    if not isinstance(broker, AngelBroker):
+        return broker
+    server = broker.session.creds.base_url or "angel"
+    return FallbackPriceSource(RedisPriceSource(r),
+                               SharedQuoteCache(r, BrokerPriceSource(broker), server))
 
 
 def test_connection(session: Session, user_id: int, account_id: int, *,

@@ -23,6 +23,7 @@ envelopes) and replaces only those two pieces:
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import logging
 import socket
@@ -149,6 +150,15 @@ def egress_session(source_ip: str | None = None) -> requests.Session:
     return s
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """The SDK's attribute, built once per process: loading the CA store costs ~10-30 ms of
+    CPU, which the SDK paid on every client (requests keeps its own context for the calls)."""
+    ctx = ssl.create_default_context()
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
 class AngelClient(SmartConnect):  # type: ignore[misc]
     """`SmartConnect` without the CWD log folder, the secret-logging and the per-call socket."""
 
@@ -177,8 +187,7 @@ class AngelClient(SmartConnect):  # type: ignore[misc]
         self.accept = self.accept
         self.userType = self.userType
         self.sourceID = self.sourceID
-        self.ssl_context = ssl.create_default_context()
-        self.ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.ssl_context = _tls_context()
         self.source_ip = source_ip
         if source_ip:
             check_source_address(source_ip)  # a clear error now, not a vague one per call
