@@ -8,7 +8,8 @@ import sys
 
 from bench.results import RESULTS
 
-BENCHES = ("bench.webhook_bench", "bench.sim_feed", "bench.monitor_bench", "bench.browser_bench")
+BENCHES = ("bench.webhook_bench", "bench.sim_feed", "bench.feed_bench", "bench.monitor_bench",
+           "bench.browser_bench")
 
 
 def main() -> int:

@@ -12,7 +12,16 @@ Per phase, `--positions-per-instrument` open positions on each of K simulator op
   (POST /sim/price) at a random phase; latency = from that POST returning to a subscriber in
   this process receiving the tick with the new price (includes the simulator's 100 ms
   cadence: the floor is ~50 ms p50, ~100 ms max);
+- feed receipt -> bus: from the `at` the feed stamps on receiving that tick to its arrival
+  here (the feed's queue, writer and Redis alone, without the simulator's cadence);
 - CPU % (of one core) of the feed, the simulator and redis-server meanwhile.
+
+Then, with `--exits N` (default 30) and the last phase's positions still open, the monitor
+process is started too, and N instruments in turn are pinned below their positions' stop:
+tick -> exit = from that POST returning to the first sell job landing on RQ's `exits` queue
+(BLPOP here; no worker runs), split at the moment the crossing tick reaches the bus. The
+whole path: simulator cadence -> feed -> Redis -> monitor (claim in SQLite + enqueue), while
+the simulator keeps offering 10 ticks/s on every other instrument.
 
 Benchmarks never fail on a number; this prints and saves what it measured.
 """
@@ -113,13 +122,15 @@ def _cpu(procs: dict[str, psutil.Process], seconds: float, r: Any) -> tuple[floa
     return (n1 - n0) / (t1 - t0), cpu
 
 
-def _latency(r: Any, sim: str, opt: dict[str, Any], samples: int) -> tuple[list[float], int]:
+def _latency(r: Any, sim: str, opt: dict[str, Any],
+             samples: int) -> tuple[list[float], list[float], int]:
     from ats_app.engine.tickbus import decode_tick, tick_channel
 
     ps = r.pubsub(ignore_subscribe_messages=True)
     ps.subscribe(tick_channel("NFO", opt["token"]))
     rng = random.Random(11)
     out: list[float] = []
+    inside: list[float] = []  # the feed's receipt stamp (`at`) -> here: feed + Redis alone
     missed = 0
     with httpx.Client(timeout=10) as client:
         for i in range(samples):
@@ -132,16 +143,81 @@ def _latency(r: Any, sim: str, opt: dict[str, Any], samples: int) -> tuple[list[
             while time.monotonic() < deadline:
                 msg = ps.get_message(timeout=0.5)
                 if msg and decode_tick(msg["data"])[0] == price:
-                    out.append((time.time() - posted) * 1000)
+                    now = time.time()
+                    out.append((now - posted) * 1000)
+                    inside.append((now - decode_tick(msg["data"])[1]) * 1000)
                     break
             else:
                 missed += 1
     ps.close()
-    return out, missed
+    return out, inside, missed
+
+
+def _exits(r: Any, sim: str, opts: list[dict[str, Any]], n: int) -> dict[str, Any]:
+    """ms from pinning an instrument below its stop to its first sell job on the queue."""
+    import threading
+
+    from ats_app.engine.redis_conn import EXITS_QUEUE
+    from ats_app.engine.tickbus import decode_tick, tick_channel
+
+    queue = f"rq:queue:{EXITS_QUEUE}"
+    landed: list[float] = []
+    stop = threading.Event()
+
+    def pop() -> None:
+        import redis
+
+        c = redis.Redis.from_url(_URL[0])  # its own connection: BLPOP blocks it
+        while not stop.is_set():
+            if c.blpop([queue], timeout=0.2):
+                landed.append(time.time())
+        c.close()
+
+    popper = threading.Thread(target=pop, daemon=True)
+    popper.start()
+    rng = random.Random(17)
+    total, to_bus, bus_to_exit, missed = [], [], [], 0
+    with httpx.Client(timeout=10) as client:
+        for o in opts[:n]:
+            time.sleep(rng.uniform(0.1, 0.35))
+            price = (o["ltp_paise"] // 2 - 5) // 5 * 5  # under the stop (entry / 2)
+            ps = r.pubsub(ignore_subscribe_messages=True)
+            ps.subscribe(tick_channel("NFO", o["token"]))
+            ps.get_message(timeout=1.0)
+            seen = len(landed)
+            client.post(f"{sim}/sim/price", json={"token": o["token"], "ltp": price / 100}) \
+                .raise_for_status()
+            posted = time.time()
+            bus_at = None
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline and (bus_at is None or len(landed) == seen):
+                msg = ps.get_message(timeout=0.01)
+                if bus_at is None and msg and decode_tick(msg["data"])[0] == price:
+                    bus_at = time.time()
+            ps.close()
+            if len(landed) == seen or bus_at is None:
+                missed += 1
+                continue
+            exit_at = landed[seen]
+            total.append((exit_at - posted) * 1000)
+            to_bus.append((bus_at - posted) * 1000)
+            bus_to_exit.append((exit_at - bus_at) * 1000)
+    stop.set()
+    popper.join(5)
+
+    def stats(v: list[float]) -> dict[str, Any]:
+        return {"p50": round(percentile(v, 50), 1), "p99": round(percentile(v, 99), 1),
+                "max": round(max(v, default=float("nan")), 1)}
+
+    return {"n": len(total), "missed": missed, "price_to_exit_enqueued_ms": stats(total),
+            "price_to_bus_ms": stats(to_bus), "bus_to_exit_enqueued_ms": stats(bus_to_exit)}
+
+
+_URL: list[str] = []
 
 
 def run(instruments: list[int], per: int, seconds: float, samples: int,
-        interval_ms: int = DEFAULT_FEED_INTERVAL_MS) -> dict[str, Any]:
+        interval_ms: int = DEFAULT_FEED_INTERVAL_MS, exits: int = 30) -> dict[str, Any]:
     import redis
     from cryptography.fernet import Fernet
 
@@ -157,12 +233,14 @@ def run(instruments: list[int], per: int, seconds: float, samples: int,
     os.environ.update(env)
     redis_proc, url = embedded_redis.start(tmp / "data")
     os.environ["REDIS_URL"] = url
+    _URL[:] = [url]
     child_env = {**os.environ, "PYTHONPATH": str(ROOT)}
     sim_proc = subprocess.Popen(
         [sys.executable, "-m", "ats_app.engine.simulator", "--port", str(port),
          "--feed-interval-ms", str(interval_ms)], cwd=tmp, env=child_env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     feed_proc: subprocess.Popen[bytes] | None = None
+    monitor_proc: subprocess.Popen[bytes] | None = None
     phases: dict[str, Any] = {}
     try:
         reset_settings_cache()
@@ -184,19 +262,42 @@ def run(instruments: list[int], per: int, seconds: float, samples: int,
             r.publish(POSITIONS_CHANNEL, json.dumps({"event": "opened"}))
             time.sleep(3)  # subscribed, first rounds through, TCP windows open
             rate, cpu = _cpu(procs, seconds, r)
-            lat, missed = _latency(r, sim, chosen[len(chosen) // 2], samples)
+            lat, inside, missed = _latency(r, sim, chosen[len(chosen) // 2], samples)
             phase = {"instruments": len(chosen), "positions": len(chosen) * per,
                      "offered_ticks_per_s": len(chosen) * 1000 // interval_ms,
                      "published_ticks_per_s": round(rate), "cpu_pct": cpu,
                      "price_to_bus_ms": {"p50": round(percentile(lat, 50), 1),
                                          "p95": round(percentile(lat, 95), 1),
                                          "max": round(max(lat, default=float("nan")), 1),
-                                         "n": len(lat), "missed": missed}}
+                                         "n": len(lat), "missed": missed},
+                     "feed_receipt_to_bus_ms": {"p50": round(percentile(inside, 50), 2),
+                                                "p95": round(percentile(inside, 95), 2),
+                                                "max": round(max(inside, default=float("nan")),
+                                                             2)}}
             phases[f"{len(chosen)} instruments"] = phase
             print(json.dumps(phase), flush=True)
+        if exits and phases:
+            monitor_proc = subprocess.Popen([sys.executable, "-m", "ats_app.cli", "monitor"],
+                                            cwd=tmp, env=child_env, stdout=log,
+                                            stderr=subprocess.STDOUT)
+            want = len(chosen) * per
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                beat = json.loads(r.get("ats:monitor:heartbeat") or "{}")
+                if beat.get("positions") == want:
+                    break
+                time.sleep(0.5)
+            time.sleep(2)  # subscribed to every instrument, ticks flowing
+            procs["monitor"] = psutil.Process(monitor_proc.pid)
+            _rate, cpu = _cpu(procs, 3, r)
+            result = _exits(r, sim, chosen, exits)
+            phases["tick_to_exit"] = {"instruments": len(chosen), "positions": want,
+                                      "offered_ticks_per_s": len(chosen) * 1000 // interval_ms,
+                                      "cpu_pct": cpu, **result}
+            print(json.dumps(phases["tick_to_exit"]), flush=True)
         r.close()
     finally:
-        for p in (feed_proc, sim_proc, redis_proc):
+        for p in (monitor_proc, feed_proc, sim_proc, redis_proc):
             if p is not None and p.poll() is None:
                 p.terminate()
                 try:
@@ -214,20 +315,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--positions-per-instrument", type=int, default=2)
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--samples", type=int, default=30)
+    p.add_argument("--exits", type=int, default=30,
+                   help="tick -> exit samples through feed and monitor (0: skip)")
     p.add_argument("--feed-interval-ms", type=int, default=DEFAULT_FEED_INTERVAL_MS,
                    help="the simulator's cadence (a packet per token per interval); lower it "
                         "to offer more ticks than 10/s per instrument")
     args = p.parse_args(argv)
     counts = [int(x) for x in args.instruments.split(",") if x.strip()]
     phases = run(counts, args.positions_per_instrument, args.seconds, args.samples,
-                 args.feed_interval_ms)
+                 args.feed_interval_ms, args.exits)
     print(f"\n{'feed process':18} {'offered/s':>9} {'published/s':>11} {'feed CPU %':>10} "
-          f"{'sim CPU %':>9} {'p50 ms':>7} {'p95 ms':>7} {'miss':>4}")
+          f"{'sim CPU %':>9} {'p50 ms':>7} {'p95 ms':>7} {'miss':>4} {'in feed p50/p95 ms':>18}")
     for name, ph in phases.items():
+        if name == "tick_to_exit":
+            continue
         lat = ph["price_to_bus_ms"]
         print(f"{name:18} {ph['offered_ticks_per_s']:>9} {ph['published_ticks_per_s']:>11} "
               f"{ph['cpu_pct'].get('feed')!s:>10} {ph['cpu_pct'].get('simulator')!s:>9} "
-              f"{lat['p50']:>7} {lat['p95']:>7} {lat['missed']:>4}")
+              f"{lat['p50']:>7} {lat['p95']:>7} {lat['missed']:>4} "
+              f"{ph['feed_receipt_to_bus_ms']['p50']:>8} / {ph['feed_receipt_to_bus_ms']['p95']}")
+    ex = phases.get("tick_to_exit")
+    if ex:
+        print(f"\ntick -> exit enqueued, {ex['positions']} positions on {ex['instruments']} "
+              f"instruments ({ex['n']} samples, {ex['missed']} missed): price->exit "
+              f"{ex['price_to_exit_enqueued_ms']}, price->bus {ex['price_to_bus_ms']}, "
+              f"bus->exit {ex['bus_to_exit_enqueued_ms']} ms; CPU % {ex['cpu_pct']}")
     save("feed", {"phases": phases, "sim_feed_interval_ms": args.feed_interval_ms,
                   "how": "real feed process, simulator process, redis-server; published = "
                          "Redis PUBLISH calls/s; price->bus from POST /sim/price to the tick "

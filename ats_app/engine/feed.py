@@ -3,7 +3,8 @@
 It keeps SmartWebSocketV2 sockets (the official SDK client) open for the instruments of open
 positions and puts every tick on Redis: the latest-price key (`prices.read_tick`'s, which paper
 trading reads) and the per-instrument channel `ticks:{EXCH}:{token}` (which the monitor reads),
-batched by `tickwriter.TickWriter` (one pipeline per burst, never waiting for a batch to fill).
+batched by `tickwriter.TickWriter`: one pipeline per burst, sent by the socket thread when no
+further frame is ready (never waiting for a batch to fill).
 
 - One source per Angel client code (or the local simulator), at most 3 sockets of at most
   1,000 tokens each: Angel's limits. Never one socket per worker or per position.
@@ -77,9 +78,11 @@ class FeedConnection:
     """One socket and the thread that keeps it connected."""
 
     def __init__(self, key: str, index: int, creds: Credentials, r: redis.Redis,
-                 on_tick: Callable[[str, str, int, float], None], settings: FeedSettings) -> None:
+                 on_tick: Callable[[str, str, int, float], None], settings: FeedSettings,
+                 on_drained: Callable[[], None] = lambda: None) -> None:
         self.key, self.index, self.creds = key, index, creds
         self._redis, self._on_tick, self.settings = r, on_tick, settings
+        self._on_drained = on_drained
         self.tokens: set[Token] = set()
         self.subscribed: set[Token] = set()
         self.state = "connecting"
@@ -155,6 +158,7 @@ class FeedConnection:
         ws.on_open = self._on_open
         ws.on_data = self._on_data
         ws.on_ltp = self._on_ltp
+        ws.on_drained = self._on_drained
         ws.on_error = lambda *a: None  # the cause is in ws.last_error
         ws.on_close = lambda *a: None
         ws.on_message = lambda *a: None
@@ -234,9 +238,17 @@ class FeedProcess:
     # ------------------------------------------------------------ ticks (socket threads)
 
     def publish_tick(self, exchange: str, token: str, paise: int, now: float) -> None:
-        # Queued, not written: the writer thread pipelines every tick queued meanwhile.
+        # Queued: written when the socket has no further frame ready (end_of_burst), or now
+        # if a long burst has held the queue `max_delay` or `max_batch` (see tickwriter).
         self.last_tick[f"{exchange}:{token}"] = now  # instrument_key(); exchange is upper
-        self.writer.put(exchange, token, paise, now)
+        writer = self.writer
+        writer.put(exchange, token, paise, now)
+        if writer.due():
+            writer.flush()
+
+    def end_of_burst(self) -> None:
+        if self.writer.pending():
+            self.writer.flush()
 
     # ------------------------------------------------------------ subscriptions
 
@@ -277,7 +289,8 @@ class FeedProcess:
             slot = next((i for i in plan if len(plan[i]) < MAX_TOKENS_PER_SOCKET), None)
             if slot is None and len(conns) < MAX_SOCKETS_PER_CLIENT:
                 conns.append(FeedConnection(key, len(conns), creds, self.redis,
-                                            self.publish_tick, self.settings).start())
+                                            self.publish_tick, self.settings,
+                                            self.end_of_burst).start())
                 slot = len(conns) - 1
                 plan[slot] = set()
             if slot is None:

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import socket
+import ssl
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -57,6 +59,10 @@ class FeedSocket(SmartWebSocketV2):  # type: ignore[misc]
         self.last_error: BaseException | str | None = None
         # (exchange type, token, ltp paise) per LTP packet, instead of on_data's dict.
         self.on_ltp: Callable[[int, str, int], None] | None = None
+        # Called after a data frame when no further frame is ready: the end of a burst.
+        self.on_drained: Callable[[], None] | None = None
+        self._poll: select.poll | None = None
+        self._poll_fd = -1
         if not self._sanity_check():
             raise ValueError("the feed needs a JWT, API key, client code and feed token")
 
@@ -76,8 +82,40 @@ class FeedSocket(SmartWebSocketV2):  # type: ignore[misc]
         if (data_type == 2 and on_ltp is not None and len(data) >= _LTP_HEAD.size
                 and data[0] == _LTP_MODE):
             on_ltp(*decode_ltp(data))
-            return
-        super()._on_data(wsapp, data, data_type, continue_flag)
+        else:
+            super()._on_data(wsapp, data, data_type, continue_flag)
+        self._end_of_burst()
+
+    def _on_ping(self, wsapp: Any, data: Any) -> None:
+        super()._on_ping(wsapp, data)
+        self._end_of_burst()  # a control frame can be the last of a burst too
+
+    def _on_pong(self, wsapp: Any, data: Any) -> None:
+        super()._on_pong(wsapp, data)
+        self._end_of_burst()
+
+    def _end_of_burst(self) -> None:
+        if self.on_drained is not None and not self.more_ready():
+            self.on_drained()
+
+    def more_ready(self) -> bool:
+        """Whether another frame (or part of one) is already readable: then the reader will
+        call us again at once, and the feed keeps batching. websocket-client reads a frame's
+        exact length from the socket, so nothing it has not handed us waits in its buffers;
+        TLS may hold decrypted bytes, which `pending()` reports."""
+        sock = getattr(getattr(self.wsapp, "sock", None), "sock", None)
+        if sock is None:
+            return False
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True
+        fd = sock.fileno()
+        if fd != self._poll_fd:  # one poll object per socket: a reconnect brings a new one
+            self._poll, self._poll_fd = select.poll(), fd
+            self._poll.register(fd, select.POLLIN)
+        try:
+            return bool(self._poll.poll(0))
+        except OSError:
+            return False
 
     def kill(self) -> None:
         """Close from another thread: shutdown() wakes the reader (close() can hang it)."""

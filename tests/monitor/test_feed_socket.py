@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +54,34 @@ def test_ltp_packets_take_the_fast_path_and_others_the_sdk(
     assert fast == [(2, "43650", 10235)]
     assert [(m["subscription_mode"], m["token"], m["last_traded_price"]) for m in slow] == \
         [(1, "43650", 10235), (2, "3045", 90000)]
+
+
+def test_on_drained_fires_only_when_no_further_frame_is_ready(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    from types import SimpleNamespace
+
+    ws = _socket(tmp_path, monkeypatch)
+    ours, server = socket.socketpair()
+    ws.wsapp = SimpleNamespace(sock=SimpleNamespace(sock=ours))  # websocket-client's layout
+    got: list[tuple[int, str, int]] = []
+    drained: list[int] = []
+    ws.on_ltp = lambda *t: got.append(t)
+    ws.on_drained = lambda: drained.append(len(got))
+    packet = ticks.encode_ltp(2, "43650", 1, 1_764_061_200_000, 10235)
+    try:
+        server.sendall(b"\x82\x33")  # the next frame's first bytes are already here
+        time.sleep(0.05)
+        ws._on_data(None, packet, 2, True)
+        assert got and drained == []  # the reader will call again at once: keep batching
+        ours.recv(16)
+        ws._on_data(None, packet, 2, True)
+        assert drained == [2]  # nothing more to read: the end of the burst
+        ws._on_data(None, "pong", 1, True)
+        assert drained == [2, 2]  # a text frame can end a burst too
+        ws._on_pong(None, b"")
+        ws._on_ping(None, b"")
+        assert drained == [2, 2, 2, 2]  # and so can a control frame
+    finally:
+        ours.close()
+        server.close()

@@ -65,7 +65,8 @@ def test_a_burst_on_many_tokens_reaches_the_bus_in_order_and_the_last_price_wins
         assert 0 < r.ttl(f"ats:ltp:{key}") <= 300
 
 
-def test_a_lone_tick_is_flushed_at_once(redis_url: str) -> None:
+def test_a_lone_tick_nobody_flushes_goes_out_by_the_backstop(redis_url: str) -> None:
+    # (The socket thread's own flush at the end of a burst: the test at the end of this file.)
     r = redis.Redis.from_url(redis_url)
     ps = _subscriber(redis_url)
     w = TickWriter(r).start()
@@ -77,8 +78,8 @@ def test_a_lone_tick_is_flushed_at_once(redis_url: str) -> None:
             got = _collect(ps, 1, timeout=2.0)
             waited = time.monotonic() - put_at
             assert [g[:2] for g in got] == [("ticks:NFO:43650", price)]
-            # One round trip, not a batch timer: far under the monitor's 10 ms budget on an
-            # idle machine; 50 ms leaves room for a loaded CI runner.
+            # The backstop's 5 ms and a round trip, not a batch filling up; 50 ms leaves room
+            # for a loaded CI runner.
             assert waited < 0.05, f"lone tick took {waited * 1000:.1f} ms"
     finally:
         w.close()
@@ -128,3 +129,27 @@ def test_a_bad_batch_does_not_kill_the_writer(redis_url: str) -> None:
         assert [g[:2] for g in _collect(ps, 1)] == [("ticks:NFO:1", 105)]
     finally:
         w.close()
+
+
+def test_the_feed_flushes_at_the_end_of_a_burst_or_when_a_burst_runs_long(
+        redis_url: str) -> None:
+    from ats_app.engine.feed import FeedProcess
+    from ats_app.engine.tickbus import FeedSettings
+
+    r = redis.Redis.from_url(redis_url)
+    ps = _subscriber(redis_url)
+    feed = FeedProcess(r, FeedSettings())  # writer not started: no backstop in this test
+    feed.writer.max_delay = 0.05
+    for i in range(3):  # three frames of one burst: queued, nothing sent yet
+        feed.publish_tick("NFO", str(100 + i), 500 + i, time.time())
+    assert feed.writer.pending() == 3 and feed.writer.published == 0
+    feed.end_of_burst()  # the socket has nothing more: they go now, in one pipeline
+    assert [g[:2] for g in _collect(ps, 3)] == [(f"ticks:NFO:{100 + i}", 500 + i)
+                                               for i in range(3)]
+    assert (feed.writer.published, feed.writer.batches) == (3, 1)
+    feed.publish_tick("NFO", "7", 700, time.time())
+    time.sleep(0.06)  # frames kept coming for longer than max_delay
+    feed.publish_tick("NFO", "7", 705, time.time())  # this frame's own call flushes both
+    assert feed.writer.pending() == 0
+    assert [g[1] for g in _collect(ps, 2)] == [700, 705]
+    assert r.get("ats:ltp:NFO:7") is not None and read_tick(r, "NFO", "7").ltp == Decimal("7.05")
