@@ -1,27 +1,31 @@
 """Webhook ack and alert → order latency, against the floor, on the real process stack.
 
-Run: ``.venv/bin/python -m bench.webhook_bench``. Starts `reflex run --backend-only` (the
-production server stack) with its dev services (embedded Redis, one RQ worker, monitor,
-simulator), plus 3 more RQ workers (4 busy in all), on a private data directory.
+Run: ``.venv/bin/python -m bench.webhook_bench``. Once per database (`--databases`:
+PostgreSQL, what production runs, on a fresh database at BENCH_PG_DSN's server; then the dev
+default SQLite), starts `reflex run --backend-only` with its dev services (embedded Redis,
+one RQ worker, the order-update consumer, monitor, feed, simulator), plus 3 more RQ workers
+(4 in all), on a private data directory.
 
 1. Webhook ack: open-loop load at 50, 200 and 500 alerts/s (unique ids) against the floor,
    Reflex's own `/ping` on the same server, at the same rates.
-2. Alert → order: for paper and live links, from the webhook request to the broker call
-   (the order's SUBMIT audit time plus half of the SUBMIT→ACCEPT round trip, i.e. when the
-   simulator had the request) and to the paper fill; floor: one direct HTTP call to the
-   simulator.
+2. Alert → order: entries on `--links` links per path at once (more than the 4 workers), then
+   their exits, `--rounds` times: from each alert's arrival to the broker call (the order's
+   SUBMIT audit time plus half of the SUBMIT→ACCEPT round trip, i.e. when the simulator had
+   the request) and to the fill; floor: one direct HTTP call to the simulator.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -218,6 +222,31 @@ def _wait_done(env: dict[str, str], expected: int, timeout: float = 180) -> None
         time.sleep(0.5)
 
 
+@contextlib.contextmanager
+def _database(kind: str, tmp: Path) -> Iterator[str | None]:
+    """A fresh database of `kind` for one run; None when PostgreSQL is not reachable."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp / 'data' / 'ats.db'}"
+        return
+    import psycopg
+
+    admin = os.environ.get("BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+    name = f"ats_bench_{os.getpid()}"
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        print(f"PostgreSQL not reachable at {admin} ({exc}); skipping that run")
+        yield None
+        return
+    try:
+        yield admin.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--seconds", type=float, default=5.0)
@@ -225,14 +254,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--links", type=int, default=8,
                    help="links per path: their entries arrive together (4 workers busy)")
     p.add_argument("--rounds", type=int, default=5, help="entry/exit rounds per path")
+    p.add_argument("--databases", default="postgres,sqlite",
+                   help="production's PostgreSQL and the dev default SQLite, one run each")
     args = p.parse_args(argv)
-    tmp = Path(tempfile.mkdtemp(prefix="ats-bench-"))
+    results: dict[str, Any] = {}
+    for kind in args.databases.split(","):
+        tmp = Path(tempfile.mkdtemp(prefix="ats-bench-"))
+        with _database(kind, tmp) as url:
+            if url is not None:
+                print(f"--- {kind}")
+                results[kind] = _run(args, url, tmp)
+    save("webhook", {**results, "workers": 4, "links_per_path": args.links,
+                     "rounds": args.rounds, "seconds_per_rate": args.seconds})
+    return 0
+
+
+def _run(args: argparse.Namespace, database_url: str, tmp: Path) -> dict[str, Any]:
     from cryptography.fernet import Fernet
 
     extra = {"ATS_SECRET_KEY": Fernet.generate_key().decode(), "TRADING_MODE": "live",
              "WEBHOOK_RATE_PER_MIN": "1000000", "ATS_IP_ECHO_URL": "",
              "ATS_FAKE_NOW": "2026-12-02T10:00:00+05:30",  # inside NSE hours, any wall clock
-             "DATABASE_URL": f"sqlite:///{tmp / 'data' / 'ats.db'}"}
+             "DATABASE_URL": database_url}
     server = ReflexProcess(tmp / "data", backend_only=True, env=extra)
     server.start(timeout=180)
     workers: list[subprocess.Popen] = []
@@ -276,16 +319,16 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("paper", "live"):
             paths[name] = _alert_to_order(server.backend, links[name], args.rounds)
             print(f"alert→order {name}: {paths[name]}")
-        save("webhook", {"ack": ack, "alert_to_order": paths, "workers": 4,
-                         "links_per_path": args.links, "rounds": args.rounds,
-                         "seconds_per_rate": args.seconds})
+        return {"ack": ack, "alert_to_order": paths}
     finally:
         for w in workers:
             w.terminate()
         for w in workers:
             w.wait(10)
         server.stop()
-    return 0
+        from ats_app.engine.db import dispose_engines
+
+        dispose_engines()  # this process read the server's database: let it be dropped
 
 
 if __name__ == "__main__":
