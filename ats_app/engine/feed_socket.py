@@ -75,11 +75,10 @@ class FeedSocket(SmartWebSocketV2):  # type: ignore[misc]
         super()._on_error(wsapp, error)
 
     def _on_data(self, wsapp: Any, data: Any, data_type: int, continue_flag: Any) -> None:
+        on_ltp = self.on_ltp
         if data_type == 1 and data != "pong":  # the SDK drops text frames: errors among them
             log.warning("feed server says: %s", str(data)[:300])
-            return
-        on_ltp = self.on_ltp
-        if (data_type == 2 and on_ltp is not None and len(data) >= _LTP_HEAD.size
+        elif (data_type == 2 and on_ltp is not None and len(data) >= _LTP_HEAD.size
                 and data[0] == _LTP_MODE):
             on_ltp(*decode_ltp(data))
         else:
@@ -109,6 +108,8 @@ class FeedSocket(SmartWebSocketV2):  # type: ignore[misc]
         if isinstance(sock, ssl.SSLSocket) and sock.pending():
             return True
         fd = sock.fileno()
+        if fd < 0:  # closed under us: the reader is about to find out
+            return False
         if fd != self._poll_fd:  # one poll object per socket: a reconnect brings a new one
             self._poll, self._poll_fd = select.poll(), fd
             self._poll.register(fd, select.POLLIN)

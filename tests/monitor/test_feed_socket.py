@@ -78,10 +78,11 @@ def test_on_drained_fires_only_when_no_further_frame_is_ready(
         ws._on_data(None, packet, 2, True)
         assert drained == [2]  # nothing more to read: the end of the burst
         ws._on_data(None, "pong", 1, True)
-        assert drained == [2, 2]  # a text frame can end a burst too
+        ws._on_data(None, '{"errorCode": "E1002"}', 1, True)
+        assert drained == [2, 2, 2]  # a text frame can end a burst too
         ws._on_pong(None, b"")
         ws._on_ping(None, b"")
-        assert drained == [2, 2, 2, 2]  # and so can a control frame
+        assert drained == [2, 2, 2, 2, 2]  # and so can a control frame
     finally:
         ours.close()
         server.close()
