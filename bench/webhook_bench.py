@@ -31,49 +31,13 @@ from typing import Any
 
 import httpx
 
+from bench.loadgen import open_loop
 from bench.results import percentile, save
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.reflex_proc import ReflexProcess  # noqa: E402 - a shared dev harness
-
-
-async def _open_loop(url: str, rate: int, seconds: float, body: Any) -> dict[str, float]:
-    """Fire requests on a fixed schedule (not waiting for answers): latency per request."""
-    latencies: list[float] = []
-    errors = 0
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-    async with httpx.AsyncClient(timeout=10, limits=limits) as client:
-
-        async def one(i: int) -> None:
-            nonlocal errors
-            payload = body(i) if callable(body) else None
-            t0 = time.perf_counter()
-            try:
-                if payload is None:
-                    r = await client.get(url)
-                else:
-                    r = await client.post(url, content=payload)
-                if r.status_code >= 300 and r.status_code != 200:
-                    errors += 1
-            except httpx.HTTPError:
-                errors += 1
-            latencies.append((time.perf_counter() - t0) * 1000)
-
-        n = int(rate * seconds)
-        start = time.perf_counter()
-        tasks = []
-        for i in range(n):
-            delay = start + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i)))
-        await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - start
-    return {"rate_target": rate, "sent": n, "achieved_per_s": round(n / elapsed, 1),
-            "p50_ms": round(percentile(latencies, 50), 2),
-            "p99_ms": round(percentile(latencies, 99), 2), "errors": errors}
 
 
 def _cli(env: dict[str, str], *args: str, stdin: str | None = None) -> dict[str, Any]:
@@ -296,12 +260,12 @@ def _run(args: argparse.Namespace, database_url: str, tmp: Path) -> dict[str, An
                                     cwd=ROOT, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL) for _ in range(3)]
         # Warm-up: first requests import code paths and fill caches (scrip master, sessions).
-        asyncio.run(_open_loop(f"{server.backend}/webhook/{links['paper'][0]['token']}", 20, 1.0,
+        asyncio.run(open_loop(f"{server.backend}/webhook/{links['paper'][0]['token']}", 20, 1.0,
                                _alert(links["paper"][0], "warm")))
         ack: dict[str, Any] = {}
         for rate in [int(r) for r in args.rates.split(",")]:
-            floor = asyncio.run(_open_loop(f"{server.backend}/ping", rate, args.seconds, None))
-            hook = asyncio.run(_open_loop(f"{server.backend}/webhook/{links['paper'][0]['token']}",
+            floor = asyncio.run(open_loop(f"{server.backend}/ping", rate, args.seconds, None))
+            hook = asyncio.run(open_loop(f"{server.backend}/webhook/{links['paper'][0]['token']}",
                                           rate, args.seconds,
                                           _alert(links["paper"][0], f"r{rate}")))
             hook["ratio_p99_to_floor"] = round(hook["p99_ms"] / max(floor["p99_ms"], 1e-6), 2)
