@@ -7,6 +7,7 @@ import json
 import sys
 
 from bench.results import RESULTS
+from bench.table import render
 
 BENCHES = ("bench.webhook_bench", "bench.sim_feed", "bench.feed_bench", "bench.monitor_bench",
            "bench.browser_bench")
@@ -22,7 +23,8 @@ def main() -> int:
         print(f"== {name}")
         module.main([])  # type: ignore[attr-defined]
     if RESULTS.exists():
-        print(json.dumps(json.loads(RESULTS.read_text()), indent=2))
+        print(f"\n== {RESULTS.relative_to(RESULTS.parent.parent)}\n")
+        print(render(json.loads(RESULTS.read_text())), end="")
     return 0
 
 
