@@ -152,6 +152,26 @@ def _wait_positions(links: list[dict[str, Any]], *, opened: bool, timeout: float
     print(f"warning: positions still {'not open' if opened else 'open'} after {timeout}s")
 
 
+def _warm_live(backend: str, link: dict[str, Any], env: dict[str, str]) -> None:
+    """One live trade, so the account has a session and its order-update socket is up before
+    measuring (in production the 08:45 pre-open login does this before the market opens)."""
+    import redis
+
+    from ats_app.engine.order_updates import up_key
+
+    account_id = int(link["accounts"][0]["account_id"])
+    asyncio.run(_post_all([(f"{backend}/webhook/{link['token']}", _alert(link, "warm")(0))]))
+    _wait_positions([link], opened=True)
+    asyncio.run(_post_all([(f"{backend}/webhook/{link['token']}", _exit_body(link, "xwarm"))]))
+    _wait_positions([link], opened=False)
+    conn = redis.Redis.from_url(env["REDIS_URL"])
+    deadline = time.monotonic() + 15
+    while not conn.exists(up_key(account_id)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if not conn.exists(up_key(account_id)):
+        print("warning: the order-update socket is not up; live fills will be polled")
+
+
 def _floor_direct(sim_url: str, n: int = 200) -> dict[str, float]:
     lat = []
     with httpx.Client() as c:
@@ -262,6 +282,7 @@ def _run(args: argparse.Namespace, database_url: str, tmp: Path) -> dict[str, An
         # Warm-up: first requests import code paths and fill caches (scrip master, sessions).
         asyncio.run(open_loop(f"{server.backend}/webhook/{links['paper'][0]['token']}", 20, 1.0,
                                _alert(links["paper"][0], "warm")))
+        _warm_live(server.backend, links["live"][0], env)
         ack: dict[str, Any] = {}
         for rate in [int(r) for r in args.rates.split(",")]:
             floor = asyncio.run(open_loop(f"{server.backend}/ping", rate, args.seconds, None))
