@@ -178,6 +178,33 @@ def test_fifty_concurrent_copies_make_one_alert(client: TestClient, link: dict) 
     assert len(_alerts()) == 1
 
 
+def test_refusals_are_recorded_after_the_ack_gives_its_connection_back(
+    client: TestClient, link: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Recording a refusal takes a connection of its own. Taken while the ack still held its
+    # session's, a burst of 16 duplicates held all 15 of the pool's and waited 30 s for more.
+    from ats_app.engine import alerts, audit, notify
+    from ats_app.engine.db import get_engine
+
+    held: list[int] = []
+    record_now, emit = audit.record_now, notify.emit
+
+    def spy(fn):
+        def wrapped(*args, **kwargs):
+            held.append(get_engine().pool.checkedout())
+            return fn(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(alerts.audit, "record_now", spy(record_now))
+    monkeypatch.setattr(notify, "emit", spy(emit))
+    assert _post(client, link, _alert(link, id="dup-c")).status_code == 202
+    assert _post(client, link, _alert(link, id="dup-c")).status_code == 200  # duplicate
+    assert _post(client, link, {"secret": "nope", "action": "buy"}).status_code == 401
+    assert _post(client, link, _alert(link, lots="x")).status_code == 422  # and its notice
+    assert _post(client, link, _alert(link), token="not-a-real-token-at-all").status_code == 404
+    assert len(held) == 5 and held == [0] * 5, held
+
+
 def test_bot_stopped_is_ignored_and_not_enqueued(
     client: TestClient, link: dict, redis_url: str
 ) -> None:

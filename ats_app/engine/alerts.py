@@ -2,7 +2,8 @@
 
 The route never waits for the broker. An alert is accepted only once its row is committed,
 so nothing accepted can be lost: if Redis is down at that moment, `recovery` re-enqueues it.
-Every refusal is audited in its own transaction (the request's own work is rolled back).
+Every refusal is audited in its own transaction, after the request's own has rolled back
+and given its connection back.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import hmac
 import ipaddress
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -44,7 +46,25 @@ class Reply:
     body: dict[str, Any] = field(default_factory=dict)
 
 
-def _refuse(
+class _Refused(Exception):
+    """A check failed: the HTTP answer and what to record about it (audit, owner's notice).
+
+    Recorded by `settle`, which `receive` calls once the ack's session is closed: each record
+    takes a connection of its own, and checking one out while the ack holds another starves
+    the pool under a burst of refusals (duplicates of one alert), every ack then waiting.
+    """
+
+    def __init__(self, reply: Reply, *after: Callable[[], None]) -> None:
+        self.reply = reply
+        self.after = list(after)
+
+    def settle(self) -> Reply:
+        for record in self.after:
+            record()
+        return self.reply
+
+
+def _refusal(
     code: int,
     error: str,
     *,
@@ -53,20 +73,29 @@ def _refuse(
     subject: str | None = None,
     field_name: str | None = None,
     **detail: Any,
-) -> Reply:
-    audit.record_now(
-        action,
-        user_id=user_id,
-        subject=subject,
-        status=code,
-        error=error,
-        field=field_name,
-        **detail,
-    )
+) -> _Refused:
+    """A refusal's answer, with its audit record still to be written (`_Refused.settle`)."""
     body: dict[str, Any] = {"status": "error", "error": error}
     if field_name:
         body["field"] = field_name
-    return Reply(code, body)
+
+    def record() -> None:
+        audit.record_now(
+            action,
+            user_id=user_id,
+            subject=subject,
+            status=code,
+            error=error,
+            field=field_name,
+            **detail,
+        )
+
+    return _Refused(Reply(code, body), record)
+
+
+def _refuse(code: int, error: str, *, action: str, **kw: Any) -> Reply:
+    """Audit a refusal now and return its answer (outside the ack's session only)."""
+    return _refusal(code, error, action=action, **kw).settle()
 
 
 def source_allowed(peer: str | None, cfg: Settings) -> bool:
@@ -114,13 +143,6 @@ def _find_link(session: Session, token: str) -> tuple[WebhookLink, bool] | None:
     return None if row is None else (row[0], bool(row[1]))
 
 
-class _Refused(Exception):
-    """A check failed; carries the (already audited) HTTP answer."""
-
-    def __init__(self, reply: Reply) -> None:
-        self.reply = reply
-
-
 @dataclass(frozen=True)
 class _Link:
     id: int
@@ -134,29 +156,18 @@ class _Link:
         return str(self.id)
 
     def refuse(self, code: int, error: str, **detail: Any) -> _Refused:
-        return _Refused(
-            _refuse(
-                code,
-                error,
-                action="webhook.refused",
-                user_id=self.user_id,
-                subject=self.subject,
-                **detail,
-            )
+        return _refusal(
+            code, error, action="webhook.refused", user_id=self.user_id, subject=self.subject,
+            **detail,
         )
 
 
 def _load_link(s: Session, token: str, source_ip: str | None) -> _Link:
     found = _find_link(s, token)
     if found is None:  # unknown, deleted or rotated: same answer, nothing revealed
-        raise _Refused(
-            _refuse(
-                404,
-                "unknown webhook",
-                action="webhook.refused",
-                subject=token[:12],
-                source_ip=source_ip,
-            )
+        raise _refusal(
+            404, "unknown webhook", action="webhook.refused", subject=token[:12],
+            source_ip=source_ip,
         )
     link, running = found
     assert link.id is not None
@@ -195,8 +206,11 @@ def _valid_signal(
         # The secret was right, so this is the owner's own alert: tell them (rate-limited).
         from ats_app.engine import notify
 
-        notify.emit(link.user_id, "alert_refused", reason=str(exc), link=link.subject)
-        raise link.refuse(422, str(exc), field_name=exc.field) from exc
+        reason = str(exc)
+        refused = link.refuse(422, reason, field_name=exc.field)
+        refused.after.append(lambda: notify.emit(
+            link.user_id, "alert_refused", reason=reason, link=link.subject))
+        raise refused from exc
     return signal
 
 
@@ -235,10 +249,13 @@ def _store(
         first = s.exec(
             select(Alert.id).where(Alert.link_id == link.id).where(Alert.dedup_key == key)
         ).first()
-        audit.record_now(
-            "alert.duplicate", user_id=link.user_id, subject=link.subject, first_alert_id=first
-        )
-        raise _Refused(Reply(200, {"status": "duplicate", "alert_id": first})) from None
+        raise _Refused(
+            Reply(200, {"status": "duplicate", "alert_id": first}),
+            lambda: audit.record_now(
+                "alert.duplicate", user_id=link.user_id, subject=link.subject,
+                first_alert_id=first,
+            ),
+        ) from None
     assert alert.id is not None
     audit.record(
         s,
@@ -269,7 +286,8 @@ def receive(
     now = utcnow()
     try:
         # One session, one connection checkout: the link read and the alert insert commit
-        # together. A refusal rolls it back (nothing was written) and audits on its own.
+        # together. A refusal rolls it back (nothing was written) and is recorded after the
+        # session has given its connection back (settle).
         with session_scope() as s:
             link = _load_link(s, token, source_ip)
             data = _authentic_body(link, body, source_ip, cfg)
@@ -277,7 +295,7 @@ def receive(
             key = dedup_key(data, signal, now, cfg.alert_dedup_window_seconds)
             alert_id, ignored = _store(s, link, data, signal, key, now, source_ip)
     except _Refused as refused:
-        return refused.reply
+        return refused.settle()
     if ignored:
         return Reply(200, {"status": "ignored", "reason": ignored, "alert_id": alert_id})
     try:
