@@ -236,9 +236,16 @@ class AccountStream:
         try:
             order_updates.apply_update(report, user_id=a.user_id, account_id=a.account_id,
                                        conn=self.redis, tick_of=self._tick_of)
-        except Exception:  # one bad update must not kill the socket; the book catches up
-            log.exception("order updates %s: could not apply %s", a.account_id,
-                          report.client_order_id)
+        except Exception:  # e.g. the database briefly unavailable: this update is lost
+            log.exception("order updates %s: could not apply %s; reconnecting to catch up",
+                          a.account_id, report.client_order_id)
+            # The job following the order may already have left it to the stream, and the
+            # socket never repeats a message: reconnect, so that jobs poll meanwhile and the
+            # catch-up on connect reads the order from the book.
+            self.error = f"could not apply {report.client_order_id}"
+            self._down()
+            if self._ws is not None:
+                self._ws.kill()
 
     def _tick_of(self, order: Order) -> Decimal:
         try:

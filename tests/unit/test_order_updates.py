@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
+import pytest
+
 from ats_app.engine.fsm import OrderStatus
 from ats_app.engine.order_updates import parse_message
 
@@ -58,3 +60,50 @@ def test_not_order_events_are_ignored() -> None:
     assert parse_message("pong") is None and parse_message(b"") is None
     assert parse_message(_msg("AB01", ordertag="")) is None  # not placed by us
     assert parse_message(json.dumps([1, 2])) is None
+
+
+class _FakeRedis:
+    def __init__(self) -> None:
+        self.keys: dict[str, object] = {}
+
+    def set(self, key: str, value: object, ex: int | None = None) -> None:
+        self.keys[key] = value
+
+    def delete(self, key: str) -> None:
+        self.keys.pop(key, None)
+
+    def exists(self, key: str) -> int:
+        return int(key in self.keys)
+
+
+class _FakeSocket:
+    killed = False
+
+    def kill(self) -> None:
+        self.killed = True
+
+
+def test_an_update_that_cannot_be_applied_makes_the_stream_reconnect_and_catch_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The socket never repeats a message, and the job may have left the order to the stream:
+    # a lost update must send jobs back to polling and the consumer through its catch-up.
+    from ats_app.engine import order_update_stream, order_updates
+    from ats_app.engine.accounts import Credentials
+
+    creds = Credentials(account_id=7, client_id="T1", base_url=None, egress_proxy=None,
+                        api_key="k", pin="1234", totp_secret="JBSWY3DPEHPK3PXP")
+    r = _FakeRedis()
+    stream = order_update_stream.AccountStream(
+        order_update_stream.LiveAccount(7, 1, creds), r)  # type: ignore[arg-type]
+    stream.connected = True
+    order_updates.mark_up(r, 7)  # type: ignore[arg-type]
+    ws = stream._ws = _FakeSocket()  # type: ignore[assignment]
+
+    def broken(*_a: object, **_k: object) -> None:
+        raise RuntimeError("database is locked")
+
+    monkeypatch.setattr(order_updates, "apply_update", broken)
+    stream.message(_msg("AB05", orderstatus="complete", filledshares="75", averageprice=101.0))
+    assert ws.killed and not stream.connected
+    assert not order_updates.stream_up(r, 7)  # type: ignore[arg-type]
