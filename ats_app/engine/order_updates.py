@@ -34,7 +34,8 @@ from ats_app.engine.broker import parsing
 from ats_app.engine.broker.base import BrokerOrder
 from ats_app.engine.db import session_scope
 from ats_app.engine.fsm import OrderStatus, is_terminal, is_working
-from ats_app.engine.models import Order
+from ats_app.engine.models import Order, utcnow
+from ats_app.engine.risk_gate import day_start
 
 __all__ = [
     "CODE_STATUS",
@@ -244,7 +245,9 @@ def _latest_exit(order: Order) -> bool:
 
 def unfinished(user_id: int, account_id: int) -> list[Order]:
     """The account's orders the broker holds and that can still change (catch-up set), plus
-    finished entries whose position was never opened (a consumer died in between)."""
+    today's finished entries whose position was never opened (a consumer died in between).
+    Not an older day's: Angel squared that intraday fill off at its close, and a position
+    opened for it now would have the monitor sell shares the account no longer holds."""
     working = ("OPEN", "TRIGGER_PENDING", "PARTIALLY_FILLED", "CANCEL_PENDING")
     with session_scope() as s:
         base = (
@@ -259,6 +262,7 @@ def unfinished(user_id: int, account_id: int) -> list[Order]:
             .where(col(Order.status).in_(("FILLED", "CANCELLED")))
             .where(col(Order.position_id).is_(None))
             .where(Order.filled_quantity > 0)
+            .where(col(Order.created_at) >= day_start(utcnow()))
         ).all()
     return rows + list(orphans)
 

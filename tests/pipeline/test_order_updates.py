@@ -209,3 +209,25 @@ def test_dropped_socket_reconnects_and_the_stream_comes_back(
 
 def _sim_book(sim: ServerThread) -> list[dict]:
     return [o.book_row() for o in sim.state.orders.orders.values()]
+
+
+def test_catch_up_opens_only_todays_orphaned_entries(world: dict) -> None:
+    # A filled entry whose position never opened (the consumer died in between) is opened
+    # on connect - but not one from an earlier day: Angel squared that intraday fill off.
+    from datetime import timedelta
+
+    from ats_app.engine.models import utcnow
+
+    rows = {}
+    for tag, age in (("ORPH-OLD", timedelta(days=3)), ("ORPH-NEW", timedelta(0))):
+        row, _ = _entry(world, tag, OrderType.MARKET, None)
+        with session_scope() as s:
+            o = s.get(Order, row.id)
+            o.status, o.filled_quantity, o.average_price_paise = "FILLED", 10, 50_000
+            o.created_at = utcnow() - age
+            s.add(o)
+        rows[tag] = row.id
+    order_updates.catch_up(lambda: [], user_id=world["user"], account_id=world["account"],
+                           conn=None, tick_of=lambda o: Decimal("0.05"))
+    assert _position_of(rows["ORPH-NEW"]) is not None
+    assert _position_of(rows["ORPH-OLD"]) is None
