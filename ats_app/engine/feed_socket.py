@@ -15,10 +15,8 @@ short) still goes through the SDK's parser and `on_data`.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import select
-import socket
 import ssl
 import struct
 from collections.abc import Callable
@@ -27,6 +25,7 @@ from typing import Any
 from SmartApi.smartWebSocketV2 import SmartWebSocketV2
 
 from ats_app.engine.broker.sdk import quiet_sdk_logging
+from ats_app.engine.websocket_close import close_from_another_thread
 
 log = logging.getLogger("ats.feed")
 
@@ -119,15 +118,7 @@ class FeedSocket(SmartWebSocketV2):  # type: ignore[misc]
             return False
 
     def kill(self) -> None:
-        """Close from another thread: shutdown() wakes the reader (close() can hang it)."""
-        app = self.wsapp
-        if app is None:
-            return
-        app.keep_running = False
-        sock = getattr(getattr(app, "sock", None), "sock", None)
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        close_from_another_thread(self.wsapp)
 
 
 def decode_ltp(packet: bytes) -> tuple[int, str, int]:

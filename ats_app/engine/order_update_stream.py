@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from ats_app.engine.errors import AtsError
 from ats_app.engine.feed_sources import Backoff
 from ats_app.engine.models import BrokerAccount, Order, WebhookLink, WebhookLinkAccount
 from ats_app.engine.redis_conn import connect
+from ats_app.engine.websocket_close import close_from_another_thread
 
 log = logging.getLogger("ats.order_updates")
 
@@ -100,15 +100,7 @@ class OrderUpdateSocket(SmartWebSocketOrderUpdate):  # type: ignore[misc]
         pass  # no SDK retry: AccountStream._run reconnects
 
     def kill(self) -> None:
-        """Close from another thread: shutdown() wakes the reader (close() can hang it)."""
-        app = self.wsapp
-        if app is None:
-            return
-        app.keep_running = False
-        sock = getattr(getattr(app, "sock", None), "sock", None)
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        close_from_another_thread(self.wsapp)
 
 
 @dataclass(frozen=True)
