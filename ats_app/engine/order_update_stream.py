@@ -120,6 +120,7 @@ class AccountStream:
         self.messages = 0
         self.error: str | None = None
         self._stop = threading.Event()
+        self._up_lock = threading.Lock()  # connected + the Redis "up" key change together
         self._ws: OrderUpdateSocket | None = None
         self._relogin = False
         self._broker: Any = None
@@ -142,8 +143,10 @@ class AccountStream:
                 "messages": self.messages, "reconnects": self.reconnects, "error": self.error}
 
     def refresh(self) -> None:
-        if self.connected:
-            order_updates.mark_up(self.redis, self.account.account_id)
+        # Under the lock: a refresh racing a disconnect must not re-mark a dead stream "up".
+        with self._up_lock:
+            if self.connected:
+                order_updates.mark_up(self.redis, self.account.account_id)
 
     # ------------------------------------------------------------ socket thread
 
@@ -189,8 +192,8 @@ class AccountStream:
             self._broker.close()
 
     def _down(self) -> None:
-        self.connected = False
-        with contextlib.suppress(redis.RedisError):
+        with self._up_lock, contextlib.suppress(redis.RedisError):
+            self.connected = False
             order_updates.mark_down(self.redis, self.account.account_id)
 
     def _note_error(self, error: object) -> None:
@@ -215,8 +218,9 @@ class AccountStream:
             if self._ws is not None:
                 self._ws.kill()
             return
-        self.connected, self.error = True, None
-        order_updates.mark_up(self.redis, a.account_id)
+        with self._up_lock:
+            self.connected, self.error = True, None
+            order_updates.mark_up(self.redis, a.account_id)
         log.info("order updates %s: connected", a.account_id)
 
     def message(self, raw: Any) -> None:
