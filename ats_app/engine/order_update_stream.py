@@ -52,6 +52,9 @@ log = logging.getLogger("ats.order_updates")
 ANGEL_ORDER_UPDATE_URL = SmartWebSocketOrderUpdate.WEBSOCKET_URI
 STATUS_KEY = "ats:order-updates:status"  # the process's own heartbeat (health check)
 RESYNC_SECONDS = 2.0
+# While the socket is down, the order book is read this often (1/s is Angel's limit, shared
+# with the jobs) so that orders no job follows any more still finish and open their positions.
+FALLBACK_POLL_S = 5.0
 
 
 def order_update_url(base_url: str | None) -> str:
@@ -121,6 +124,8 @@ class AccountStream:
         self.error: str | None = None
         self._stop = threading.Event()
         self._up_lock = threading.Lock()  # connected + the Redis "up" key change together
+        self._polled_at = 0.0
+        self.polls = 0  # order-book reads made while the socket was down
         self._ws: OrderUpdateSocket | None = None
         self._relogin = False
         self._broker: Any = None
@@ -140,7 +145,8 @@ class AccountStream:
 
     def status(self) -> dict[str, Any]:
         return {"account_id": self.account.account_id, "connected": self.connected,
-                "messages": self.messages, "reconnects": self.reconnects, "error": self.error}
+                "messages": self.messages, "reconnects": self.reconnects, "polls": self.polls,
+                "error": self.error}
 
     def refresh(self) -> None:
         # Under the lock: a refresh racing a disconnect must not re-mark a dead stream "up".
@@ -187,9 +193,37 @@ class AccountStream:
             delay = backoff.next()
             log.info("order updates %s: reconnecting in %.2f s (%s)", self.account.account_id,
                      delay, self.error)
-            self._stop.wait(delay)
+            self._wait_polling(delay)
         if self._broker is not None:
             self._broker.close()
+
+    def _wait_polling(self, delay: float) -> None:
+        """Back off before reconnecting, reading the order book meanwhile (the fallback)."""
+        until = time.monotonic() + delay
+        while not self._stop.is_set():
+            if time.monotonic() - self._polled_at >= FALLBACK_POLL_S:
+                self._polled_at = time.monotonic()
+                self._poll_book()
+            left = until - time.monotonic()
+            if left <= 0:
+                return
+            self._stop.wait(min(left, FALLBACK_POLL_S))
+
+    def _poll_book(self) -> None:
+        if self._broker is None:
+            return
+        a = self.account
+        try:
+            changed = order_updates.catch_up(
+                self._broker.orders, user_id=a.user_id, account_id=a.account_id,
+                conn=self.redis, tick_of=self._tick_of)
+        except Exception as exc:  # REST down too: the next poll or the reconnect catches up
+            log.warning("order updates %s: order-book poll failed (%s)", a.account_id, exc)
+            return
+        self.polls += 1
+        if changed:
+            log.info("order updates %s: socket down, %d order(s) updated from the order book",
+                     a.account_id, changed)
 
     def _down(self) -> None:
         with self._up_lock, contextlib.suppress(redis.RedisError):

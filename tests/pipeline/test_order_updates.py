@@ -231,3 +231,32 @@ def test_catch_up_opens_only_todays_orphaned_entries(world: dict) -> None:
                            conn=None, tick_of=lambda o: Decimal("0.05"))
     assert _position_of(rows["ORPH-NEW"]) is not None
     assert _position_of(rows["ORPH-OLD"]) is None
+
+
+def test_socket_unreachable_the_consumer_polls_the_book_and_the_fill_opens_the_position(
+    world: dict, consumer: Consumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Angel's order-update socket down while REST works: an order no job follows any more
+    still fills and gets its position (and stop-loss) from the consumer's order-book polls."""
+    from ats_app.engine import order_update_stream
+
+    monkeypatch.setattr(order_update_stream, "order_update_url",
+                        lambda base_url: "ws://127.0.0.1:9/smart-order-update")  # refused
+    monkeypatch.setattr(order_update_stream, "FALLBACK_POLL_S", 0.5)
+    order, _ = _working_limit(world, "LIM3")  # the job has returned: nobody follows it
+    assert order.status == "OPEN"
+    process = OrderUpdateProcess(connection())
+    thread = threading.Thread(target=process.run, daemon=True)
+    thread.start()
+    try:
+        assert wait_for(lambda: world["account"] in process.streams, 10)
+        stream = process.streams[world["account"]]
+        assert wait_for(lambda: stream.polls >= 1, 10) and not stream.connected
+        _cross(world["sim"], SBIN.symboltoken, order.price_paise)
+        assert wait_for(lambda: _position_of(order.id), 15), "the fill never reached the row"
+        assert order_store.get(order.id).status == "FILLED"
+        assert not order_updates.stream_up(connection(), world["account"])
+    finally:
+        process.stopping.set()
+        thread.join(15)
+    assert not thread.is_alive()
