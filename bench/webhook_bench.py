@@ -117,10 +117,13 @@ def _exit_body(link: dict[str, Any], tag: str) -> bytes:
 def _alert_to_order(backend: str, links: list[dict[str, Any]], rounds: int) -> dict[str, Any]:
     """Entries on every link at once (more than the 4 workers: they are all busy), then the
     exits, `rounds` times; latencies from each entry's arrival, out of the audit log."""
+    from ats_app.engine.models import utcnow
+
     for r in range(rounds):
+        since = utcnow()
         asyncio.run(_post_all([(f"{backend}/webhook/{lk['token']}", _alert(lk, f"e{r}")(i))
                                for i, lk in enumerate(links)]))
-        _wait_positions(links, opened=True)
+        _wait_positions(links, opened=True, since=since)
         asyncio.run(_post_all([(f"{backend}/webhook/{lk['token']}", _exit_body(lk, f"x{r}{i}"))
                                for i, lk in enumerate(links)]))
         _wait_positions(links, opened=False)
@@ -133,7 +136,11 @@ def _alert_to_order(backend: str, links: list[dict[str, Any]], rounds: int) -> d
                for q, pct in (("p50", 50), ("p99", 99))}}
 
 
-def _wait_positions(links: list[dict[str, Any]], *, opened: bool, timeout: float = 60) -> None:
+def _wait_positions(links: list[dict[str, Any]], *, opened: bool, since: Any = None,
+                    timeout: float = 60) -> None:
+    """opened: every link has had a position opened since `since` (it may already be closed
+    again: a 5 % stop on the simulator's random walk can fire within the round); else: none
+    of them has a position open or exiting."""
     from sqlmodel import func, select
 
     from ats_app.engine.db import session_scope
@@ -142,10 +149,14 @@ def _wait_positions(links: list[dict[str, Any]], *, opened: bool, timeout: float
     ids = [lk["id"] for lk in links]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        query = select(func.count(func.distinct(Position.link_id))).where(
+            Position.link_id.in_(ids))  # type: ignore[attr-defined]
+        if opened:
+            query = query.where(Position.opened_at >= since) if since else query
+        else:
+            query = query.where(Position.status.in_(("OPEN", "EXITING")))  # type: ignore[attr-defined]
         with session_scope() as s:
-            n = s.exec(select(func.count()).select_from(Position)
-                       .where(Position.link_id.in_(ids))  # type: ignore[attr-defined]
-                       .where(Position.status == "OPEN")).one()
+            n = s.exec(query).one()
         if (n == len(ids)) if opened else (n == 0):
             return
         time.sleep(0.05)
@@ -157,11 +168,13 @@ def _warm_live(backend: str, link: dict[str, Any], env: dict[str, str]) -> None:
     measuring (in production the 08:45 pre-open login does this before the market opens)."""
     import redis
 
+    from ats_app.engine.models import utcnow
     from ats_app.engine.order_updates import up_key
 
     account_id = int(link["accounts"][0]["account_id"])
+    since = utcnow()
     asyncio.run(_post_all([(f"{backend}/webhook/{link['token']}", _alert(link, "warm")(0))]))
-    _wait_positions([link], opened=True)
+    _wait_positions([link], opened=True, since=since)
     asyncio.run(_post_all([(f"{backend}/webhook/{link['token']}", _exit_body(link, "xwarm"))]))
     _wait_positions([link], opened=False)
     conn = redis.Redis.from_url(env["REDIS_URL"])
