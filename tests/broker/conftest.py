@@ -6,6 +6,7 @@ redis_url, database_url) applies here too.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -74,9 +75,13 @@ def kit(sim: Sim, rds: redis.Redis) -> Iterator[BrokerKit]:
 
 class _Echo(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        body = self.client_address[0].encode()
+        # Plain text like api.ipify.org; a SmartAPI-style JSON envelope to JSON clients (the
+        # SDK's own GET path), so either kind of caller can see where it came from.
+        ip = self.client_address[0]
+        as_json = "application/json" in self.headers.get("Accept", "")
+        body = json.dumps({"status": True, "ip": ip}).encode() if as_json else ip.encode()
         self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Type", "application/json" if as_json else "text/plain")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)

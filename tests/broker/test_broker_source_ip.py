@@ -9,12 +9,7 @@ does (HTTP 400, empty body); it also records the address each order came from.
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Iterator
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 import redis
@@ -98,34 +93,10 @@ def test_a_source_address_this_machine_lacks_fails_clearly_and_sends_nothing(
     assert _seen(kit.sim) == {}
 
 
-class _JsonEcho(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = json.dumps({"status": True, "ip": self.client_address[0]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *_: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def json_echo() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _JsonEcho)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
-
-
-def test_the_sdk_path_outside_request_leaves_from_the_source_address(json_echo: str) -> None:
+def test_the_sdk_path_outside_request_leaves_from_the_source_address(ip_echo: str) -> None:
     # individual_order_details calls the SDK's make_authenticated_get_request, which uses a
     # bare requests.get (the machine's default address) in the installed SDK.
-    c = AngelClient(api_key=API_KEY, root=json_echo, source_ip="127.0.0.8")
+    c = AngelClient(api_key=API_KEY, root=ip_echo.rstrip("/"), source_ip="127.0.0.8")
     try:
         assert c.individual_order_details("x")["ip"] == "127.0.0.8"
     finally:
