@@ -272,7 +272,9 @@ def _run(args: argparse.Namespace, database_url: str, tmp: Path) -> dict[str, An
     extra = {"ATS_SECRET_KEY": Fernet.generate_key().decode(), "TRADING_MODE": "live",
              "WEBHOOK_RATE_PER_MIN": "1000000", "ATS_IP_ECHO_URL": "",
              "ATS_FAKE_NOW": "2026-12-02T10:00:00+05:30",  # inside NSE hours, any wall clock
-             "DATABASE_URL": database_url}
+             "DATABASE_URL": database_url,
+             # the workers' niceness under test (the server's own environment is not passed on)
+             "ATS_WORKER_NICE": os.environ.get("ATS_WORKER_NICE", "5")}
     server = ReflexProcess(tmp / "data", backend_only=True, env=extra)
     server.start(timeout=180)
     workers: list[subprocess.Popen] = []
