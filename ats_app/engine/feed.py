@@ -48,6 +48,7 @@ from ats_app.engine.feed_sources import (
     source_key,
 )
 from ats_app.engine.positions import POSITIONS_CHANNEL
+from ats_app.engine.processes import STOP_GRACE_S, exit_within
 from ats_app.engine.redis_conn import connect
 from ats_app.engine.tickbus import (
     EXCHANGE_BY_TYPE,
@@ -378,6 +379,7 @@ def run_feed() -> None:
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         feed.stopping.set()
+        exit_within(STOP_GRACE_S)
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)

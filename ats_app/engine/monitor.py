@@ -38,6 +38,7 @@ from ats_app.engine.exit_claims import claim_exit, finish_pending_exits
 from ats_app.engine.feed_sources import SourceResolver
 from ats_app.engine.models import Position
 from ats_app.engine.positions import POSITIONS_CHANNEL
+from ats_app.engine.processes import STOP_GRACE_S, exit_within
 from ats_app.engine.queueing import enqueue_exit
 from ats_app.engine.redis_conn import MONITOR_HEARTBEAT_KEY, connect
 from ats_app.engine.rest_fallback import RestFallback, StaleInstrument
@@ -444,6 +445,7 @@ def run_monitor() -> None:
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         monitor.stop()
+        exit_within(STOP_GRACE_S)
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)

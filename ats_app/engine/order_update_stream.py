@@ -44,6 +44,7 @@ from ats_app.engine.db import session_scope
 from ats_app.engine.errors import AtsError
 from ats_app.engine.feed_sources import Backoff
 from ats_app.engine.models import BrokerAccount, Order, WebhookLink, WebhookLinkAccount
+from ats_app.engine.processes import STOP_GRACE_S, exit_within
 from ats_app.engine.redis_conn import connect
 from ats_app.engine.websocket_close import close_from_another_thread
 
@@ -369,6 +370,7 @@ def run_order_updates() -> None:
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         process.stopping.set()
+        exit_within(STOP_GRACE_S)
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)

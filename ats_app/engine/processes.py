@@ -9,17 +9,28 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 
 log = logging.getLogger("ats.processes")
 
 _PR_SET_PDEATHSIG = 1
+STOP_GRACE_S = 8.0  # a service's clean shutdown after SIGTERM, at most
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     # If the backend is killed outright (SIGKILL), the kernel still stops this child: no orphans.
     with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def exit_within(seconds: float) -> None:
+    """Call from a SIGTERM handler: whatever the clean shutdown still waits for (a dead Redis
+    retried with back-off, a socket), the process is gone after `seconds`, before whoever
+    stops it gives up and leaves an orphan (the dev supervisor waits 10 s, compose 10 s)."""
+    timer = threading.Timer(seconds, os._exit, args=(0,))
+    timer.daemon = True
+    timer.start()
 
 
 def child_popen(args: Sequence[str], env: dict[str, str] | None = None) -> subprocess.Popen:
