@@ -298,3 +298,81 @@ def test_order_export_streams_through_a_one_time_link(client: TestClient, link: 
     other = downloads.issue(conn, link["user_id"] + 999, "orders", {"format": "json"})
     assert client.get(f"/download/{other}").json() == []  # scoped to the token's user
     assert json.loads(orders.export_orders([], "json")) == []
+
+
+# --- the ack's link cache (engine.link_cache): fast, and never serving a changed link -----
+
+
+def test_a_cached_link_costs_the_ack_only_its_two_inserts(client: TestClient, link: dict) -> None:
+    from sqlalchemy import event
+
+    from ats_app.engine.db import get_engine
+
+    assert _post(client, link, _alert(link, id="warm")).status_code == 202
+    statements: list[str] = []
+
+    def spy(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement.split()[0].upper())
+
+    event.listen(get_engine(), "before_cursor_execute", spy)
+    try:
+        assert _post(client, link, _alert(link, id="hot")).status_code == 202
+    finally:
+        event.remove(get_engine(), "before_cursor_execute", spy)
+    assert statements == ["INSERT", "INSERT"]  # the alert and its audit record, nothing read
+
+
+def test_link_changes_reach_the_very_next_alert(client: TestClient, link: dict) -> None:
+    uid, lid = link["user_id"], link["id"]
+    assert _post(client, link, _alert(link, id="a1")).status_code == 202  # now cached
+    with session_scope() as s:
+        webhooks.update_link(s, uid, lid, name="nifty", accounts=[], strategy_id=None,
+                             stop_loss_pct=1, target_pct=2, trailing_stop_pct=None,
+                             paper=True, enabled=False)
+    resp = _post(client, link, _alert(link, id="a2"))
+    assert resp.json()["status"] == "ignored" and resp.json()["reason"] == "link_disabled"
+    with session_scope() as s:
+        webhooks.update_link(s, uid, lid, name="nifty", accounts=[], strategy_id=None,
+                             stop_loss_pct=1, target_pct=2, trailing_stop_pct=None,
+                             paper=True, enabled=True)
+        new_secret = webhooks.rotate_secret(s, uid, lid)
+    assert _post(client, link, _alert(link, id="a3")).status_code == 401  # the old secret
+    assert _post(client, link, _alert(link, id="a4", secret=new_secret)).status_code == 202
+    with session_scope() as s:
+        webhooks.delete_link(s, uid, lid)
+    assert _post(client, link, _alert(link, id="a5", secret=new_secret)).status_code == 404
+
+
+def test_bot_stopped_from_another_process_reaches_the_next_alert(
+    client: TestClient, link: dict
+) -> None:
+    import subprocess
+    import sys
+
+    assert _post(client, link, _alert(link, id="b1")).status_code == 202  # now cached
+    subprocess.run([sys.executable, "-m", "ats_app.cli", "bot", "stop", "--user", "trader"],
+                   check=True, capture_output=True)
+    resp = _post(client, link, _alert(link, id="b2"))
+    assert resp.json() == {"status": "ignored", "reason": "bot_stopped",
+                           "alert_id": resp.json()["alert_id"]}
+
+
+def test_a_lost_invalidation_expires_within_the_cache_age(
+    client: TestClient, link: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from ats_app.engine import alerts, link_cache
+
+    def unreachable(_conn: object) -> None:
+        raise redis.ConnectionError("Redis unreachable just then")
+
+    monkeypatch.setattr(alerts._links, "max_age_s", 0.5)
+    assert _post(client, link, _alert(link, id="c1")).status_code == 202  # now cached
+    monkeypatch.setattr(link_cache, "bump", unreachable)
+    with session_scope() as s:
+        bot.set_running(s, link["user_id"], False)  # committed; its invalidation is lost
+    assert _post(client, link, _alert(link, id="c2")).status_code == 202  # served stale...
+    time.sleep(0.6)
+    resp = _post(client, link, _alert(link, id="c3"))  # ...for at most max_age_s
+    assert resp.json()["status"] == "ignored" and resp.json()["reason"] == "bot_stopped"

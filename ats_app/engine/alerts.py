@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 import redis
+import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -31,8 +32,9 @@ from ats_app.engine.alert_schema import (
     stored_payload,
 )
 from ats_app.engine.config import Settings, settings
-from ats_app.engine.db import session_scope
+from ats_app.engine.db import get_engine, session_scope
 from ats_app.engine.errors import ValidationError
+from ats_app.engine.link_cache import GEN_KEY, LinkCache, LinkFacts, current_generation
 from ats_app.engine.models import Alert, BotState, WebhookLink, utcnow
 from ats_app.engine.queueing import connection, enqueue_alert
 from ats_app.engine.secrets_box import default_box
@@ -117,24 +119,20 @@ def client_ip(peer: str | None, forwarded_for: str | None, cfg: Settings) -> str
     return peer
 
 
-def _over_rate(conn: redis.Redis, link_id: int, per_min: int) -> bool:
+def _rate_key(link_id: int) -> str:
     """Fixed one-minute window per link, shared by every backend process through Redis."""
-    key = f"ats:rl:webhook:{link_id}:{int(time.time() // 60)}"
-    try:
-        pipe = conn.pipeline()
-        pipe.incr(key)
-        pipe.expire(key, 120)
-        count = pipe.execute()[0]
-    except redis.RedisError:
-        log.warning("rate limiter unavailable (Redis down): alert for link %s not limited", link_id)
-        return False
-    return int(count) > per_min
+    return f"ats:rl:webhook:{link_id}:{int(time.time() // 60)}"
+
+
+def _count_alert(pipe: redis.client.Pipeline, link_id: int) -> None:
+    """Count one authentic alert in its link's window (queued on `pipe`)."""
+    key = _rate_key(link_id)
+    pipe.incr(key)
+    pipe.expire(key, 120)
 
 
 def _find_link(session: Session, token: str) -> tuple[WebhookLink, bool] | None:
-    """The link and whether its owner's bot runs: one query on the ack's hot path."""
-    if not token or len(token) > 64:
-        return None
+    """The link and whether its owner's bot runs: one query."""
     row = session.exec(
         select(WebhookLink, BotState.running)
         .join(BotState, col(BotState.user_id) == col(WebhookLink.user_id), isouter=True)
@@ -143,17 +141,63 @@ def _find_link(session: Session, token: str) -> tuple[WebhookLink, bool] | None:
     return None if row is None else (row[0], bool(row[1]))
 
 
+def _read_link(token: str) -> LinkFacts | None:
+    with session_scope() as s:
+        found = _find_link(s, token)
+    if found is None:
+        return None
+    link, running = found
+    assert link.id is not None
+    secret = default_box().decrypt(link.secret_enc).encode()
+    return LinkFacts(link.id, link.user_id, secret, link.enabled, running)
+
+
+_links = LinkCache()
+
+
+def _lookup(token: str, conn: redis.Redis) -> tuple[LinkFacts | None, int | None]:
+    """The link behind `token` and its alerts so far this minute (None: Redis is down, so
+    nothing is cached and nothing limited). A cached link costs one Redis round trip, which
+    also confirms that no link, bot or user changed since it was read (`link_cache`)."""
+    entry = _links.peek(token)
+    try:
+        if entry is not None:
+            pipe = conn.pipeline(transaction=False)
+            pipe.get(GEN_KEY)
+            if entry.facts is not None:
+                pipe.get(_rate_key(entry.facts.id))
+            gen, *count = pipe.execute()
+            if gen == entry.generation:
+                return entry.facts, int(count[0] or 0) if count else None
+        gen = current_generation(conn)  # read before the link: a change after it re-reads
+    except redis.RedisError:
+        log.warning("link cache and rate limit unavailable (Redis down)")
+        return _read_link(token), None
+    facts = _read_link(token)
+    _links.put(token, facts, gen)
+    if facts is None:
+        return None, None
+    try:
+        return facts, int(conn.get(_rate_key(facts.id)) or 0)
+    except redis.RedisError:
+        return facts, None
+
+
 @dataclass(frozen=True)
 class _Link:
-    id: int
-    user_id: int
-    secret_enc: str
-    enabled: bool
-    bot_running: bool
+    facts: LinkFacts
+
+    @property
+    def id(self) -> int:
+        return self.facts.id
+
+    @property
+    def user_id(self) -> int:
+        return self.facts.user_id
 
     @property
     def subject(self) -> str:
-        return str(self.id)
+        return str(self.facts.id)
 
     def refuse(self, code: int, error: str, **detail: Any) -> _Refused:
         return _refusal(
@@ -162,16 +206,14 @@ class _Link:
         )
 
 
-def _load_link(s: Session, token: str, source_ip: str | None) -> _Link:
-    found = _find_link(s, token)
-    if found is None:  # unknown, deleted or rotated: same answer, nothing revealed
+def _load_link(token: str, source_ip: str | None, conn: redis.Redis) -> tuple[_Link, int | None]:
+    facts, count = (None, None) if not token or len(token) > 64 else _lookup(token, conn)
+    if facts is None:  # unknown, deleted or rotated: same answer, nothing revealed
         raise _refusal(
             404, "unknown webhook", action="webhook.refused", subject=token[:12],
             source_ip=source_ip,
         )
-    link, running = found
-    assert link.id is not None
-    return _Link(link.id, link.user_id, link.secret_enc, link.enabled, running)
+    return _Link(facts), count
 
 
 def _authentic_body(
@@ -185,16 +227,24 @@ def _authentic_body(
     except ValidationError as exc:
         raise link.refuse(400, str(exc)) from exc
     provided = data.get("secret")
-    expected = default_box().decrypt(link.secret_enc).encode()
-    if not isinstance(provided, str) or not hmac.compare_digest(provided.encode(), expected):
+    if not isinstance(provided, str) or not hmac.compare_digest(
+        provided.encode(), link.facts.secret
+    ):
         raise link.refuse(401, "missing or wrong secret", source_ip=source_ip)
     return data
 
 
 def _valid_signal(
-    link: _Link, data: dict[str, Any], conn: redis.Redis, cfg: Settings, now: datetime
+    link: _Link,
+    data: dict[str, Any],
+    count: int | None,
+    conn: redis.Redis,
+    cfg: Settings,
+    now: datetime,
 ) -> AlertSignal:
-    if _over_rate(conn, link.id, cfg.webhook_rate_per_min):
+    # The count was read with the link; it grows once the alert is stored. Concurrent alerts
+    # may all pass on the same reading: the limit can be overshot by the requests in flight.
+    if count is not None and count + 1 > cfg.webhook_rate_per_min:
         raise link.refuse(
             429, f"more than {cfg.webhook_rate_per_min} alerts a minute for this link"
         )
@@ -210,12 +260,26 @@ def _valid_signal(
         refused = link.refuse(422, reason, field_name=exc.field)
         refused.after.append(lambda: notify.emit(
             link.user_id, "alert_refused", reason=reason, link=link.subject))
+        refused.after.append(lambda: _count_now(conn, link.id))
         raise refused from exc
     return signal
 
 
+def _count_now(conn: redis.Redis, link_id: int) -> None:
+    try:
+        pipe = conn.pipeline(transaction=False)
+        _count_alert(pipe, link_id)
+        pipe.execute()
+    except redis.RedisError:
+        pass  # the limiter is best-effort; the alert's own outcome does not depend on it
+
+
+_ALERTS = Alert.__table__  # type: ignore[attr-defined]
+# One statement object for every alert: SQLAlchemy reuses its compiled form.
+_INSERT_ALERT = sa.insert(_ALERTS).returning(_ALERTS.c.id)
+
+
 def _store(
-    s: Session,
     link: _Link,
     data: dict[str, Any],
     signal: AlertSignal,
@@ -223,32 +287,32 @@ def _store(
     now: datetime,
     source_ip: str | None,
 ) -> tuple[int, str | None]:
-    """Insert the alert; (its id, why it is ignored or None). Duplicates raise _Refused(200)."""
+    """Insert the alert and its audit record in one transaction; (its id, why it is ignored
+    or None). Duplicates raise _Refused(200). Core statements, not the ORM: this is the ack's
+    whole database cost."""
     reason = None
-    if not link.enabled:
+    if not link.facts.enabled:
         reason = "link_disabled"
-    elif not link.bot_running:
+    elif not link.facts.bot_running:
         reason = "bot_stopped"
-    alert = Alert(
-        user_id=link.user_id,
-        link_id=link.id,
-        dedup_key=key,
-        payload=stored_payload(data),
-        action=signal.action,
-        symbol=signal.tradingsymbol or signal.symbol,
-        status="IGNORED" if reason else "ACCEPTED",
-        reason=reason,
-        source_ip=source_ip,
-        received_at=now,
-    )
-    s.add(alert)
+    status = "IGNORED" if reason else "ACCEPTED"
     try:
-        s.flush()
+        with get_engine().begin() as c:
+            alert_id = c.execute(_INSERT_ALERT, {
+                "user_id": link.user_id, "link_id": link.id, "dedup_key": key,
+                "payload": stored_payload(data), "action": signal.action,
+                "symbol": signal.tradingsymbol or signal.symbol, "status": status,
+                "reason": reason, "source_ip": source_ip, "received_at": now,
+            }).scalar_one()
+            audit.insert(
+                c, "alert.received", user_id=link.user_id, subject=str(alert_id),
+                link_id=link.id, status=status, reason=reason,
+            )
     except IntegrityError:  # the UNIQUE (link, dedup key): this alert came before
-        s.rollback()
-        first = s.exec(
-            select(Alert.id).where(Alert.link_id == link.id).where(Alert.dedup_key == key)
-        ).first()
+        with session_scope() as s:
+            first = s.exec(
+                select(Alert.id).where(Alert.link_id == link.id).where(Alert.dedup_key == key)
+            ).first()
         raise _Refused(
             Reply(200, {"status": "duplicate", "alert_id": first}),
             lambda: audit.record_now(
@@ -256,17 +320,7 @@ def _store(
                 first_alert_id=first,
             ),
         ) from None
-    assert alert.id is not None
-    audit.record(
-        s,
-        "alert.received",
-        user_id=link.user_id,
-        subject=str(alert.id),
-        link_id=link.id,
-        status=alert.status,
-        reason=reason,
-    )
-    return alert.id, reason
+    return int(alert_id), reason
 
 
 def receive(
@@ -285,22 +339,30 @@ def receive(
     conn = connection()
     now = utcnow()
     try:
-        # One session, one connection checkout: the link read and the alert insert commit
-        # together. A refusal rolls it back (nothing was written) and is recorded after the
-        # session has given its connection back (settle).
-        with session_scope() as s:
-            link = _load_link(s, token, source_ip)
-            data = _authentic_body(link, body, source_ip, cfg)
-            signal = _valid_signal(link, data, conn, cfg, now)
-            key = dedup_key(data, signal, now, cfg.alert_dedup_window_seconds)
-            alert_id, ignored = _store(s, link, data, signal, key, now, source_ip)
+        # The alert is accepted only once its row is committed. A refusal writes nothing and
+        # is recorded by settle(), once the ack holds no connection.
+        link, count = _load_link(token, source_ip, conn)
+        data = _authentic_body(link, body, source_ip, cfg)
+        signal = _valid_signal(link, data, count, conn, cfg, now)
+        key = dedup_key(data, signal, now, cfg.alert_dedup_window_seconds)
+        try:
+            alert_id, ignored = _store(link, data, signal, key, now, source_ip)
+        except _Refused as duplicate:
+            duplicate.after.append(lambda: _count_now(conn, link.id))
+            raise
     except _Refused as refused:
         return refused.settle()
+    try:
+        # One round trip: the rate count and, when accepted, the job.
+        pipe = conn.pipeline()
+        if not ignored:
+            enqueue_alert(alert_id, conn, pipeline=pipe)  # first: RQ starts the MULTI
+        _count_alert(pipe, link.id)
+        pipe.execute()
+    except redis.RedisError:
+        if not ignored:
+            # Committed already: recovery re-enqueues it when Redis is back. Still accepted.
+            log.error("alert %s accepted but not enqueued (Redis down); recovery will", alert_id)
     if ignored:
         return Reply(200, {"status": "ignored", "reason": ignored, "alert_id": alert_id})
-    try:
-        enqueue_alert(alert_id, conn)
-    except redis.RedisError:
-        # Committed already: recovery re-enqueues it when Redis is back. Still accepted.
-        log.error("alert %s accepted but not enqueued (Redis down); recovery will", alert_id)
     return Reply(202, {"status": "accepted", "alert_id": alert_id})

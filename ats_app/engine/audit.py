@@ -6,9 +6,10 @@ import json
 import logging
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session
 
-from ats_app.engine.models import AuditEvent
+from ats_app.engine.models import AuditEvent, utcnow
 
 log = logging.getLogger("ats.audit")
 
@@ -22,15 +23,38 @@ def record(
     **detail: Any,
 ) -> AuditEvent:
     """Add an audit event to `session` (committed with the caller's transaction)."""
-    event = AuditEvent(
-        user_id=user_id,
-        action=action,
-        subject=(subject or None) and str(subject)[:255],
-        detail=json.dumps(detail, default=str, sort_keys=True) if detail else "",
-    )
+    event = AuditEvent(**_fields(action, user_id, subject, detail))
     session.add(event)
     log.info("audit %s user=%s subject=%s", action, user_id, subject)
     return event
+
+
+# One statement object for every call: SQLAlchemy reuses its compiled form.
+_INSERT = sa.insert(AuditEvent.__table__)  # type: ignore[attr-defined]
+
+
+def insert(
+    conn: sa.Connection,
+    action: str,
+    *,
+    user_id: int | None = None,
+    subject: str | None = None,
+    **detail: Any,
+) -> None:
+    """`record` for a Core connection's transaction (the webhook ack, which skips the ORM)."""
+    conn.execute(_INSERT, {"created_at": utcnow(), **_fields(action, user_id, subject, detail)})
+    log.info("audit %s user=%s subject=%s", action, user_id, subject)
+
+
+def _fields(
+    action: str, user_id: int | None, subject: str | None, detail: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "user_id": user_id,
+        "action": action,
+        "subject": (subject or None) and str(subject)[:255],
+        "detail": json.dumps(detail, default=str, sort_keys=True) if detail else "",
+    }
 
 
 def record_now(

@@ -238,3 +238,8 @@ class BotState(SQLModel, table=True):
 # Tables kept in their own modules register here too, so metadata (and Alembic) sees them all.
 import ats_app.engine.notify_models  # noqa: E402
 import ats_app.engine.risk_models  # noqa: E402, F401
+
+# The webhook ack caches what it reads of these; a commit changing any of them invalidates it.
+from ats_app.engine import link_cache  # noqa: E402
+
+link_cache.install((WebhookLink, BotState, User))
