@@ -185,7 +185,9 @@ def cmd_worker(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_monitor(args: argparse.Namespace) -> dict[str, Any]:
     from ats_app.engine.monitor import run_monitor
+    from ats_app.engine.processes import freeze_startup_heap
 
+    freeze_startup_heap()
     run_monitor()
     return {}
 

@@ -77,14 +77,18 @@ def cmd_positions_list(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_feed(args: argparse.Namespace) -> dict[str, Any]:
     from ats_app.engine.feed import run_feed
+    from ats_app.engine.processes import freeze_startup_heap
 
+    freeze_startup_heap()
     run_feed()
     return {}
 
 
 def cmd_order_updates(args: argparse.Namespace) -> dict[str, Any]:
     from ats_app.engine.order_update_stream import run_order_updates
+    from ats_app.engine.processes import freeze_startup_heap
 
+    freeze_startup_heap()
     run_order_updates()
     return {}
 

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from ats_app.engine import db
 from ats_app.engine.bootstrap import account_from_env
 from ats_app.engine.config import settings
+from ats_app.engine.processes import freeze_startup_heap
 from ats_app.engine.supervisor import Supervisor
 
 log = logging.getLogger("ats.lifespan")
@@ -44,6 +45,7 @@ def _recover_alerts() -> None:
 @asynccontextmanager
 async def services() -> AsyncIterator[None]:
     supervisor = await asyncio.to_thread(_startup)
+    freeze_startup_heap()  # the app's pages and models, built by now, live as long as we do
     try:
         yield
     finally:
