@@ -1,9 +1,17 @@
-"""Order rows: created once, changed only through the state machine, every step audited."""
+"""Order rows: created once, changed only through the state machine, every step audited.
+
+Each change has two forms: without `session` it runs in its own transaction (the order-update
+consumer, the CLI, tests); with `session` it joins the caller's transaction (a pipeline job
+doing one order's steps in a few commits) and its notice waits for that commit (`after_commit`).
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
+from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -26,25 +34,64 @@ _EVENT_FOR: dict[OrderStatus, OrderEvent] = {
     OrderStatus.REJECTED: OrderEvent.REJECT,
 }
 
+_HOOKS = "ats_after_commit"
+
+
+def after_commit(session: Session, fn: Callable[[], None]) -> None:
+    """Run `fn` once `session`'s current transaction commits; drop it if it rolls back.
+
+    For what others act on (notices, pub/sub, enqueued jobs): they must never see a change
+    that is not durable yet, nor one that was rolled back.
+    """
+    hooks: list[Callable[[], None]] | None = session.info.get(_HOOKS)
+    if hooks is None:
+        hooks = session.info[_HOOKS] = []
+        event.listen(session, "after_commit", _run_hooks)
+        event.listen(session, "after_rollback", _drop_hooks)
+    hooks.append(fn)
+
+
+def _run_hooks(session: Session) -> None:
+    hooks = session.info.get(_HOOKS) or []
+    session.info[_HOOKS] = []
+    for fn in hooks:
+        fn()  # an error surfaces to the caller as before (the change is committed)
+
+
+def _drop_hooks(session: Session) -> None:
+    session.info[_HOOKS] = []
+
+
+@contextmanager
+def joined(session: Session | None) -> Iterator[Session]:
+    """The caller's session as is (it commits), else a transaction of our own."""
+    if session is not None:
+        yield session
+        return
+    with session_scope() as s:
+        yield s
+
 
 def by_client_id(session: Session, client_order_id: str) -> Order | None:
     return session.exec(select(Order).where(Order.client_order_id == client_order_id)).first()
 
 
-def create(order: Order) -> Order:
-    """Insert in state CREATED, or return the row a previous run of the job already wrote."""
-    with session_scope() as s:
-        existing = by_client_id(s, order.client_order_id)
+def create(order: Order, *, session: Session | None = None, submit: bool = False) -> Order:
+    """Insert in state CREATED, or return the row a previous run of the job already wrote.
+
+    `submit`: insert it already SUBMITTING (audited as created, then submitted), for a job
+    that commits it before the broker call: one write instead of an insert and an update,
+    and no moment at which the row exists but is not yet submitting. Such a job has looked
+    for earlier attempts already, so a row that exists anyway (a concurrent run) is found
+    through the unique key's conflict instead of a read first.
+    """
+    with joined(session) as s:
+        existing = None if submit else by_client_id(s, order.client_order_id)
         if existing is not None:
             return existing
         s.add(order)
-        try:
-            s.flush()
-        except IntegrityError:  # a concurrent run of the same job won the insert
-            s.rollback()
-            existing = by_client_id(s, order.client_order_id)
-            assert existing is not None
-            return existing
+        # Its events before the flush: one flush writes the row and them, and a lost race
+        # below rolls them back with it.
         audit.record(
             s,
             "order.created",
@@ -56,6 +103,15 @@ def create(order: Order) -> Order:
             symbol=order.symbol,
             paper=order.paper,
         )
+        if submit:
+            _apply(s, order, OrderEvent.SUBMIT, None, None)
+        try:
+            s.flush()
+        except IntegrityError:  # a concurrent run of the same job won the insert
+            s.rollback()
+            existing = by_client_id(s, order.client_order_id)
+            assert existing is not None
+            return existing
         return order
 
 
@@ -66,6 +122,7 @@ def transition(
     reason: str | None = None,
     report: BrokerOrder | None = None,
     quiet: bool = False,
+    session: Session | None = None,
 ) -> Order:
     """Apply `event`; an edge the table does not allow is audited and changes nothing.
 
@@ -74,62 +131,79 @@ def transition(
     order-update socket and the job's own REST answer or poll report the same change, in
     either order; only the first is news.
     """
-    with session_scope() as s:
-        order = s.get(Order, order_id, with_for_update=True)
+    with joined(session) as s:
+        s.flush()  # our own pending change first: the fresh read below must not discard it
+        # populate_existing: a long-lived job session may hold an older copy of the row.
+        order = s.get(Order, order_id, with_for_update=True, populate_existing=True)
         assert order is not None, f"order {order_id} vanished"
         if quiet and _stale(order, event, report):
             return order
-        try:
-            new = fsm.apply(OrderStatus(order.status), event)
-        except fsm.InvalidTransition as exc:
-            audit.record(
-                s,
-                "order.transition_ignored",
-                user_id=order.user_id,
-                subject=order.client_order_id,
-                error=str(exc),
-            )
-            return order
-        old = order.status
-        order.status = new.value
-        if reason:
-            order.reason = reason[:500]
-        if report is not None:
-            order.broker_order_id = report.broker_order_id or order.broker_order_id
-            order.filled_quantity = max(order.filled_quantity, report.filled_quantity)
-            if report.average_price is not None:
-                order.average_price_paise = to_paise(report.average_price)
-        order.updated_at = utcnow()
-        s.add(order)
+        return _apply(s, order, event, reason, report)
+
+
+def _apply(
+    s: Session,
+    order: Order,
+    event: OrderEvent,
+    reason: str | None,
+    report: BrokerOrder | None,
+) -> Order:
+    """`transition` on a row this transaction has locked (or inserted)."""
+    try:
+        new = fsm.apply(OrderStatus(order.status), event)
+    except fsm.InvalidTransition as exc:
         audit.record(
             s,
-            f"order.{event.value.lower()}",
+            "order.transition_ignored",
             user_id=order.user_id,
             subject=order.client_order_id,
-            alert_id=order.alert_id,
-            status_from=old,
-            status_to=new.value,
-            reason=reason,
-            broker_order_id=order.broker_order_id,
+            error=str(exc),
         )
-        notice = _notice(new)
+        return order
+    old = order.status
+    order.status = new.value
+    if reason:
+        order.reason = reason[:500]
+    if report is not None:
+        order.broker_order_id = report.broker_order_id or order.broker_order_id
+        order.filled_quantity = max(order.filled_quantity, report.filled_quantity)
+        if report.average_price is not None:
+            order.average_price_paise = to_paise(report.average_price)
+    order.updated_at = utcnow()
+    s.add(order)
+    audit.record(
+        s,
+        f"order.{event.value.lower()}",
+        user_id=order.user_id,
+        subject=order.client_order_id,
+        alert_id=order.alert_id,
+        status_from=old,
+        status_to=new.value,
+        reason=reason,
+        broker_order_id=order.broker_order_id,
+    )
+    notice = _notice(new)
     if notice is not None:
-        from ats_app.engine import notify  # lazy: only order-moving processes pay for it
-
-        notify.emit(
-            order.user_id,
-            notice,
-            once=f"{notice}-{order.client_order_id}",
-            side=order.side,
-            quantity=order.filled_quantity or order.quantity,
-            symbol=order.symbol,
-            exchange=order.exchange,
-            paper=order.paper,
-            price_paise=order.average_price_paise,
-            reason=order.reason,
-            order_id=order.client_order_id,
-        )
+        after_commit(s, lambda: _emit(order, notice))
     return order
+
+
+def _emit(order: Order, notice: str) -> None:
+    from ats_app.engine import notify  # lazy: only order-moving processes pay for it
+
+    notify.emit(
+        order.user_id,
+        notice,
+        once=f"{notice}-{order.client_order_id}",
+        side=order.side,
+        quantity=order.filled_quantity or order.quantity,
+        symbol=order.symbol,
+        exchange=order.exchange,
+        paper=order.paper,
+        price_paise=order.average_price_paise,
+        reason=order.reason,
+        order_id=order.client_order_id,
+    )
 
 
 def _stale(order: Order, event: OrderEvent, report: BrokerOrder | None) -> bool:
@@ -154,23 +228,31 @@ def _notice(new: OrderStatus) -> str | None:
 
 
 def apply_report(
-    order_id: int, report: BrokerOrder, *, reconciled: bool = False, quiet: bool = False
+    order_id: int,
+    report: BrokerOrder,
+    *,
+    reconciled: bool = False,
+    quiet: bool = False,
+    session: Session | None = None,
 ) -> Order:
     """Move an order to the status the broker reports (two steps after reconciliation);
     `quiet` as in `transition`."""
-    if reconciled:
-        transition(order_id, OrderEvent.RECONCILE_FOUND, report=report)
-        if report.status == OrderStatus.OPEN:
-            return get(order_id)
-    event = _EVENT_FOR.get(report.status)
-    if event is None:
-        log.warning("order %s: broker reported %s, nothing to apply", order_id, report.status)
-        return get(order_id)
-    return transition(order_id, event, reason=report.reason, report=report, quiet=quiet)
+    with joined(session) as s:
+        if reconciled:
+            order = transition(order_id, OrderEvent.RECONCILE_FOUND, report=report, session=s)
+            if report.status == OrderStatus.OPEN:
+                return order
+        event = _EVENT_FOR.get(report.status)
+        if event is None:
+            log.warning("order %s: broker reported %s, nothing to apply", order_id, report.status)
+            return get(order_id, session=s)
+        return transition(order_id, event, reason=report.reason, report=report, quiet=quiet,
+                          session=s)
 
 
-def get(order_id: int) -> Order:
-    with session_scope() as s:
-        order = s.get(Order, order_id)
+def get(order_id: int, *, session: Session | None = None) -> Order:
+    with joined(session) as s:
+        s.flush()  # as in `transition`
+        order = s.get(Order, order_id, populate_existing=True)
         assert order is not None
         return order

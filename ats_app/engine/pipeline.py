@@ -12,6 +12,8 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -32,7 +34,7 @@ from ats_app.engine.broker.base import Broker, BrokerOrder, Contract, OrderReque
 from ats_app.engine.broker.errors import BrokerError, OrderRejected, UnknownOutcome
 from ats_app.engine.broker.factory import broker_for, live_prices, simulator_credentials
 from ats_app.engine.config import settings
-from ats_app.engine.db import session_scope
+from ats_app.engine.db import get_engine
 from ats_app.engine.errors import AtsError
 from ats_app.engine.fsm import OrderEvent, OrderStatus, is_terminal
 from ats_app.engine.models import (
@@ -68,14 +70,45 @@ class Target:
     base_url: str | None
 
 
-def _targets(link_id: int) -> list[Target]:
-    with session_scope() as s:
-        rows = s.exec(
-            select(WebhookLinkAccount, BrokerAccount)
-            .where(WebhookLinkAccount.link_id == link_id)
-            .where(WebhookLinkAccount.account_id == BrokerAccount.id)
-            .order_by(col(WebhookLinkAccount.account_id))
-        ).all()
+# One session on one pooled connection per job (one checkout, so one pre-ping on PostgreSQL).
+# It commits where a change must be durable before someone else may act on it:
+#   - PROCESSING, as soon as the job starts (the alert is being worked on);
+#   - an order row, already SUBMITTING, before the broker call: a rerun then finds it and
+#     reconciles instead of sending again (and, for an entry, inside the user's risk lock,
+#     so the next alert's check counts it);
+#   - a risk refusal before the alert's final status (it may exit every position);
+#   - every change before a broker call, a sleep or another target (no lock is held
+#     across them);
+#   - the outcome (fill, position, alert status) at the end.
+# Notices and pub/sub messages wait for the commit that makes their change durable
+# (`order_store.after_commit`).
+@contextmanager
+def _job_session() -> Iterator[Session]:
+    with get_engine().connect() as conn, Session(bind=conn, expire_on_commit=False) as s:
+        try:
+            yield s
+            s.commit()
+        except BaseException:
+            s.rollback()
+            raise
+
+
+@contextmanager
+def _in_job(session: Session | None) -> Iterator[Session]:
+    if session is not None:
+        yield session
+        return
+    with _job_session() as s:
+        yield s
+
+
+def _targets(s: Session, link_id: int) -> list[Target]:
+    rows = s.exec(
+        select(WebhookLinkAccount, BrokerAccount)
+        .where(WebhookLinkAccount.link_id == link_id)
+        .where(WebhookLinkAccount.account_id == BrokerAccount.id)
+        .order_by(col(WebhookLinkAccount.account_id))
+    ).all()
     return [Target(a.id, la.lot_multiplier, a.base_url) for la, a in rows] or [
         Target(None, 1, _paper_master_server())
     ]
@@ -90,34 +123,35 @@ def _paper_master_server() -> str | None:
     return sim.base_url if sim else None
 
 
-def _set_alert(alert_id: int, status: str, reason: str | None = None) -> None:
-    with session_scope() as s:
-        alert = s.get(Alert, alert_id)
-        assert alert is not None
-        alert.status, alert.reason = status, reason and reason[:500]
-        if status in ("DONE", "REJECTED", "FAILED"):
-            alert.processed_at = utcnow()
-        s.add(alert)
-        audit.record(
-            s,
-            f"alert.{status.lower()}",
-            user_id=alert.user_id,
-            subject=str(alert_id),
-            reason=reason,
-        )
-        user_id = alert.user_id
+def _set_alert(s: Session, alert: Alert, status: str, reason: str | None = None) -> None:
+    """Change the alert's status in the job's transaction (audited); the caller commits."""
+    alert.status, alert.reason = status, reason and reason[:500]
+    if status in ("DONE", "REJECTED", "FAILED"):
+        alert.processed_at = utcnow()
+    s.add(alert)
+    audit.record(
+        s,
+        f"alert.{status.lower()}",
+        user_id=alert.user_id,
+        subject=str(alert.id),
+        reason=reason,
+    )
     if status == "REJECTED":
-        from ats_app.engine import notify  # lazy: the web process never imports this module
+        user_id, alert_id = alert.user_id, alert.id
 
-        notify.emit(
-            user_id, "alert_refused", once=f"refused-{alert_id}", reason=reason, alert_id=alert_id
-        )
+        def refused() -> None:
+            from ats_app.engine import notify  # lazy: the web process never imports this module
+
+            notify.emit(user_id, "alert_refused", once=f"refused-{alert_id}", reason=reason,
+                        alert_id=alert_id)
+
+        order_store.after_commit(s, refused)
 
 
 QUEUED_REASON = "queued for the market open"
 
 
-def _queue_until_open(alert_id: int, was_queued: bool) -> str | None:
+def _queue_until_open(s: Session, alert: Alert) -> str | None:
     """Market closed and the link allows queueing: run this alert again at the open."""
     now = market_hours.now()
     is_open, _ = market_hours.is_open(now, mode=settings().market_hours)
@@ -125,50 +159,65 @@ def _queue_until_open(alert_id: int, was_queued: bool) -> str | None:
         return None
     when = market_hours.next_open(now)
     Queue(ALERTS_QUEUE, connection=connection()).enqueue_at(
-        when, HANDLE_ALERT, alert_id, job_id=f"{alert_job_id(alert_id)}-open-{when:%Y%m%d}",
+        when, HANDLE_ALERT, alert.id, job_id=f"{alert_job_id(alert.id)}-open-{when:%Y%m%d}",  # type: ignore[arg-type]
         job_timeout=ALERT_JOB_TIMEOUT, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL)
-    _set_alert(alert_id, "QUEUED", f"{QUEUED_REASON} at {when.isoformat()}")
+    _set_alert(s, alert, "QUEUED", f"{QUEUED_REASON} at {when.isoformat()}")
     return when.isoformat()
 
 
 def handle_alert(alert_id: int) -> str:
     """The RQ job for one accepted alert: one order per targeted account, at most."""
-    with session_scope() as s:
-        alert = s.get(Alert, alert_id)
-        if alert is None or alert.status in ("DONE", "REJECTED", "FAILED", "IGNORED"):
-            return "nothing to do"
-        link = s.get(WebhookLink, alert.link_id)
-        payload, user_id = json.loads(alert.payload), alert.user_id
-        received = alert.received_at
-        was_queued = alert.status == "QUEUED" or (alert.reason or "").startswith(QUEUED_REASON)
+    with _job_session() as s:
+        return _handle_alert(s, alert_id)
+
+
+def _handle_alert(s: Session, alert_id: int) -> str:
+    alert = s.get(Alert, alert_id)
+    if alert is None or alert.status in ("DONE", "REJECTED", "FAILED", "IGNORED"):
+        return "nothing to do"
+    link = s.get(WebhookLink, alert.link_id)
+    payload, user_id = json.loads(alert.payload), alert.user_id
+    received = alert.received_at
+    was_queued = alert.status == "QUEUED" or (alert.reason or "").startswith(QUEUED_REASON)
     if link is None:
-        _set_alert(alert_id, "REJECTED", "webhook link deleted")
+        _set_alert(s, alert, "REJECTED", "webhook link deleted")
         return "rejected"
-    _set_alert(alert_id, "PROCESSING")
+    _set_alert(s, alert, "PROCESSING")
+    s.commit()  # required: PROCESSING is visible while the job works, as it always was
     signal = parse_alert(payload)
     paper = settings().trading_mode == "paper" or link.paper
-    if signal.is_entry and link.queue_outside_hours and not _any_order(alert_id):
-        queued_until = _queue_until_open(alert_id, was_queued)
+    # Nothing below writes an order for this alert before the targets run: one look serves
+    # every check that asks whether an earlier run already did.
+    has_orders = signal.is_entry and _any_order(s, alert_id)
+    if signal.is_entry and link.queue_outside_hours and not has_orders:
+        queued_until = _queue_until_open(s, alert)
         if queued_until:
             return f"queued until {queued_until}"
     age = (utcnow() - received).total_seconds()
     limit = settings().alert_max_age_seconds
-    if signal.is_entry and limit and age > limit and not _any_order(alert_id) and not was_queued:
+    if signal.is_entry and limit and age > limit and not has_orders and not was_queued:
         # Accepted in time but executed late (e.g. re-enqueued after an outage): too late now.
-        _set_alert(alert_id, "REJECTED", f"stale at execution: received {age:.0f}s ago")
+        _set_alert(s, alert, "REJECTED", f"stale at execution: received {age:.0f}s ago")
         return "rejected"
-    if signal.is_entry and not _any_order(alert_id):
+    if signal.is_entry and not has_orders:
         # Risk gate: kill switch, market hours, square-off time, daily limits (audited).
-        refused = risk_gate.check_entry(user_id, alert_id=alert_id, conn=connection())
+        refused = risk_gate.check_entry(user_id, alert_id=alert_id, conn=connection(), session=s)
         if refused:
-            _set_alert(alert_id, "REJECTED", refused)
+            s.commit()  # required: the refusal (and any exit-all) before the final status
+            _set_alert(s, alert, "REJECTED", refused)
             return "rejected"
     outcomes = []
-    for target in _targets(link.id):  # type: ignore[arg-type]
+    for n, target in enumerate(_targets(s, link.id)):  # type: ignore[arg-type]
+        if n:
+            s.commit()  # the previous account's outcome, before this one's slower work
         try:
-            outcomes.append(_run_target(alert_id, user_id, link, target, signal, paper))
+            outcomes.append(_run_target(s, alert_id, user_id, link, target, signal, paper,
+                                        has_orders))
         except (AtsError, BrokerError) as exc:  # one account's failure never blocks the others
-            audit.record_now(
+            # Nothing half-done is pending here: every write is committed before the broker,
+            # price or contract calls that raise these.
+            audit.record(
+                s,
                 "alert.target_failed",
                 user_id=user_id,
                 subject=str(alert_id),
@@ -178,42 +227,49 @@ def handle_alert(alert_id: int) -> str:
             outcomes.append(f"failed: {exc}")
     failed = [o for o in outcomes if o.startswith(("failed", "rejected"))]
     status = "DONE" if len(failed) < len(outcomes) else "REJECTED"
-    _set_alert(alert_id, status, "; ".join(failed) or None)
+    _set_alert(s, alert, status, "; ".join(failed) or None)
     return "; ".join(outcomes)
 
 
-def _any_order(alert_id: int) -> bool:
-    with session_scope() as s:
-        return s.exec(select(Order.id).where(Order.alert_id == alert_id)).first() is not None
+def _any_order(s: Session, alert_id: int) -> bool:
+    return s.exec(select(Order.id).where(Order.alert_id == alert_id)).first() is not None
 
 
 def _run_target(
-    alert_id: int, user_id: int, link: WebhookLink, target: Target, signal: AlertSignal, paper: bool
+    s: Session,
+    alert_id: int,
+    user_id: int,
+    link: WebhookLink,
+    target: Target,
+    signal: AlertSignal,
+    paper: bool,
+    has_orders: bool,
 ) -> str:
     conn = connection()
 
     def make_broker() -> Broker:  # built only when an order will really be placed
-        with session_scope() as s:
-            return broker_for(s, user_id, target.account_id, paper=paper, redis=conn)
+        return broker_for(s, user_id, target.account_id, paper=paper, redis=conn)
 
     if not signal.is_entry:
-        with session_scope() as s:
-            position = positions.open_for(s, link.id, target.account_id)
+        position = positions.open_for(s, link.id, target.account_id)
         if position is None or position.id is None:
-            audit.record_now(
+            audit.record(
+                s,
                 "alert.exit_without_position",
                 user_id=user_id,
                 subject=str(alert_id),
                 account_id=target.account_id,
             )
             return "ignored: no open position"
-        return exit_position(position.id, "signal", alert_id=alert_id, broker=make_broker())
+        return exit_position(
+            position.id, "signal", alert_id=alert_id, broker=make_broker(), session=s
+        )
     client_id = f"A{alert_id}E{target.account_id or 0}"
-    with session_scope() as s:
-        existing = _latest_attempt(s, client_id)
-        open_position = positions.open_for(s, link.id, target.account_id)
+    existing = _latest_attempt(s, client_id) if has_orders else None
+    open_position = positions.open_for(s, link.id, target.account_id)
     if existing is None and open_position is not None:
-        audit.record_now(
+        audit.record(
+            s,
             "alert.entry_ignored",
             user_id=user_id,
             subject=str(alert_id),
@@ -227,6 +283,7 @@ def _run_target(
         prices = live_prices(broker, conn)  # ATM's spot: the feed, else a shared quote
         contract = contracts.resolve(signal, index, utcnow(), lambda c: prices.quote(c).ltp)
         quantity = contracts.order_quantity(signal, contract, target.multiplier)
+        tick = contract.tick_size
         # Check and reserve together: the order row written under the user's lock is what the
         # next alert's check counts, so two workers cannot both take the last slot.
         with conn.lock(f"ats:risk-lock:{user_id}", timeout=30, blocking_timeout=30):
@@ -236,45 +293,64 @@ def _run_target(
                 alert_id=alert_id,
                 account_id=target.account_id,
                 conn=conn,
+                session=s,
             )
             if refused:
+                s.commit()  # required: the refusal now (it may exit every position)
                 return f"rejected: {refused}"
-            existing = order_store.create(
-                Order(
-                    user_id=user_id,
-                    alert_id=alert_id,
-                    account_id=target.account_id,
-                    link_id=link.id,
-                    client_order_id=client_id,
-                    purpose="ENTRY",
-                    exchange=contract.exchange,
-                    symbol=contract.tradingsymbol,
-                    symbol_token=contract.symboltoken,
-                    side="BUY",
-                    quantity=quantity,
-                    price_paise=to_paise(signal.price),
-                    paper=paper,
-                    reason="entry signal",
-                )
+            candidate = Order(
+                user_id=user_id,
+                alert_id=alert_id,
+                account_id=target.account_id,
+                link_id=link.id,
+                client_order_id=client_id,
+                purpose="ENTRY",
+                exchange=contract.exchange,
+                symbol=contract.tradingsymbol,
+                symbol_token=contract.symboltoken,
+                side="BUY",
+                quantity=quantity,
+                price_paise=to_paise(signal.price),
+                paper=paper,
+                reason="entry signal",
             )
-        tick = contract.tick_size
+            order = _write_submitting(s, candidate)
+        order = _send_or_drive(s, order, candidate, broker, tick)
     else:
-        tick = _tick_of(existing)
-    order = drive(existing.id, broker, _request(existing, tick))  # type: ignore[arg-type]
+        tick = _tick_of(s, existing)
+        order = drive(existing.id, broker, _request(existing, tick), session=s)  # type: ignore[arg-type]
     attempt = _attempt_of(order.client_order_id)
     while _never_reached_broker(order) and attempt < MAX_SEND_ATTEMPTS:
         # The broker's book settled without it (e.g. the worker died before the request left):
         # sending again, under a new ordertag, cannot double it.
         attempt += 1
-        retry = order_store.create(_as_attempt(order, client_id, attempt))
-        order = drive(retry.id, broker, _request(retry, tick))  # type: ignore[arg-type]
+        s.commit()  # the failed attempt stays failed whatever happens to the next insert
+        candidate = _as_attempt(order, client_id, attempt)
+        order = _send_or_drive(s, _write_submitting(s, candidate), candidate, broker, tick)
     if order.filled_quantity > 0 and is_terminal(OrderStatus(order.status)):
-        positions.open_from_entry(order.id, tick, conn)  # type: ignore[arg-type]
+        positions.open_from_entry(order.id, tick, conn, session=s)  # type: ignore[arg-type]
     return f"{order.status.lower()}: {order.client_order_id}"
 
 
 MAX_SEND_ATTEMPTS = 2
 NOT_IN_BOOK = "not in the broker's order book"
+
+
+def _write_submitting(s: Session, candidate: Order) -> Order:
+    """Insert `candidate` already SUBMITTING and commit it: required before the broker call,
+    so that a rerun finds the row and reconciles instead of sending again. Returns the row a
+    concurrent run of the job wrote instead, when there is one."""
+    order = order_store.create(candidate, session=s, submit=True)
+    s.commit()
+    return order
+
+
+def _send_or_drive(s: Session, order: Order, candidate: Order, broker: Broker,
+                   tick: Decimal) -> Order:
+    request = _request(order, tick)
+    if order is candidate:  # ours, just committed as SUBMITTING: send it
+        return _send(s, order.id, broker, request)  # type: ignore[arg-type]
+    return drive(order.id, broker, request, session=s)  # type: ignore[arg-type]
 
 
 def _never_reached_broker(order: Order) -> bool:
@@ -289,6 +365,8 @@ def _attempt_of(client_order_id: str) -> int:
 def _latest_attempt(session: Session, base_id: str) -> Order | None:
     latest = order_store.by_client_id(session, base_id)
     for n in range(2, MAX_SEND_ATTEMPTS + 1):
+        if latest is None:
+            break
         later = order_store.by_client_id(session, f"{base_id}R{n}")
         if later is None:
             break
@@ -315,9 +393,8 @@ def _as_attempt(order: Order, base_id: str, attempt: int) -> Order:
     )
 
 
-def _tick_of(order: Order) -> Decimal:
-    with session_scope() as s:
-        pos = s.get(Position, order.position_id) if order.position_id else None
+def _tick_of(s: Session, order: Order) -> Decimal:
+    pos = s.get(Position, order.position_id) if order.position_id else None
     return to_rupees(pos.tick_size_paise) if pos else Decimal("0.05")  # type: ignore[return-value]
 
 
@@ -338,95 +415,119 @@ def _request(order: Order, tick: Decimal) -> OrderRequest:
     )
 
 
-def drive(order_id: int, broker: Broker, request: OrderRequest) -> Order:
-    """Take an order from wherever it stands to a terminal or working state — never resending."""
-    order = order_store.get(order_id)
-    status = OrderStatus(order.status)
-    if status == OrderStatus.SUBMITTING:
-        # A previous run died mid-call: the broker may have it. Look, don't resend.
-        order = order_store.transition(
-            order_id, OrderEvent.TIMEOUT, reason="job restarted while submitting"
-        )
+def drive(
+    order_id: int, broker: Broker, request: OrderRequest, *, session: Session | None = None
+) -> Order:
+    """Take an order from wherever it stands to a terminal or working state — never resending.
+
+    With `session` (a job's), its last step may be left for the caller to commit."""
+    with _in_job(session) as s:
+        order = order_store.get(order_id, session=s)
         status = OrderStatus(order.status)
-    if status == OrderStatus.CREATED:
-        order_store.transition(order_id, OrderEvent.SUBMIT)
-        try:
-            report = broker.place_order(request)
-        except UnknownOutcome as exc:
-            order_store.transition(order_id, OrderEvent.TIMEOUT, reason=str(exc))
-        except OrderRejected as exc:
-            return order_store.transition(
-                order_id, OrderEvent.REJECT, reason=exc.broker_message or str(exc)
+        if status == OrderStatus.SUBMITTING:
+            # A previous run died mid-call: the broker may have it. Look, don't resend.
+            order = order_store.transition(
+                order_id, OrderEvent.TIMEOUT, reason="job restarted while submitting", session=s
             )
-        except BrokerError as exc:  # refused before processing: nothing reached the book
-            return order_store.transition(order_id, OrderEvent.FAIL, reason=str(exc))
-        else:  # quiet: the order-update socket may have reported it (or its fill) first
-            order = order_store.apply_report(order_id, report, quiet=True)
-    order = order_store.get(order_id)
+        elif status == OrderStatus.CREATED:
+            order_store.transition(order_id, OrderEvent.SUBMIT, session=s)
+            s.commit()  # required: SUBMITTING is durable before the broker call
+            return _send(s, order_id, broker, request)
+        return _settle(s, order_id, broker, request, order)
+
+
+def _send(s: Session, order_id: int, broker: Broker, request: OrderRequest) -> Order:
+    """Place an order committed as SUBMITTING, then follow it."""
+    try:
+        report = broker.place_order(request)
+    except UnknownOutcome as exc:
+        order = order_store.transition(order_id, OrderEvent.TIMEOUT, reason=str(exc), session=s)
+    except OrderRejected as exc:
+        return order_store.transition(
+            order_id, OrderEvent.REJECT, reason=exc.broker_message or str(exc), session=s
+        )
+    except BrokerError as exc:  # refused before processing: nothing reached the book
+        return order_store.transition(order_id, OrderEvent.FAIL, reason=str(exc), session=s)
+    else:  # quiet: the order-update socket may have reported it (or its fill) first
+        order = order_store.apply_report(order_id, report, quiet=True, session=s)
+    return _settle(s, order_id, broker, request, order)
+
+
+def _settle(s: Session, order_id: int, broker: Broker, request: OrderRequest,
+            order: Order) -> Order:
     if OrderStatus(order.status) == OrderStatus.UNKNOWN:
-        order = _reconcile(order_id, broker, request.client_order_id)
-    return _follow(order_id, broker, request.client_order_id, order)
+        s.commit()  # UNKNOWN is durable before we go and look (no lock held across calls)
+        order = _reconcile(s, order_id, broker, request.client_order_id)
+    return _follow(s, order_id, broker, request.client_order_id, order)
 
 
-def _reconcile(order_id: int, broker: Broker, client_order_id: str) -> Order:
+def _reconcile(s: Session, order_id: int, broker: Broker, client_order_id: str) -> Order:
     for attempt in range(RECONCILE_TRIES):
         found = broker.find_order(client_order_id)
         if found is not None:
-            return order_store.apply_report(order_id, found, reconciled=True)
+            return order_store.apply_report(order_id, found, reconciled=True, session=s)
         time.sleep(1.0 + attempt)
-    return order_store.transition(order_id, OrderEvent.RECONCILE_NOT_FOUND, reason=NOT_IN_BOOK)
+    return order_store.transition(
+        order_id, OrderEvent.RECONCILE_NOT_FOUND, reason=NOT_IN_BOOK, session=s
+    )
 
 
-def _follow(order_id: int, broker: Broker, client_order_id: str, order: Order) -> Order:
+def _follow(s: Session, order_id: int, broker: Broker, client_order_id: str,
+            order: Order) -> Order:
     """Follow a working order until it finishes or we stop: through the order-update stream
     while it is up, else by polling the order book (inside its 1/s rate limit)."""
     deadline = time.monotonic() + FILL_WAIT_SECONDS
     while not is_terminal(OrderStatus(order.status)) and time.monotonic() < deadline:
+        s.commit()  # nothing of ours held while we wait (the consumer may move the order)
         if not broker.is_paper:
             streamed = order_updates.follow(
                 order_id, client_order_id, order.account_id, connection(), deadline
             )
-            if streamed is not None:
-                return streamed
+            if streamed is not None:  # read by another session: ours sees it too
+                return order_store.get(order_id, session=s)
         time.sleep(0.5 if broker.is_paper else 1.0)
         report: BrokerOrder | None = broker.find_order(client_order_id)
         if report is not None and report.status != order.status:
-            order = order_store.apply_report(order_id, report, quiet=True)
+            order = order_store.apply_report(order_id, report, quiet=True, session=s)
     return order
 
 
 def exit_position(
-    position_id: int, reason: str, *, alert_id: int | None = None, broker: Broker | None = None
+    position_id: int,
+    reason: str,
+    *,
+    alert_id: int | None = None,
+    broker: Broker | None = None,
+    session: Session | None = None,
 ) -> str:
     """Sell an open position exactly once (the OPEN -> EXITING claim makes racers lose)."""
-    position = positions.claim_for_exit(position_id)
-    if position is None:
-        with session_scope() as s:
-            current = s.get(Position, position_id)
-        state = current.status if current else "missing"
-        if state != "EXITING":
-            return f"ignored: position {state.lower()}"
-        position = current  # a retried exit job resumes its own claim
-    assert position is not None
-    if broker is None:
-        with session_scope() as s:
+    with _in_job(session) as s:
+        position = positions.claim_for_exit(position_id, session=s)
+        if position is None:
+            current = s.get(Position, position_id, populate_existing=True)
+            state = current.status if current else "missing"
+            if state != "EXITING":
+                return f"ignored: position {state.lower()}"
+            position = current  # a retried exit job resumes its own claim
+        assert position is not None
+        if broker is None:
             broker = broker_for(
                 s, position.user_id, position.account_id, paper=position.paper, redis=connection()
             )
-    with session_scope() as s:
         attempts = s.exec(
             select(Order).where(Order.position_id == position_id).where(Order.purpose == "EXIT")
         ).all()
-    live = [
-        o
-        for o in attempts
-        if not is_terminal(OrderStatus(o.status)) or OrderStatus(o.status) == OrderStatus.FILLED
-    ]
-    order = (
-        live[0]
-        if live
-        else order_store.create(
-            Order(
+        live = [
+            o
+            for o in attempts
+            if not is_terminal(OrderStatus(o.status)) or OrderStatus(o.status) == OrderStatus.FILLED
+        ]
+        tick = to_rupees(position.tick_size_paise) or Decimal("0.05")
+        s.commit()  # the claim stands alone: a lost insert race below rolls back
+        if live:
+            order = drive(live[0].id, broker, _request(live[0], tick), session=s)  # type: ignore[arg-type]
+        else:
+            candidate = Order(
                 user_id=position.user_id,
                 alert_id=alert_id,
                 account_id=position.account_id,
@@ -442,17 +543,16 @@ def exit_position(
                 paper=position.paper,
                 reason=reason,
             )
-        )
-    )
-    tick = to_rupees(position.tick_size_paise) or Decimal("0.05")
-    order = drive(order.id, broker, _request(order, tick))  # type: ignore[arg-type]
-    if OrderStatus(order.status) == OrderStatus.FILLED:
-        positions.close_from_exit(position_id, order.id, reason, connection())  # type: ignore[arg-type]
-        return f"closed: {order.client_order_id}"
-    if is_terminal(OrderStatus(order.status)):
-        positions.release_exit(position_id, f"exit order {order.status.lower()}: {order.reason}")
-        return f"exit {order.status.lower()}: {order.reason}"
-    return f"exit working: {order.client_order_id}"
+            order = _send_or_drive(s, _write_submitting(s, candidate), candidate, broker, tick)
+        if OrderStatus(order.status) == OrderStatus.FILLED:
+            positions.close_from_exit(position_id, order.id, reason, connection(), session=s)  # type: ignore[arg-type]
+            return f"closed: {order.client_order_id}"
+        if is_terminal(OrderStatus(order.status)):
+            positions.release_exit(
+                position_id, f"exit order {order.status.lower()}: {order.reason}", session=s
+            )
+            return f"exit {order.status.lower()}: {order.reason}"
+        return f"exit working: {order.client_order_id}"
 
 
 def handle_exit(position_id: int, reason: str) -> str:

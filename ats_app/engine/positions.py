@@ -13,12 +13,13 @@ from decimal import Decimal
 
 import redis
 from sqlalchemy import update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from ats_app.engine import audit, exits, live
-from ats_app.engine.db import session_scope
 from ats_app.engine.models import Order, Position, WebhookLink, utcnow
 from ats_app.engine.money import to_paise, to_rupees
+from ats_app.engine.order_store import after_commit, joined
 
 log = logging.getLogger("ats.positions")
 
@@ -51,10 +52,16 @@ def _publish(conn: redis.Redis | None, event: str, position: Position) -> None:
     )
 
 
-def open_from_entry(order_id: int, tick_size: Decimal, conn: redis.Redis | None) -> Position | None:
-    """Open the position of a filled (or partly filled, then finished) entry order, once."""
-    with session_scope() as s:
-        order = s.get(Order, order_id, with_for_update=True)
+def open_from_entry(
+    order_id: int, tick_size: Decimal, conn: redis.Redis | None, *, session: Session | None = None
+) -> Position | None:
+    """Open the position of a filled (or partly filled, then finished) entry order, once.
+
+    `session`: join the caller's transaction (the job that just applied the fill); the monitor
+    hears of the position only once that commits."""
+    with joined(session) as s:
+        s.flush()  # the fill this transaction applied, before the fresh read below
+        order = s.get(Order, order_id, with_for_update=True, populate_existing=True)
         assert order is not None
         if order.position_id is not None or order.filled_quantity <= 0:
             return s.get(Position, order.position_id) if order.position_id else None
@@ -90,7 +97,8 @@ def open_from_entry(order_id: int, tick_size: Decimal, conn: redis.Redis | None)
         # The job and the order-update consumer may both get here for one order; the row
         # lock above does not exist on SQLite, so the order is claimed with a conditional
         # update: whoever finds position_id still empty opens the position, the other
-        # rolls its insert back and returns the winner's.
+        # takes its insert back (a delete, not a rollback: the caller's transaction may
+        # hold more, e.g. the fill) and returns the winner's.
         claimed = s.exec(
             update(Order)
             .where(col(Order.id) == order_id)  # type: ignore[call-overload]
@@ -98,10 +106,11 @@ def open_from_entry(order_id: int, tick_size: Decimal, conn: redis.Redis | None)
             .values(position_id=position.id)
         )
         if claimed.rowcount != 1:
-            s.rollback()
-            winner = s.get(Order, order_id)
+            s.delete(position)
+            s.flush()
+            winner = s.get(Order, order_id, populate_existing=True)
             return s.get(Position, winner.position_id) if winner and winner.position_id else None
-        order.position_id = position.id
+        set_committed_value(order, "position_id", position.id)
         audit.record(
             s,
             "position.opened",
@@ -113,13 +122,13 @@ def open_from_entry(order_id: int, tick_size: Decimal, conn: redis.Redis | None)
             stop=str(view.current_stop),
             target=str(view.target),
         )
-    _publish(conn, "opened", position)
+        after_commit(s, lambda: _publish(conn, "opened", position))
     return position
 
 
-def claim_for_exit(position_id: int) -> Position | None:
+def claim_for_exit(position_id: int, *, session: Session | None = None) -> Position | None:
     """OPEN -> EXITING atomically: of two racing exit triggers only one gets the position."""
-    with session_scope() as s:
+    with joined(session) as s:
         result = s.exec(
             update(Position)
             .where(col(Position.id) == position_id)  # type: ignore[call-overload]
@@ -128,13 +137,14 @@ def claim_for_exit(position_id: int) -> Position | None:
         )
         if result.rowcount != 1:
             return None
-        return s.get(Position, position_id)
+        return s.get(Position, position_id, populate_existing=True)
 
 
-def release_exit(position_id: int, reason: str) -> None:
+def release_exit(position_id: int, reason: str, *, session: Session | None = None) -> None:
     """The exit order failed without a fill: the position is open again and still watched."""
-    with session_scope() as s:
-        position = s.get(Position, position_id)
+    with joined(session) as s:
+        s.flush()
+        position = s.get(Position, position_id, populate_existing=True)
         if position is not None and position.status == "EXITING":
             position.status = "OPEN"
             s.add(position)
@@ -148,32 +158,45 @@ def release_exit(position_id: int, reason: str) -> None:
 
 
 def close_from_exit(
-    position_id: int, exit_order_id: int, reason: str, conn: redis.Redis | None
+    position_id: int,
+    exit_order_id: int,
+    reason: str,
+    conn: redis.Redis | None,
+    *,
+    session: Session | None = None,
 ) -> Position:
-    with session_scope() as s:
-        position = s.get(Position, position_id, with_for_update=True)
+    """Close a position with its filled exit order, once. `session` as in `open_from_entry`."""
+    with joined(session) as s:
+        s.flush()
+        # No lock needed on the read: the conditional update below is what decides, and the
+        # job's own session already holds the position from its claim (no second read).
+        position = s.get(Position, position_id)
         order = s.get(Order, exit_order_id)
         assert position is not None and order is not None
         if position.status == "CLOSED":
             return position
         exit_paise = order.average_price_paise or 0
+        values = {
+            "status": "CLOSED",
+            "exit_price_paise": exit_paise,
+            "exit_reason": reason,
+            "realized_pnl_paise": (exit_paise - position.entry_price_paise) * position.quantity,
+            "closed_at": utcnow(),
+        }
         # Conditional, like the claim in open_from_entry: of the job and the order-update
         # consumer closing it at once (no row locks on SQLite), exactly one closes it.
         closed = s.exec(
             update(Position)
             .where(col(Position.id) == position_id)  # type: ignore[call-overload]
             .where(col(Position.status) != "CLOSED")
-            .values(
-                status="CLOSED",
-                exit_price_paise=exit_paise,
-                exit_reason=reason,
-                realized_pnl_paise=(exit_paise - position.entry_price_paise) * position.quantity,
-                closed_at=utcnow(),
-            )
+            .values(**values)
+            .execution_options(synchronize_session=False)
         )
-        s.refresh(position)
         if closed.rowcount != 1:
+            s.refresh(position)
             return position
+        for name, value in values.items():  # what the update wrote, without reading it back
+            set_committed_value(position, name, value)
         audit.record(
             s,
             "position.closed",
@@ -183,13 +206,18 @@ def close_from_exit(
             exit=str(to_rupees(exit_paise)),
             pnl=str(to_rupees(position.realized_pnl_paise)),
         )
+        after_commit(s, lambda: _closed(conn, position, reason))
+    return position
+
+
+def _closed(conn: redis.Redis | None, position: Position, reason: str) -> None:
     _publish(conn, "closed", position)
     from ats_app.engine import notify  # lazy: only the worker closes positions
 
     notify.emit(
         position.user_id,
         "position_closed",
-        once=f"closed-{position_id}",
+        once=f"closed-{position.id}",
         reason=reason,
         symbol=position.symbol,
         exchange=position.exchange,
@@ -199,7 +227,6 @@ def close_from_exit(
         entry_price_paise=position.entry_price_paise,
         exit_price_paise=position.exit_price_paise,
     )
-    return position
 
 
 def list_positions(

@@ -26,6 +26,7 @@ from ats_app.engine.db import session_scope
 from ats_app.engine.errors import ValidationError
 from ats_app.engine.models import BotState, Order, Position, utcnow
 from ats_app.engine.money import to_paise, to_rupees
+from ats_app.engine.order_store import after_commit, joined
 from ats_app.engine.risk_models import RiskLimits
 
 log = logging.getLogger("ats.risk")
@@ -56,7 +57,8 @@ def limits_of(row: RiskLimits | None) -> risk.Limits:
 
 
 def get_limits(session: Session, user_id: int) -> risk.Limits:
-    return limits_of(session.get(RiskLimits, user_id))
+    # populate_existing: a job's session may have read the row before (the pre-check)
+    return limits_of(session.get(RiskLimits, user_id, populate_existing=True))
 
 
 def _count(value: Any, name: str) -> int | None:
@@ -139,7 +141,7 @@ def is_halted(session: Session, user_id: int) -> bool:
     row = session.get(RiskLimits, user_id)
     if row is None or row.halted_at is None:
         return False
-    bot_row = session.get(BotState, user_id)
+    bot_row = session.get(BotState, user_id, populate_existing=True)
     return bot_row is None or not bot_row.running or bot_row.updated_at <= row.halted_at
 
 
@@ -164,27 +166,31 @@ IN_FLIGHT = ("CREATED", "SUBMITTING", "UNKNOWN", "OPEN", "TRIGGER_PENDING", "PAR
 
 
 def state_for(session: Session, user_id: int, at: datetime,
-              conn: redis.Redis | None = None) -> risk.RiskState:
+              conn: redis.Redis | None = None, *, unrealized: bool = True) -> risk.RiskState:
+    """The user's day, counted in one statement. `unrealized=False` skips pricing the open
+    positions (only a daily loss limit needs it; their count is always there)."""
     since = day_start(at)
-    open_positions = list(session.exec(
-        select(Position).where(Position.user_id == user_id)
-        .where(col(Position.status).in_(("OPEN", "EXITING")))).all())
-    orders_today = session.exec(
-        select(func.count()).select_from(Order).where(Order.user_id == user_id)
-        .where(Order.purpose == "ENTRY").where(Order.status != "FAILED")
-        .where(col(Order.created_at) >= since)).one()
-    realized = session.exec(
+    is_open = col(Position.status).in_(("OPEN", "EXITING"))
+    mine = Position.user_id == user_id
+    entries = (select(func.count()).select_from(Order).where(Order.user_id == user_id)
+               .where(Order.purpose == "ENTRY"))
+    open_count, orders_today, realized, entries_in_flight = session.exec(select(
+        select(func.count()).select_from(Position).where(mine).where(is_open)
+        .scalar_subquery(),
+        entries.where(Order.status != "FAILED").where(col(Order.created_at) >= since)
+        .scalar_subquery(),
         select(func.coalesce(func.sum(Position.realized_pnl_paise), 0))
-        .where(Position.user_id == user_id).where(Position.status == "CLOSED")
-        .where(col(Position.closed_at) >= since)).one()
-    # An entry still on its way to a fill will be a position: count it, or two alerts in
-    # flight could both pass a "max open positions" check.
-    entries_in_flight = session.exec(
-        select(func.count()).select_from(Order).where(Order.user_id == user_id)
-        .where(Order.purpose == "ENTRY").where(col(Order.position_id).is_(None))
-        .where(col(Order.status).in_(IN_FLIGHT))).one()
+        .where(mine).where(Position.status == "CLOSED")
+        .where(col(Position.closed_at) >= since).scalar_subquery(),
+        # An entry still on its way to a fill will be a position: count it, or two alerts
+        # in flight could both pass a "max open positions" check.
+        entries.where(col(Order.position_id).is_(None)).where(col(Order.status).in_(IN_FLIGHT))
+        .scalar_subquery(),
+    )).one()
+    open_positions = (list(session.exec(select(Position).where(mine).where(is_open)).all())
+                      if unrealized and open_count else [])
     return risk.RiskState(
-        open_positions=len(open_positions) + int(entries_in_flight),
+        open_positions=int(open_count) + int(entries_in_flight),
         orders_today=int(orders_today),
         realized_pnl=to_rupees(int(realized)) or Decimal(0),
         unrealized_pnl=unrealized_pnl(open_positions, conn),
@@ -212,19 +218,27 @@ def evaluate(user_id: int, at: datetime, lots: int | None = None,
 
 def check_entry(user_id: int, *, lots: int | None = None, alert_id: int | None = None,
                 account_id: int | None = None, conn: redis.Redis | None = None,
-                at: datetime | None = None) -> str | None:
-    """The pipeline's gate: None to go ahead, or the refusal's reason (already audited)."""
+                at: datetime | None = None, session: Session | None = None) -> str | None:
+    """The pipeline's gate: None to go ahead, or the refusal's reason (audited).
+
+    `session`: read and record in the caller's transaction; the refusal's audit event (and
+    the exit of every position a breached loss limit asks for) then wait for its commit."""
     at = at or market_hours.now()
-    result = evaluate(user_id, at, lots, conn)
-    decision = result.decision
-    if isinstance(decision, risk.Approved):
-        return None
-    audit.record_now("risk.denied", user_id=user_id, subject=str(alert_id) if alert_id else None,
-                     rule=decision.rule, reason=decision.reason, account_id=account_id,
-                     lots=lots, at=at.isoformat())
-    if (decision.rule == "daily_loss" and result.limits.exit_on_loss_limit
-            and result.state.open_positions):
-        exit_all(user_id, "loss_limit", conn)
+    with joined(session) as s:
+        # Held while the state is read: is_halted reads the same row (the session's identity
+        # map holds it only while it is referenced).
+        row = s.get(RiskLimits, user_id, populate_existing=True)
+        limits = limits_of(row)
+        state = state_for(s, user_id, at, conn, unrealized=limits.daily_loss_limit is not None)
+        decision = risk.check(risk.OrderContext(at=at, lots=lots), limits, state)
+        if isinstance(decision, risk.Approved):
+            return None
+        audit.record(s, "risk.denied", user_id=user_id,
+                     subject=str(alert_id) if alert_id else None, rule=decision.rule,
+                     reason=decision.reason, account_id=account_id, lots=lots,
+                     at=at.isoformat())
+        if decision.rule == "daily_loss" and limits.exit_on_loss_limit and state.open_positions:
+            after_commit(s, lambda: exit_all(user_id, "loss_limit", conn))
     return f"risk: {decision.reason}"
 
 

@@ -1,0 +1,71 @@
+"""How much database work one pipeline job does: a guard against the order path drifting
+back to a session (and a pool checkout) per step. Counted in-process, on both databases."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import event
+from sqlmodel import select
+
+from ats_app.engine import db, pipeline
+from ats_app.engine.db import session_scope
+from ats_app.engine.models import Alert, Position
+from tests.pipeline.test_pipeline import _post
+
+# Measured at 23 / 12 / 11 statements on SQLite (21 / 11 / 10 on PostgreSQL, which batches
+# audit inserts); before the jobs shared one session they were 41 / 20 / 19.
+MAX_ENTRY, MAX_IGNORED, MAX_EXIT = 28, 15, 14
+
+
+@contextmanager
+def _counting() -> Iterator[dict[str, int]]:
+    engine = db.get_engine()
+    seen = {"statements": 0, "checkouts": 0}
+
+    def statement(*_args: object) -> None:
+        seen["statements"] += 1
+
+    def checkout(*_args: object) -> None:
+        seen["checkouts"] += 1
+
+    event.listen(engine, "before_cursor_execute", statement)
+    event.listen(engine, "checkout", checkout)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", statement)
+        event.remove(engine, "checkout", checkout)
+
+
+def _run(job: Callable[[], str]) -> tuple[str, dict[str, int]]:
+    with _counting() as seen:
+        outcome = job()
+    return outcome, seen
+
+
+def test_paper_jobs_stay_within_their_statement_budget(world: dict) -> None:
+    warm = _post(world["paper"], id="warm-up")["alert_id"]  # instrument index, quote cache
+    assert pipeline.handle_alert(warm).startswith("filled")
+    with session_scope() as s:
+        (position,) = s.exec(select(Position)).all()
+    assert pipeline.handle_exit(position.id, "stop_loss").startswith("closed")  # type: ignore[arg-type]
+
+    entry = _post(world["paper"], id="entry")["alert_id"]
+    outcome, entry_cost = _run(lambda: pipeline.handle_alert(entry))
+    assert outcome.startswith("filled"), outcome
+    again = _post(world["paper"], id="again")["alert_id"]
+    outcome, ignored_cost = _run(lambda: pipeline.handle_alert(again))
+    assert outcome == "ignored: position already open"
+    with session_scope() as s:
+        position = s.exec(select(Position).where(Position.status == "OPEN")).one()
+        assert s.get(Alert, entry).status == "DONE" and s.get(Alert, again).status == "DONE"
+    outcome, exit_cost = _run(lambda: pipeline.handle_exit(position.id, "stop_loss"))  # type: ignore[arg-type]
+    assert outcome.startswith("closed"), outcome
+
+    assert entry_cost["statements"] <= MAX_ENTRY, entry_cost
+    assert ignored_cost["statements"] <= MAX_IGNORED, ignored_cost
+    assert exit_cost["statements"] <= MAX_EXIT, exit_cost
+    # One pooled connection per job: each checkout costs a pre-ping round trip on PostgreSQL.
+    assert all(c["checkouts"] == 1 for c in (entry_cost, ignored_cost, exit_cost))
