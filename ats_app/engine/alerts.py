@@ -35,7 +35,7 @@ from ats_app.engine.config import Settings, settings
 from ats_app.engine.db import get_engine, session_scope
 from ats_app.engine.errors import ValidationError
 from ats_app.engine.link_cache import GEN_KEY, LinkCache, LinkFacts, current_generation
-from ats_app.engine.models import Alert, BotState, WebhookLink, utcnow
+from ats_app.engine.models import Alert, AuditEvent, BotState, WebhookLink, utcnow
 from ats_app.engine.queueing import connection, enqueue_alert
 from ats_app.engine.secrets_box import default_box
 
@@ -274,9 +274,44 @@ def _count_now(conn: redis.Redis, link_id: int) -> None:
         pass  # the limiter is best-effort; the alert's own outcome does not depend on it
 
 
+# Statement objects built once: SQLAlchemy reuses their compiled form for every alert.
 _ALERTS = Alert.__table__  # type: ignore[attr-defined]
-# One statement object for every alert: SQLAlchemy reuses its compiled form.
-_INSERT_ALERT = sa.insert(_ALERTS).returning(_ALERTS.c.id)
+_AUDITS = AuditEvent.__table__  # type: ignore[attr-defined]
+_ALERT_FIELDS = ("user_id", "link_id", "dedup_key", "payload", "action", "symbol", "status",
+                 "reason", "source_ip", "received_at")
+_INSERT_ALERT = (sa.insert(_ALERTS).values({f: sa.bindparam(f) for f in _ALERT_FIELDS})
+                 .returning(_ALERTS.c.id))
+_NEW_ALERT = _INSERT_ALERT.cte("new_alert")
+# PostgreSQL: the alert and its audit record (subject: the new id) in one autocommitted
+# statement, one round trip instead of BEGIN, two INSERTs and COMMIT (0.4 ms of the ack).
+_INSERT_ALERT_AUDITED = (
+    sa.insert(_AUDITS)
+    .from_select(["user_id", "action", "subject", "detail", "created_at"], sa.select(
+        sa.bindparam("user_id"), sa.bindparam("audit_action"),
+        sa.cast(_NEW_ALERT.c.id, sa.String), sa.bindparam("audit_detail"),
+        sa.bindparam("received_at")))
+    .add_cte(_NEW_ALERT)
+    .returning(_AUDITS.c.subject)
+)
+
+
+def _insert_alert(row: dict[str, Any]) -> int:
+    """Insert the alert and its "alert.received" audit record atomically; the alert's id."""
+    detail = {"link_id": row["link_id"], "status": row["status"], "reason": row["reason"]}
+    engine = get_engine()
+    if engine.dialect.name == "postgresql":
+        audit_row = audit.fields("alert.received", row["user_id"], None, detail)
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+            alert_id = int(c.execute(_INSERT_ALERT_AUDITED, {
+                **row, "audit_action": audit_row["action"], "audit_detail": audit_row["detail"],
+            }).scalar_one())
+        audit.logged("alert.received", row["user_id"], str(alert_id))
+        return alert_id
+    with engine.begin() as c:
+        alert_id = int(c.execute(_INSERT_ALERT, row).scalar_one())
+        audit.insert(c, "alert.received", user_id=row["user_id"], subject=str(alert_id),
+                     **detail)
+    return alert_id
 
 
 def _store(
@@ -287,9 +322,8 @@ def _store(
     now: datetime,
     source_ip: str | None,
 ) -> tuple[int, str | None]:
-    """Insert the alert and its audit record in one transaction; (its id, why it is ignored
-    or None). Duplicates raise _Refused(200). Core statements, not the ORM: this is the ack's
-    whole database cost."""
+    """Store the alert (audited); (its id, why it is ignored or None). Duplicates raise
+    _Refused(200). Core statements, not the ORM: this is the ack's whole database cost."""
     reason = None
     if not link.facts.enabled:
         reason = "link_disabled"
@@ -297,17 +331,12 @@ def _store(
         reason = "bot_stopped"
     status = "IGNORED" if reason else "ACCEPTED"
     try:
-        with get_engine().begin() as c:
-            alert_id = c.execute(_INSERT_ALERT, {
-                "user_id": link.user_id, "link_id": link.id, "dedup_key": key,
-                "payload": stored_payload(data), "action": signal.action,
-                "symbol": signal.tradingsymbol or signal.symbol, "status": status,
-                "reason": reason, "source_ip": source_ip, "received_at": now,
-            }).scalar_one()
-            audit.insert(
-                c, "alert.received", user_id=link.user_id, subject=str(alert_id),
-                link_id=link.id, status=status, reason=reason,
-            )
+        alert_id = _insert_alert({
+            "user_id": link.user_id, "link_id": link.id, "dedup_key": key,
+            "payload": stored_payload(data), "action": signal.action,
+            "symbol": signal.tradingsymbol or signal.symbol, "status": status,
+            "reason": reason, "source_ip": source_ip, "received_at": now,
+        })
     except IntegrityError:  # the UNIQUE (link, dedup key): this alert came before
         with session_scope() as s:
             first = s.exec(
@@ -320,7 +349,7 @@ def _store(
                 first_alert_id=first,
             ),
         ) from None
-    return int(alert_id), reason
+    return alert_id, reason
 
 
 def receive(

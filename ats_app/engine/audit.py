@@ -23,9 +23,9 @@ def record(
     **detail: Any,
 ) -> AuditEvent:
     """Add an audit event to `session` (committed with the caller's transaction)."""
-    event = AuditEvent(**_fields(action, user_id, subject, detail))
+    event = AuditEvent(**fields(action, user_id, subject, detail))
     session.add(event)
-    log.info("audit %s user=%s subject=%s", action, user_id, subject)
+    logged(action, user_id, subject)
     return event
 
 
@@ -42,11 +42,15 @@ def insert(
     **detail: Any,
 ) -> None:
     """`record` for a Core connection's transaction (the webhook ack, which skips the ORM)."""
-    conn.execute(_INSERT, {"created_at": utcnow(), **_fields(action, user_id, subject, detail)})
+    conn.execute(_INSERT, {"created_at": utcnow(), **fields(action, user_id, subject, detail)})
+    logged(action, user_id, subject)
+
+
+def logged(action: str, user_id: int | None, subject: str | None) -> None:
     log.info("audit %s user=%s subject=%s", action, user_id, subject)
 
 
-def _fields(
+def fields(
     action: str, user_id: int | None, subject: str | None, detail: dict[str, Any]
 ) -> dict[str, Any]:
     return {

@@ -61,6 +61,10 @@ log = logging.getLogger("ats.pipeline")
 
 RECONCILE_TRIES = 3  # order-book look-ups (1/s limit) before an unseen order counts as absent
 FILL_WAIT_SECONDS = 10.0  # how long a job follows a working order before leaving it to sync
+# A waiting worker re-tries the user's risk lock this often. The lock is held for a check and
+# one insert (milliseconds); redis-py's default 0.1 s poll made a burst of one user's alerts
+# queue up in 100 ms steps.
+RISK_LOCK_POLL_S = 0.002
 
 
 @dataclass(frozen=True)
@@ -110,11 +114,17 @@ def _targets(s: Session, link_id: int) -> list[Target]:
         .order_by(col(WebhookLinkAccount.account_id))
     ).all()
     return [Target(a.id, la.lot_multiplier, a.base_url) for la, a in rows] or [
-        Target(None, 1, _paper_master_server())
+        Target(None, 1, paper_master_server())
     ]
 
 
-def _paper_master_server() -> str | None:
+def instrument_servers(s: Session) -> set[str | None]:
+    """Every server whose instrument index a job may need: each account's, and paper's."""
+    urls: set[str | None] = set(s.exec(select(BrokerAccount.base_url).distinct()).all())
+    return urls | {paper_master_server()}
+
+
+def paper_master_server() -> str | None:
     """Paper without an account: instruments from SCRIP_MASTER_URL when set, else from the
     built-in simulator when it runs (offline demo), else Angel's own master."""
     if os.environ.get("SCRIP_MASTER_URL", "").strip():
@@ -286,7 +296,8 @@ def _run_target(
         tick = contract.tick_size
         # Check and reserve together: the order row written under the user's lock is what the
         # next alert's check counts, so two workers cannot both take the last slot.
-        with conn.lock(f"ats:risk-lock:{user_id}", timeout=30, blocking_timeout=30):
+        with conn.lock(f"ats:risk-lock:{user_id}", timeout=30, blocking_timeout=30,
+                       sleep=RISK_LOCK_POLL_S):
             refused = risk_gate.check_entry(  # again per order: lots, and this alert's own orders
                 user_id,
                 lots=quantity // contract.lot_size,

@@ -26,8 +26,7 @@ def run_worker(burst: bool = False, queue_names: list[str] | None = None) -> boo
 
         notify.preload()  # load Apprise's plugins once, not per message
     if ALERTS_QUEUE in names:
-        # Import the order path now, not inside the first alert's job (~0.5 s of imports).
-        import ats_app.engine.pipeline  # noqa: F401
+        _warm_order_path()
     freeze_startup_heap()
     queues = [Queue(name, connection=conn) for name in names]
     # SimpleWorker runs jobs in this process instead of forking one per job: no fork cost on
@@ -38,6 +37,21 @@ def run_worker(burst: bool = False, queue_names: list[str] | None = None) -> boo
     # The scheduler lets jobs be enqueued for later (risk/day schedules); RQ elects one
     # scheduler among workers, so several workers still run each schedule once.
     return worker.work(burst=burst, with_scheduler=True)
+
+
+def _warm_order_path() -> None:
+    """Import the order path and load the instrument indexes now, not inside the first
+    alert's job (~0.5 s of imports, then a scrip-master parse per server)."""
+    from ats_app.engine import contracts, pipeline
+    from ats_app.engine.db import session_scope
+
+    try:
+        with session_scope() as s:
+            servers = pipeline.instrument_servers(s)
+        for url in servers:
+            contracts.index_for(url)
+    except Exception as exc:  # not fatal: the first job that needs one loads it
+        logging.getLogger("ats.worker").warning("instrument indexes not preloaded: %s", exc)
 
 
 def _lower_priority(nice: int) -> None:
