@@ -123,26 +123,34 @@ def _webhook_rows(section: dict[str, Any]) -> Iterator[Row]:
 def _ack_rows(db: str, ack: Any) -> Iterator[Row]:
     if not isinstance(ack, dict):
         return
+    phases = (("webhook_workers_paused", ", workers paused"), ("webhook", ""))
     for rate in sorted(ack, key=_int_key):
-        hook, floor = _get(ack, rate, "webhook"), _get(ack, rate, "floor_ping")
-        measured = _parts(hook, [("p50", "p50_ms"), ("p99", "p99_ms")])
-        if isinstance(hook, dict) and "ratio_p99_to_floor" in hook:
-            measured += f", ratio {fmt(hook['ratio_p99_to_floor'])} to the floor"
-        if not measured:
-            continue
-        goal = ""
-        if _num(_int_key(rate)[1]) == ACK_RATE:
-            goal = f"p99 < {fmt(ACK_P99_MS)} ms, ratio < {fmt(ACK_RATIO)}" + _verdict(
-                _all(_below(hook.get("p99_ms"), ACK_P99_MS),
-                     _below(hook.get("ratio_p99_to_floor"), ACK_RATIO)))
-        notes = []
-        if isinstance(floor, dict) and "p99_ms" in floor:
-            notes.append(f"`/ping` p99 {fmt(floor['p99_ms'])} ms on the same server")
-        if "achieved_per_s" in hook:
-            notes.append(f"achieved {fmt(hook['achieved_per_s'])}/s")
-        if _num(hook.get("errors")):
-            notes.append(f"{fmt(hook['errors'])} errors")
-        yield (f"webhook ack @{rate}/s ({db})", measured, goal, "; ".join(notes))
+        for phase, suffix in phases:
+            yield from _ack_row(db, rate, suffix, _get(ack, rate, phase),
+                                _get(ack, rate, "floor_ping"))
+
+
+def _ack_row(db: str, rate: str, suffix: str, hook: Any, floor: Any) -> Iterator[Row]:
+    if not isinstance(hook, dict):
+        return
+    measured = _parts(hook, [("p50", "p50_ms"), ("p99", "p99_ms")])
+    if "ratio_p99_to_floor" in hook:
+        measured += f", ratio {fmt(hook['ratio_p99_to_floor'])} to the floor"
+    if not measured:
+        return
+    goal = ""
+    if _num(_int_key(rate)[1]) == ACK_RATE:
+        goal = f"p99 < {fmt(ACK_P99_MS)} ms, ratio < {fmt(ACK_RATIO)}" + _verdict(
+            _all(_below(hook.get("p99_ms"), ACK_P99_MS),
+                 _below(hook.get("ratio_p99_to_floor"), ACK_RATIO)))
+    notes = []
+    if isinstance(floor, dict) and "p99_ms" in floor:
+        notes.append(f"`/ping` p99 {fmt(floor['p99_ms'])} ms on the same server")
+    if "achieved_per_s" in hook:
+        notes.append(f"achieved {fmt(hook['achieved_per_s'])}/s")
+    if _num(hook.get("errors")):
+        notes.append(f"{fmt(hook['errors'])} errors")
+    yield (f"webhook ack @{rate}/s{suffix} ({db})", measured, goal, "; ".join(notes))
 
 
 def _order_rows(db: str, paths: Any) -> Iterator[Row]:
@@ -154,17 +162,27 @@ def _order_rows(db: str, paths: Any) -> Iterator[Row]:
     figures = [("live", "to_broker", "alert → live order at the simulator"),
                ("live", "to_fill", "alert → live fill"),
                ("paper", "to_fill", "alert → paper fill")]
+    bursts = _get(paths, "bursts")
+    if isinstance(bursts, dict) and bursts:  # a block per burst size, smallest first
+        for burst in sorted(bursts, key=_int_key):
+            for path, what, label in figures:
+                yield from _order_row(f"{label}, {burst} at once ({db})",
+                                      _get(bursts, burst, path), what, floor_note)
+        return
     for path, what, label in figures:
-        d = _get(paths, path)
-        measured = _parts(d, [("p50", f"{what}_p50_ms"), ("p99", f"{what}_p99_ms")])
-        if not measured:
-            continue
-        goal = f"p50 < {fmt(ORDER_P50_MS)} ms, p99 < {fmt(ORDER_P99_MS)} ms" + _verdict(
-            _all(_below(d.get(f"{what}_p50_ms"), ORDER_P50_MS),
-                 _below(d.get(f"{what}_p99_ms"), ORDER_P99_MS)))
-        counts = _counts(d, (("alerts", "alerts"), ("orders", "orders")))
-        notes = "; ".join(x for x in (floor_note, counts) if x)
-        yield (f"{label} ({db})", measured, goal, notes)
+        yield from _order_row(f"{label} ({db})", _get(paths, path), what, floor_note)
+
+
+def _order_row(label: str, d: Any, what: str, floor_note: str) -> Iterator[Row]:
+    measured = _parts(d, [("p50", f"{what}_p50_ms"), ("p99", f"{what}_p99_ms")])
+    if not measured:
+        return
+    goal = f"p50 < {fmt(ORDER_P50_MS)} ms, p99 < {fmt(ORDER_P99_MS)} ms" + _verdict(
+        _all(_below(d.get(f"{what}_p50_ms"), ORDER_P50_MS),
+             _below(d.get(f"{what}_p99_ms"), ORDER_P99_MS)))
+    counts = _counts(d, (("alerts", "alerts"), ("orders", "orders")))
+    notes = "; ".join(x for x in (floor_note, counts) if x)
+    yield (label, measured, goal, notes)
 
 
 def _counts(d: Any, fields: tuple[tuple[str, str], ...]) -> str:
@@ -351,6 +369,7 @@ def _preamble(results: dict[str, Any]) -> list[str]:
         if name == "webhook":
             extra = _counts(section, (("workers", "workers"),
                                       ("links_per_path", "links per path"),
+                                      ("bursts", "alerts at once"),
                                       ("rounds", "rounds"),
                                       ("seconds_per_rate", "seconds per rate")))
         line = f"- {name}: measured at {section.get('measured_at', 'n/a')}"

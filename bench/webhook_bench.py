@@ -7,11 +7,14 @@ one RQ worker, the order-update consumer, monitor, feed, simulator), plus 3 more
 (4 in all), on a private data directory.
 
 1. Webhook ack: open-loop load at 50, 200 and 500 alerts/s (unique ids) against the floor,
-   Reflex's own `/ping` on the same server, at the same rates.
-2. Alert → order: entries on `--links` links per path at once (more than the 4 workers), then
-   their exits, `--rounds` times: from each alert's arrival to the broker call (the order's
-   SUBMIT audit time plus half of the SUBMIT→ACCEPT round trip, i.e. when the simulator had
-   the request) and to the fill; floor: one direct HTTP call to the simulator.
+   Reflex's own `/ping` on the same server, at the same rates. Twice per rate: with every RQ
+   worker paused (SIGSTOP: the ack alone; its jobs wait), then with the 4 workers draining the
+   same alerts as they arrive (the whole machine busy). The queue is drained between phases.
+2. Alert → order: entries on N links per path at once (`--bursts`: 1, 4 = one per worker,
+   8 = more than the workers), then their exits, `--rounds` times after a warm-up round: from
+   each alert's arrival to the broker call (the order's SUBMIT audit time plus half of the
+   SUBMIT→ACCEPT round trip, i.e. when the simulator had the request) and to the fill; floor:
+   one direct HTTP call to the simulator.
 """
 
 from __future__ import annotations
@@ -132,7 +135,9 @@ def _alert_to_order(backend: str, links: list[dict[str, Any]], rounds: int) -> d
         asyncio.run(_post_all([(f"{backend}/webhook/{lk['token']}", _alert(lk, f"e{r}")(i))
                                for i, lk in enumerate(links)]))
         _wait_positions(links, opened=True, since=since)
-        asyncio.run(_post_all([(f"{backend}/webhook/{lk['token']}", _exit_body(lk, f"x{r}{i}"))
+        # Unique exit ids: the same links run again in the next burst size.
+        asyncio.run(_post_all([(f"{backend}/webhook/{lk['token']}",
+                                _exit_body(lk, f"x{r}-{i}-{time.time_ns()}"))
                                for i, lk in enumerate(links)]))
         _wait_positions(links, opened=False)
     out: dict[str, Any] = {"alerts": rounds * len(links)}
@@ -191,6 +196,26 @@ def _warm_live(backend: str, link: dict[str, Any], env: dict[str, str]) -> None:
         time.sleep(0.1)
     if not conn.exists(up_key(account_id)):
         print("warning: the order-update socket is not up; live fills will be polled")
+
+
+def _trading_workers(server: ReflexProcess, extra: list[subprocess.Popen]) -> list[Any]:
+    """The server's own trading worker and the bench's (not the notifications worker)."""
+    import psutil
+
+    own = [p for p in psutil.Process(server.proc.pid).children(recursive=True)  # type: ignore[union-attr]
+           if "worker" in p.cmdline() and "--queues" not in p.cmdline()]
+    return own + [psutil.Process(w.pid) for w in extra]
+
+
+@contextlib.contextmanager
+def _paused(procs: list[Any]) -> Iterator[None]:
+    for p in procs:
+        p.suspend()
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.resume()
 
 
 def _floor_direct(sim_url: str, n: int = 200) -> dict[str, float]:
@@ -256,8 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--rates", default="50,200,500")
-    p.add_argument("--links", type=int, default=8,
-                   help="links per path: their entries arrive together (4 workers busy)")
+    p.add_argument("--bursts", default="1,4,8",
+                   help="alerts arriving together, one per link (8: more than the 4 workers)")
     p.add_argument("--rounds", type=int, default=5, help="entry/exit rounds per path")
     p.add_argument("--databases", default="postgres,sqlite",
                    help="production's PostgreSQL and the dev default SQLite, one run each")
@@ -269,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             if url is not None:
                 print(f"--- {kind}")
                 results[kind] = _run(args, url, tmp)
-    save("webhook", {**results, "workers": 4, "links_per_path": args.links,
+    save("webhook", {**results, "workers": 4, "bursts": args.bursts,
                      "rounds": args.rounds, "seconds_per_rate": args.seconds})
     return 0
 
@@ -297,7 +322,7 @@ def _run(args: argparse.Namespace, database_url: str, tmp: Path) -> dict[str, An
                     break
             except httpx.HTTPError:
                 time.sleep(0.5)
-        links = _setup(env, sim_url, args.links)
+        links = _setup(env, sim_url, max(int(b) for b in args.bursts.split(",")))
         _use_server_database(env)
         workers = [subprocess.Popen([sys.executable, "-m", "ats_app.cli", "worker"], env=env,
                                     cwd=ROOT, stdout=subprocess.DEVNULL,
@@ -307,26 +332,37 @@ def _run(args: argparse.Namespace, database_url: str, tmp: Path) -> dict[str, An
                                _alert(links["paper"][0], "warm")))
         _warm_live(server.backend, links["live"][0], env)
         ack: dict[str, Any] = {}
+        hook_url = f"{server.backend}/webhook/{links['paper'][0]['token']}"
+        sent = 20  # the warm-up's
         for rate in [int(r) for r in args.rates.split(",")]:
             floor = asyncio.run(open_loop(f"{server.backend}/ping", rate, args.seconds, None))
-            hook = asyncio.run(open_loop(f"{server.backend}/webhook/{links['paper'][0]['token']}",
-                                          rate, args.seconds,
-                                          _alert(links["paper"][0], f"r{rate}")))
-            hook["ratio_p99_to_floor"] = round(hook["p99_ms"] / max(floor["p99_ms"], 1e-6), 2)
-            ack[str(rate)] = {"webhook": hook, "floor_ping": floor}
-            print(f"ack @{rate}/s: webhook p50 {hook['p50_ms']} ms p99 {hook['p99_ms']} ms | "
-                  f"floor p99 {floor['p99_ms']} ms | ratio {hook['ratio_p99_to_floor']}")
-        # Let the queue of load-test alerts drain before timing single alerts.
-        total_alerts = sum(v["webhook"]["sent"] for v in ack.values()) + 20
-        _wait_done(env, total_alerts)
+            ack[str(rate)] = {"floor_ping": floor}
+            for phase in ("webhook_workers_paused", "webhook"):
+                pause = _paused(_trading_workers(server, workers)) if phase != "webhook" \
+                    else contextlib.nullcontext()
+                with pause:
+                    hook = asyncio.run(open_loop(hook_url, rate, args.seconds,
+                                                 _alert(links["paper"][0], f"{phase}{rate}")))
+                sent += hook["sent"]
+                _wait_done(env, sent)  # each phase starts with an empty queue
+                hook["ratio_p99_to_floor"] = round(hook["p99_ms"] / max(floor["p99_ms"], 1e-6),
+                                                   2)
+                ack[str(rate)][phase] = hook
+                print(f"ack @{rate}/s ({phase}): webhook p50 {hook['p50_ms']} ms p99 "
+                      f"{hook['p99_ms']} ms | floor p99 {floor['p99_ms']} ms | ratio "
+                      f"{hook['ratio_p99_to_floor']}")
         # The load test left link 0's position open: close it so every round starts flat.
         asyncio.run(_post_all([(f"{server.backend}/webhook/{links['paper'][0]['token']}",
                                 _exit_body(links["paper"][0], "x-load"))]))
         _wait_positions(links["paper"], opened=False)
-        paths: dict[str, Any] = {"floor_direct_http": _floor_direct(sim_url)}
-        for name in ("paper", "live"):
-            paths[name] = _alert_to_order(server.backend, links[name], args.rounds)
-            print(f"alert→order {name}: {paths[name]}")
+        paths: dict[str, Any] = {"floor_direct_http": _floor_direct(sim_url), "bursts": {}}
+        for burst in [int(b) for b in args.bursts.split(",")]:
+            for name in ("paper", "live"):
+                got = _alert_to_order(server.backend, links[name][:burst], args.rounds)
+                paths["bursts"].setdefault(str(burst), {})[name] = got
+                if burst == len(links[name]):
+                    paths[name] = got  # the figures the goal is read against
+                print(f"alert→order {name}, {burst} at once: {got}")
         return {"ack": ack, "alert_to_order": paths}
     finally:
         for w in workers:

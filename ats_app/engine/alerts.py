@@ -32,7 +32,7 @@ from ats_app.engine.alert_schema import (
     stored_payload,
 )
 from ats_app.engine.config import Settings, settings
-from ats_app.engine.db import get_engine, session_scope
+from ats_app.engine.db import get_engine, session_scope, write_promptly
 from ats_app.engine.errors import ValidationError
 from ats_app.engine.link_cache import GEN_KEY, LinkCache, LinkFacts, current_generation
 from ats_app.engine.models import Alert, AuditEvent, BotState, WebhookLink, utcnow
@@ -307,11 +307,14 @@ def _insert_alert(row: dict[str, Any]) -> int:
             }).scalar_one())
         audit.logged("alert.received", row["user_id"], str(alert_id))
         return alert_id
-    with engine.begin() as c:
+
+    def insert_both(c: sa.Connection) -> int:
         alert_id = int(c.execute(_INSERT_ALERT, row).scalar_one())
         audit.insert(c, "alert.received", user_id=row["user_id"], subject=str(alert_id),
                      **detail)
-    return alert_id
+        return alert_id
+
+    return write_promptly(insert_both)
 
 
 def _store(

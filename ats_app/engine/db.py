@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlmodel import Session, create_engine
@@ -12,6 +14,9 @@ from sqlmodel import Session, create_engine
 from ats_app.engine.config import PROJECT_ROOT, settings
 
 _engines: dict[str, sa.Engine] = {}
+SQLITE_BUSY_TIMEOUT_MS = 5000
+SQLITE_BUSY_POLL_S = 0.0005
+T = TypeVar("T")
 
 
 def normalize_url(url: str) -> str:
@@ -27,7 +32,7 @@ def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
     cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA journal_mode=WAL")  # web + worker + monitor write concurrently
-    cur.execute("PRAGMA busy_timeout=5000")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cur.close()
 
 
@@ -45,6 +50,38 @@ def get_engine(url: str | None = None) -> sa.Engine:
             engine = create_engine(url, pool_pre_ping=True)
         _engines[url] = engine
     return engine
+
+
+def write_promptly(work: Callable[[sa.Connection], T], url: str | None = None) -> T:
+    """Run `work` in a transaction of its own, and commit.
+
+    On SQLite, a writer that finds the database locked (another process committing) is made
+    to wait by SQLite's busy handler in sleeps of 1, 2, 5, 10 ... 100 ms: a 1 ms wait for a
+    worker's commit became tens of milliseconds of the webhook ack. Here it re-tries every
+    0.5 ms instead, for as long as the busy timeout allows."""
+    engine = get_engine(url)
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as c:
+            return work(c)
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    with engine.connect() as c:
+        _set_busy_timeout(c, 0)
+        try:
+            while True:
+                try:
+                    with c.begin():
+                        return work(c)
+                except sa.exc.OperationalError as exc:
+                    if "locked" not in str(exc.orig) or time.monotonic() > deadline:
+                        raise
+                time.sleep(SQLITE_BUSY_POLL_S)
+        finally:
+            _set_busy_timeout(c, SQLITE_BUSY_TIMEOUT_MS)
+
+
+def _set_busy_timeout(c: sa.Connection, ms: int) -> None:
+    c.exec_driver_sql(f"PRAGMA busy_timeout={ms}")
+    c.commit()  # SQLAlchemy's autobegun transaction (the pragma itself takes no lock)
 
 
 def dispose_engines() -> None:

@@ -17,7 +17,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import redis
-from sqlalchemy import func
+import sqlalchemy as sa
+from sqlalchemy import Select, func
 from sqlmodel import Session, col, select
 
 from ats_app.engine import audit, market_hours, risk
@@ -165,16 +166,15 @@ def unrealized_pnl(positions: list[Position], conn: redis.Redis | None) -> Decim
 IN_FLIGHT = ("CREATED", "SUBMITTING", "UNKNOWN", "OPEN", "TRIGGER_PENDING", "PARTIALLY_FILLED")
 
 
-def state_for(session: Session, user_id: int, at: datetime,
-              conn: redis.Redis | None = None, *, unrealized: bool = True) -> risk.RiskState:
-    """The user's day, counted in one statement. `unrealized=False` skips pricing the open
-    positions (only a daily loss limit needs it; their count is always there)."""
-    since = day_start(at)
+def _day_counts() -> Select:
+    """The user's day in one statement, built once: every entry check runs it, and building
+    (and cache-keying) four subqueries cost more than the database's answer."""
+    user, since = sa.bindparam("user_id"), sa.bindparam("since")
     is_open = col(Position.status).in_(("OPEN", "EXITING"))
-    mine = Position.user_id == user_id
-    entries = (select(func.count()).select_from(Order).where(Order.user_id == user_id)
+    mine = Position.user_id == user
+    entries = (select(func.count()).select_from(Order).where(Order.user_id == user)
                .where(Order.purpose == "ENTRY"))
-    open_count, orders_today, realized, entries_in_flight = session.exec(select(
+    return select(
         select(func.count()).select_from(Position).where(mine).where(is_open)
         .scalar_subquery(),
         entries.where(Order.status != "FAILED").where(col(Order.created_at) >= since)
@@ -186,7 +186,20 @@ def state_for(session: Session, user_id: int, at: datetime,
         # in flight could both pass a "max open positions" check.
         entries.where(col(Order.position_id).is_(None)).where(col(Order.status).in_(IN_FLIGHT))
         .scalar_subquery(),
-    )).one()
+    )
+
+
+_DAY_COUNTS = _day_counts()
+
+
+def state_for(session: Session, user_id: int, at: datetime,
+              conn: redis.Redis | None = None, *, unrealized: bool = True) -> risk.RiskState:
+    """The user's day, counted in one statement. `unrealized=False` skips pricing the open
+    positions (only a daily loss limit needs it; their count is always there)."""
+    mine = Position.user_id == user_id
+    is_open = col(Position.status).in_(("OPEN", "EXITING"))
+    open_count, orders_today, realized, entries_in_flight = session.execute(
+        _DAY_COUNTS, {"user_id": user_id, "since": day_start(at)}).one()
     open_positions = (list(session.exec(select(Position).where(mine).where(is_open)).all())
                       if unrealized and open_count else [])
     return risk.RiskState(

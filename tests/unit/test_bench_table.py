@@ -262,3 +262,29 @@ def test_empty_and_format() -> None:
     assert render({}).strip() == "| what | measured | goal | floor / notes |\n|---|---|---|---|"
     assert [table.fmt(v) for v in (0.52, 2.8, 42.3, 466.2, 39694.04, 10, NAN, None, math.inf)] \
         == ["0.52", "2.8", "42.3", "466", "39,694", "10", "n/a", "n/a", "n/a"]
+
+
+def test_ack_with_workers_paused_and_bursts_get_rows_of_their_own(
+    results: dict[str, Any]
+) -> None:
+    pg = results["webhook"]["postgres"]
+    pg["ack"]["200"]["webhook_workers_paused"] = {"p50_ms": 2.6, "p99_ms": 4.1,
+                                                  "ratio_p99_to_floor": 1.9}
+    pg["alert_to_order"]["bursts"] = {
+        "8": {"paper": {"to_fill_p50_ms": 80.0, "to_fill_p99_ms": 130.0}},
+        "1": {"paper": {"to_fill_p50_ms": 12.0, "to_fill_p99_ms": 30.0},
+              "live": {"to_broker_p50_ms": 15.0, "to_broker_p99_ms": 40.0}},
+    }
+    rows = _rows(render(results))
+    measured, goal, _ = rows["webhook ack @200/s, workers paused (postgres)"]
+    assert measured == "p50 2.6 ms, p99 4.1 ms, ratio 1.9 to the floor"
+    assert goal == "p99 < 5 ms, ratio < 2 (met)"
+    assert rows["webhook ack @200/s (postgres)"][1].endswith("(missed)")  # both phases shown
+    assert rows["alert → paper fill, 1 at once (postgres)"][1].endswith("(met)")
+    assert rows["alert → paper fill, 8 at once (postgres)"][1].endswith("(missed)")
+    assert rows["alert → live order at the simulator, 1 at once (postgres)"][0] == \
+        "p50 15 ms, p99 40 ms"
+    names = list(rows)
+    assert names.index("alert → paper fill, 1 at once (postgres)") < \
+        names.index("alert → paper fill, 8 at once (postgres)"), "bursts in numeric order"
+    assert "alert → paper fill (postgres)" not in rows  # the bursts replace the single block
