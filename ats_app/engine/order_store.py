@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -133,12 +134,29 @@ def transition(
     """
     with joined(session) as s:
         s.flush()  # our own pending change first: the fresh read below must not discard it
+        _lock_for_update(s, order_id)
         # populate_existing: a long-lived job session may hold an older copy of the row.
         order = s.get(Order, order_id, with_for_update=True, populate_existing=True)
         assert order is not None, f"order {order_id} vanished"
         if quiet and _stale(order, event, report):
             return order
         return _apply(s, order, event, reason, report)
+
+
+_ORDERS = Order.__table__  # type: ignore[attr-defined]
+_TOUCH = sa.update(_ORDERS).where(_ORDERS.c.id == sa.bindparam("oid")).values(id=_ORDERS.c.id)
+
+
+def _lock_for_update(s: Session, order_id: int) -> None:
+    """SQLite drops FOR UPDATE: take its database write lock before the read instead.
+
+    Otherwise the read-modify-write of `transition` interleaves with another writer's: the
+    job reads SUBMITTING, the order-update consumer commits the fill, and the job's flush of
+    its REST answer (OPEN) then writes the order back to OPEN over FILLED. A no-op UPDATE of
+    the row makes this transaction the writer, so the read below is the latest and nobody
+    commits in between (the job commits before any broker call, sleep or wait)."""
+    if s.get_bind().dialect.name == "sqlite":
+        s.execute(_TOUCH, {"oid": order_id})
 
 
 def _apply(
