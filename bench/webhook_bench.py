@@ -42,6 +42,8 @@ sys.path.insert(0, str(ROOT))
 
 from tests.reflex_proc import ReflexProcess  # noqa: E402 - a shared dev harness
 
+ROUND_SPACING_S = 1.2
+
 
 def _cli(env: dict[str, str], *args: str, stdin: str | None = None) -> dict[str, Any]:
     out = subprocess.run([sys.executable, "-m", "ats_app.cli", *args, "--json"], env=env,
@@ -131,6 +133,10 @@ def _alert_to_order(backend: str, links: list[dict[str, Any]], rounds: int) -> d
     for r in range(-1, rounds):
         if r == 0:
             measured_since = utcnow()
+        # Rounds start ROUND_SPACING_S apart: Angel allows an account 20 orders a second, and
+        # a round places up to 16 (entries, then exits); back to back, the next round's
+        # entries would wait for the rate limiter, which is not what is measured here.
+        started = time.monotonic()
         since = utcnow()
         asyncio.run(_post_all([(f"{backend}/webhook/{lk['token']}", _alert(lk, f"e{r}")(i))
                                for i, lk in enumerate(links)]))
@@ -140,6 +146,7 @@ def _alert_to_order(backend: str, links: list[dict[str, Any]], rounds: int) -> d
                                 _exit_body(lk, f"x{r}-{i}-{time.time_ns()}"))
                                for i, lk in enumerate(links)]))
         _wait_positions(links, opened=False)
+        time.sleep(max(0.0, started + ROUND_SPACING_S - time.monotonic()))
     out: dict[str, Any] = {"alerts": rounds * len(links)}
     for lk in links:
         for k, v in _order_latencies(lk["id"], measured_since).items():

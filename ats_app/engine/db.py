@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ _engines: dict[str, sa.Engine] = {}
 SQLITE_BUSY_TIMEOUT_MS = 5000
 SQLITE_BUSY_POLL_S = 0.0005
 T = TypeVar("T")
+_sqlite_writer = threading.Lock()
 
 
 def normalize_url(url: str) -> str:
@@ -63,8 +65,10 @@ def write_promptly(work: Callable[[sa.Connection], T], url: str | None = None) -
     if engine.dialect.name != "sqlite":
         with engine.begin() as c:
             return work(c)
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
-    with engine.connect() as c:
+    # This process's own writers queue on a lock (no spinning, no GIL churn): only another
+    # process's lock is waited out by re-trying.
+    with _sqlite_writer, engine.connect() as c:
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
         _set_busy_timeout(c, 0)
         try:
             while True:
