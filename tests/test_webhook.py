@@ -387,3 +387,55 @@ def test_a_lost_invalidation_expires_within_the_cache_age(
     time.sleep(0.6)
     resp = _post(client, link, _alert(link, id="c3"))  # ...for at most max_age_s
     assert resp.json()["status"] == "ignored" and resp.json()["reason"] == "bot_stopped"
+
+
+def test_the_rate_limit_holds_for_alerts_arriving_together(
+    client: TestClient, link: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WEBHOOK_RATE_PER_MIN", "3")
+    reset_settings_cache()
+    assert _post(client, link, _alert(link, id="first")).status_code == 202  # link cached
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda i: _post(client, link, _alert(link, id=f"t{i}"))
+                              .status_code, range(10)))
+    assert sorted(codes) == [202, 202] + [429] * 8  # 3 in the minute, however they arrive
+    assert len(_alerts()) == 3
+
+
+def test_requests_that_are_not_the_owners_do_not_use_up_the_limit(
+    client: TestClient, link: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WEBHOOK_RATE_PER_MIN", "2")
+    reset_settings_cache()
+    for _ in range(5):
+        assert _post(client, link, {"secret": "guess", "action": "buy"}).status_code == 401
+    assert _post(client, link, b"not json").status_code == 400
+    codes = [_post(client, link, _alert(link, id=f"o{i}")).status_code for i in range(3)]
+    assert codes == [202, 202, 429]
+
+
+def test_the_generation_changes_before_a_link_change_is_committed(
+    link: dict, redis_url: str
+) -> None:
+    from sqlalchemy import event
+
+    from ats_app.engine.db import get_engine
+    from ats_app.engine.link_cache import GEN_KEY
+
+    conn = redis.Redis.from_url(redis_url)
+    before = conn.get(GEN_KEY)
+    at_commit: list[bytes | None] = []
+
+    def on_commit(_conn) -> None:  # type: ignore[no-untyped-def]
+        at_commit.append(conn.get(GEN_KEY))
+
+    event.listen(get_engine(), "commit", on_commit)
+    try:
+        with session_scope() as s:
+            bot.set_running(s, link["user_id"], False)
+    finally:
+        event.remove(get_engine(), "commit", on_commit)
+    # No request can cache the running bot under the generation current at the commit...
+    assert at_commit and at_commit[-1] != before
+    # ...and the one after the commit retires whatever was cached meanwhile.
+    assert conn.get(GEN_KEY) not in (before, at_commit[-1])

@@ -8,6 +8,7 @@ and given its connection back.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import logging
@@ -125,10 +126,18 @@ def _rate_key(link_id: int) -> str:
 
 
 def _count_alert(pipe: redis.client.Pipeline, link_id: int) -> None:
-    """Count one authentic alert in its link's window (queued on `pipe`)."""
+    """Count this alert in its link's window (queued on `pipe`; the INCR's answer is the
+    count including it, atomically: alerts in flight together cannot all pass one reading)."""
     key = _rate_key(link_id)
     pipe.incr(key)
     pipe.expire(key, 120)
+
+
+def _uncount(conn: redis.Redis, link_id: int) -> None:
+    """Take back the count of a request that proved not to be the owner's alert (bad body or
+    secret): only authentic alerts use up a link's limit."""
+    with contextlib.suppress(redis.RedisError):  # best-effort, as the limiter is
+        conn.decr(_rate_key(link_id))
 
 
 def _find_link(session: Session, token: str) -> tuple[WebhookLink, bool] | None:
@@ -156,19 +165,22 @@ _links = LinkCache()
 
 
 def _lookup(token: str, conn: redis.Redis) -> tuple[LinkFacts | None, int | None]:
-    """The link behind `token` and its alerts so far this minute (None: Redis is down, so
-    nothing is cached and nothing limited). A cached link costs one Redis round trip, which
-    also confirms that no link, bot or user changed since it was read (`link_cache`)."""
+    """The link behind `token`, and this request counted in the link's minute: the count
+    including it (None: Redis is down, so nothing is cached and nothing limited). A cached
+    link costs one Redis round trip, which also confirms that no link, bot or user changed
+    since it was read (`link_cache`)."""
     entry = _links.peek(token)
     try:
         if entry is not None:
             pipe = conn.pipeline(transaction=False)
             pipe.get(GEN_KEY)
             if entry.facts is not None:
-                pipe.get(_rate_key(entry.facts.id))
+                _count_alert(pipe, entry.facts.id)
             gen, *count = pipe.execute()
             if gen == entry.generation:
-                return entry.facts, int(count[0] or 0) if count else None
+                return entry.facts, int(count[0]) if count else None
+            if entry.facts is not None:
+                _uncount(conn, entry.facts.id)  # counted again below, on the fresh read
         gen = current_generation(conn)  # read before the link: a change after it re-reads
     except redis.RedisError:
         log.warning("link cache and rate limit unavailable (Redis down)")
@@ -178,7 +190,9 @@ def _lookup(token: str, conn: redis.Redis) -> tuple[LinkFacts | None, int | None
     if facts is None:
         return None, None
     try:
-        return facts, int(conn.get(_rate_key(facts.id)) or 0)
+        pipe = conn.pipeline(transaction=False)
+        _count_alert(pipe, facts.id)
+        return facts, int(pipe.execute()[0])
     except redis.RedisError:
         return facts, None
 
@@ -242,9 +256,7 @@ def _valid_signal(
     cfg: Settings,
     now: datetime,
 ) -> AlertSignal:
-    # The count was read with the link; it grows once the alert is stored. Concurrent alerts
-    # may all pass on the same reading: the limit can be overshot by the requests in flight.
-    if count is not None and count + 1 > cfg.webhook_rate_per_min:
+    if count is not None and count > cfg.webhook_rate_per_min:
         raise link.refuse(
             429, f"more than {cfg.webhook_rate_per_min} alerts a minute for this link"
         )
@@ -260,18 +272,8 @@ def _valid_signal(
         refused = link.refuse(422, reason, field_name=exc.field)
         refused.after.append(lambda: notify.emit(
             link.user_id, "alert_refused", reason=reason, link=link.subject))
-        refused.after.append(lambda: _count_now(conn, link.id))
         raise refused from exc
     return signal
-
-
-def _count_now(conn: redis.Redis, link_id: int) -> None:
-    try:
-        pipe = conn.pipeline(transaction=False)
-        _count_alert(pipe, link_id)
-        pipe.execute()
-    except redis.RedisError:
-        pass  # the limiter is best-effort; the alert's own outcome does not depend on it
 
 
 # Statement objects built once: SQLAlchemy reuses their compiled form for every alert.
@@ -374,27 +376,22 @@ def receive(
         # The alert is accepted only once its row is committed. A refusal writes nothing and
         # is recorded by settle(), once the ack holds no connection.
         link, count = _load_link(token, source_ip, conn)
-        data = _authentic_body(link, body, source_ip, cfg)
+        try:
+            data = _authentic_body(link, body, source_ip, cfg)
+        except _Refused as refused:
+            if count is not None:
+                refused.after.append(lambda: _uncount(conn, link.id))
+            raise
         signal = _valid_signal(link, data, count, conn, cfg, now)
         key = dedup_key(data, signal, now, cfg.alert_dedup_window_seconds)
-        try:
-            alert_id, ignored = _store(link, data, signal, key, now, source_ip)
-        except _Refused as duplicate:
-            duplicate.after.append(lambda: _count_now(conn, link.id))
-            raise
+        alert_id, ignored = _store(link, data, signal, key, now, source_ip)
     except _Refused as refused:
         return refused.settle()
-    try:
-        # One round trip: the rate count and, when accepted, the job.
-        pipe = conn.pipeline()
-        if not ignored:
-            enqueue_alert(alert_id, conn, pipeline=pipe)  # first: RQ starts the MULTI
-        _count_alert(pipe, link.id)
-        pipe.execute()
-    except redis.RedisError:
-        if not ignored:
-            # Committed already: recovery re-enqueues it when Redis is back. Still accepted.
-            log.error("alert %s accepted but not enqueued (Redis down); recovery will", alert_id)
     if ignored:
         return Reply(200, {"status": "ignored", "reason": ignored, "alert_id": alert_id})
+    try:
+        enqueue_alert(alert_id, conn)
+    except redis.RedisError:
+        # Committed already: recovery re-enqueues it when Redis is back. Still accepted.
+        log.error("alert %s accepted but not enqueued (Redis down); recovery will", alert_id)
     return Reply(202, {"status": "accepted", "alert_id": alert_id})

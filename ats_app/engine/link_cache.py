@@ -86,7 +86,7 @@ def bump(conn: redis.Redis) -> None:
     conn.set(GEN_KEY, uuid.uuid4().hex)
 
 
-# --- the bump after every commit that changed what the ack reads ---------------------------
+# --- the bump around every commit that changes what the ack reads --------------------------
 
 _WATCHED: tuple[type, ...] = ()
 
@@ -102,15 +102,28 @@ def _before_flush(session: Session, _ctx: Any, _instances: Any) -> None:
         session.info["ats_links_changed"] = True
 
 
+def _before_commit(session: Session) -> None:
+    # Also before: a request between this commit and the bump after it would otherwise be
+    # served the old link (or a running bot) from cache. One that reads the database before
+    # the commit lands caches the old state again, under this generation: the bump after the
+    # commit replaces it. (The commit's own final flush has not run yet: look at the session.)
+    if session.info.get("ats_links_changed") or _touches_links(session):
+        session.info["ats_links_changed"] = True
+        _bump_now()
+
+
 def _after_commit(session: Session) -> None:
-    if not session.info.pop("ats_links_changed", False):
-        return
+    if session.info.pop("ats_links_changed", False):
+        _bump_now()
+
+
+def _bump_now() -> None:
     from ats_app.engine.queueing import connection  # lazy: queueing imports the DB layer
 
     try:
         bump(connection())
     except (redis.RedisError, RuntimeError) as exc:  # down, or none configured (a bare CLI)
-        # Never fail a commit that has happened; caches then expire on their own.
+        # Never fail a commit; caches then expire on their own.
         log.warning("link cache not invalidated (%s): entries expire in %ss", exc, MAX_AGE_S)
 
 
@@ -119,11 +132,12 @@ def _after_rollback(session: Session) -> None:
 
 
 def install(watched: tuple[type, ...]) -> None:
-    """Bump the generation after commits that add, change or delete any of `watched`."""
+    """Bump the generation around commits that add, change or delete any of `watched`."""
     global _WATCHED
     _WATCHED = watched
     if not event.contains(Session, "before_flush", _before_flush):
         event.listen(Session, "before_flush", _before_flush)
+        event.listen(Session, "before_commit", _before_commit)
         event.listen(Session, "after_commit", _after_commit)
         event.listen(Session, "after_rollback", _after_rollback)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import redis
-from redis.client import Pipeline
 from rq import Queue
 from rq.job import Job, Retry
 
@@ -32,10 +31,7 @@ def alert_job_id(alert_id: int) -> str:
     return f"alert-{alert_id}"
 
 
-def enqueue_alert(
-    alert_id: int, conn: redis.Redis | None = None, *, pipeline: Pipeline | None = None
-) -> Job:
-    """Enqueue now, or on `pipeline` (the caller executes it)."""
+def enqueue_alert(alert_id: int, conn: redis.Redis | None = None) -> Job:
     q = Queue(ALERTS_QUEUE, connection=conn or connection())
     # Retrying is safe: handle_alert is idempotent (orders keyed by deterministic ids).
     # Retries go straight back on the queue (no interval): a scheduled retry would wait for
@@ -48,7 +44,6 @@ def enqueue_alert(
         result_ttl=RESULT_TTL,
         failure_ttl=FAILURE_TTL,
         retry=Retry(max=3),
-        pipeline=pipeline,
     )
 
 
