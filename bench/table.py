@@ -186,9 +186,9 @@ def _order_row(label: str, d: Any, what: str, floor_note: str) -> Iterator[Row]:
 
 
 def _counts(d: Any, fields: tuple[tuple[str, str], ...]) -> str:
-    """"alerts 1, orders 2" from whichever of the keys are present."""
-    return ", ".join(f"{label} {fmt(d[k])}" for k, label in fields
-                     if isinstance(d, dict) and k in d)
+    """"alerts 1, orders 2" from whichever of the keys are present (text as it is)."""
+    return ", ".join(f"{label} {d[k] if isinstance(d[k], str) else fmt(d[k])}"
+                     for k, label in fields if isinstance(d, dict) and k in d)
 
 
 def _cpu(d: Any) -> str:
