@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -64,12 +64,15 @@ def _drop_hooks(session: Session) -> None:
 
 
 @contextmanager
-def joined(session: Session | None) -> Iterator[Session]:
-    """The caller's session as is (it commits), else a transaction of our own."""
+def joined(
+    session: Session | None,
+    own: Callable[[], AbstractContextManager[Session]] = session_scope,
+) -> Iterator[Session]:
+    """The caller's session as is (it commits), else a transaction of our own (`own`)."""
     if session is not None:
         yield session
         return
-    with session_scope() as s:
+    with own() as s:
         yield s
 
 

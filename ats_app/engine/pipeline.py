@@ -97,15 +97,6 @@ def _job_session() -> Iterator[Session]:
             raise
 
 
-@contextmanager
-def _in_job(session: Session | None) -> Iterator[Session]:
-    if session is not None:
-        yield session
-        return
-    with _job_session() as s:
-        yield s
-
-
 def _targets(s: Session, link_id: int) -> list[Target]:
     rows = s.exec(
         select(WebhookLinkAccount, BrokerAccount)
@@ -432,7 +423,7 @@ def drive(
     """Take an order from wherever it stands to a terminal or working state — never resending.
 
     With `session` (a job's), its last step may be left for the caller to commit."""
-    with _in_job(session) as s:
+    with order_store.joined(session, _job_session) as s:
         order = order_store.get(order_id, session=s)
         status = OrderStatus(order.status)
         if status == OrderStatus.SUBMITTING:
@@ -512,7 +503,7 @@ def exit_position(
     session: Session | None = None,
 ) -> str:
     """Sell an open position exactly once (the OPEN -> EXITING claim makes racers lose)."""
-    with _in_job(session) as s:
+    with order_store.joined(session, _job_session) as s:
         position = positions.claim_for_exit(position_id, session=s)
         if position is None:
             current = s.get(Position, position_id, populate_existing=True)
