@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager, contextmanager
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, select
 
 from ats_app.engine import audit, fsm
@@ -44,23 +45,35 @@ def after_commit(session: Session, fn: Callable[[], None]) -> None:
     For what others act on (notices, pub/sub, enqueued jobs): they must never see a change
     that is not durable yet, nor one that was rolled back.
     """
+    if not session.in_transaction():
+        session.begin()  # the step belongs to a transaction, even one with no SQL yet
     hooks: list[Callable[[], None]] | None = session.info.get(_HOOKS)
     if hooks is None:
         hooks = session.info[_HOOKS] = []
         event.listen(session, "after_commit", _run_hooks)
-        event.listen(session, "after_rollback", _drop_hooks)
+        # Any rollback, also one that never reached the database (nothing was flushed yet):
+        # "after_rollback" fires only for those that did, and kept such steps for later.
+        event.listen(session, "after_soft_rollback", _drop_hooks)
     hooks.append(fn)
 
 
 def _run_hooks(session: Session) -> None:
     hooks = session.info.get(_HOOKS) or []
     session.info[_HOOKS] = []
+    failed: Exception | None = None
     for fn in hooks:
-        fn()  # an error surfaces to the caller as before (the change is committed)
+        try:
+            fn()
+        except Exception as exc:  # the others still run: each tells of its own change
+            log.exception("a step after a commit failed (the change itself is committed)")
+            failed = failed or exc
+    if failed is not None:
+        raise failed  # to the caller as before (e.g. RQ re-runs the idempotent job)
 
 
-def _drop_hooks(session: Session) -> None:
-    session.info[_HOOKS] = []
+def _drop_hooks(session: Session, previous: SessionTransaction) -> None:
+    if not previous.nested:  # a savepoint's rollback leaves the outer transaction standing
+        session.info[_HOOKS] = []
 
 
 @contextmanager
