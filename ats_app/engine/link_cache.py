@@ -67,10 +67,6 @@ class LinkCache:
                 self._entries.clear()  # crude but bounded; refilling costs one read per link
             self._entries[token] = _Entry(facts, generation, time.monotonic())
 
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
 
 def current_generation(conn: redis.Redis) -> bytes:
     """The generation now; a missing key (a fresh or restarted Redis) starts a new one."""
