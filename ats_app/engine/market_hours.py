@@ -14,7 +14,9 @@ The file is re-read when it changes, so an update needs no restart.
 
 Clock: `now()` is the wall clock, except that outside production `ATS_FAKE_NOW` (an ISO
 datetime with offset, e.g. `2026-12-02T10:00:00+05:30`) freezes it, so tests that run real
-worker processes can put the trading day wherever they need it.
+worker processes can put the trading day wherever they need it. RQ's scheduler keeps the wall
+clock: `wall_clock(at)` turns a time on our clock into the wall-clock time as far away from
+now, so a run planned for 15:15 on a frozen 10:00 is due in 5 h 15 min, not at once.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ __all__ = [
     "next_trading_day",
     "now",
     "trading_day_of",
+    "wall_clock",
 ]
 
 IST = ZoneInfo("Asia/Kolkata")
@@ -174,3 +177,13 @@ def now() -> datetime:
                 raise ValidationError(f"{FAKE_NOW_ENV} must be an ISO datetime with an offset, "
                                       f"got {fake!r}", field=FAKE_NOW_ENV) from exc
     return datetime.now(UTC)
+
+
+def wall_clock(at: datetime) -> datetime:
+    """`at` (on `now()`'s clock) as a wall-clock UTC time: for RQ's scheduler, which knows
+    no fake clock. The same time when the clock is not faked."""
+    clock = now()
+    wall = datetime.now(UTC)
+    if abs(clock - wall) < timedelta(seconds=1):
+        return at.astimezone(UTC)
+    return wall + (at - clock)

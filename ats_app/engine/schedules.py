@@ -114,9 +114,9 @@ def schedule(conn: redis.Redis, run: Run, when: datetime | None = None) -> bool:
     queue = Queue(DEFAULT_QUEUE, connection=conn)
     ttl = 600 if run.name == "risk_watch" else RESULT_TTL_S
     try:
-        queue.enqueue_at(when or run.when, run.func, *run.args, job_id=run.job_id,
-                         job_timeout=JOB_TIMEOUT_S, result_ttl=ttl, failure_ttl=GUARD_TTL_S,
-                         unique=True)
+        queue.enqueue_at(market_hours.wall_clock(when or run.when), run.func, *run.args,
+                         job_id=run.job_id, job_timeout=JOB_TIMEOUT_S, result_ttl=ttl,
+                         failure_ttl=GUARD_TTL_S, unique=True)
     except DuplicateJobError:
         return False
     return True

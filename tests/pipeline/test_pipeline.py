@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -457,6 +458,9 @@ def test_entry_outside_hours_waits_for_the_open_when_the_link_allows(
     registry = ScheduledJobRegistry("alerts", connection=redis.Redis.from_url(redis_url))
     (job_id,) = registry.get_job_ids()
     assert job_id == f"alert-{waiting}-open-20261203"  # Thursday's 09:15 IST open
+    # ... 17 h 15 min from now on RQ's wall clock too, whatever today's real date is.
+    wait = registry.get_scheduled_time(job_id) - datetime.now(UTC)
+    assert abs(wait.total_seconds() - (17 * 3600 + 15 * 60)) < 60, wait
     # At the open, long after the staleness limit, the queued entry trades.
     monkeypatch.setenv("ATS_FAKE_NOW", "2026-12-03T09:15:30+05:30")
     reset_settings_cache()

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -17,7 +17,7 @@ import redis
 from rq import Queue
 from rq.job import Job
 
-from ats_app.engine import accounts, halt, order_store, risk_gate, schedules
+from ats_app.engine import accounts, halt, market_hours, order_store, risk_gate, schedules
 from ats_app.engine.broker.base import Contract, OrderRequest, OrderType, Side
 from ats_app.engine.broker.factory import broker_for
 from ats_app.engine.db import session_scope
@@ -163,7 +163,7 @@ def test_pre_open_scheduled_on_rq_runs_once_with_three_workers(world: dict,
     conn = redis.Redis.from_url(redis_url)
     run = schedules.Run("pre_open", datetime.fromisoformat(TRADING_DAY).date(),
                         schedules.PRE_OPEN_AT)
-    due = datetime.now(UTC) - timedelta(seconds=1)
+    due = market_hours.now() - timedelta(seconds=1)  # on the app's (frozen) clock
     assert schedules.schedule(conn, run, when=due) is True
     assert schedules.schedule(conn, run, when=due) is False  # same run: one job
     workers = [subprocess.Popen([sys.executable, "-m", "ats_app.cli", "worker", "--burst"],

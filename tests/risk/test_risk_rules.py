@@ -4,7 +4,7 @@ controllable clock (15:31 refused, holidays, weekends); the schedule's plan."""
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from pathlib import Path
 
@@ -146,6 +146,21 @@ def test_fake_clock_is_ignored_in_production(monkeypatch: pytest.MonkeyPatch) ->
     assert market_hours.now() == at("15:31:00")
     monkeypatch.setenv("ATS_ENV", "prod")
     assert abs((market_hours.now() - datetime.now(market_hours.IST)).total_seconds()) < 5
+
+
+def test_wall_clock_keeps_the_distance_from_a_frozen_clock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """RQ's scheduler runs on the wall clock: a run 5 h ahead on a frozen (test) clock is
+    due 5 h from the real now, whatever date the frozen clock shows."""
+    monkeypatch.setenv("ATS_ENV", "dev")
+    monkeypatch.setenv("ATS_FAKE_NOW", "2026-12-02T10:00:00+05:30")
+    due = market_hours.wall_clock(at("15:00:00"))
+    ahead = (due - datetime.now(UTC)).total_seconds()
+    assert abs(ahead - 5 * 3600) < 5, ahead
+    monkeypatch.delenv("ATS_FAKE_NOW")
+    real = datetime(2031, 1, 1, 9, 15, tzinfo=market_hours.IST)
+    assert market_hours.wall_clock(real) == real  # no fake clock: the time itself
 
 
 def test_plan_skips_holidays_and_weekends_and_next_trading_day_jumps_them() -> None:
