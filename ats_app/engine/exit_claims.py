@@ -7,7 +7,9 @@ has to enqueue that sell with the right reason. The trigger level and the observ
 into the audit event of the same transaction.
 
 Only exits this module claimed (monitor reasons) are re-enqueued by `finish_pending_exits`:
-a sell alert or a manual exit claims inside its own job, which RQ retries by itself.
+a sell alert or a manual exit claims inside its own job, which RQ retries by itself. An exit
+job that failed for good (every retry spent) is re-run whoever claimed the position: it stays
+EXITING, unsold, until a run finishes it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from sqlmodel import col, select
 from ats_app.engine import audit, exits
 from ats_app.engine.db import session_scope
 from ats_app.engine.models import Order, Position
-from ats_app.engine.queueing import enqueue_exit, job_exists
+from ats_app.engine.queueing import enqueue_exit, job_exists, rerun_if_failed
 
 log = logging.getLogger("ats.monitor")
 
@@ -72,7 +74,8 @@ def claim_exit(position_id: int, decision: exits.ExitDecision, *, source: str,
 
 def finish_pending_exits(conn: redis.Redis, *, owned: Collection[int] | None = None,
                          busy: Collection[int] = ()) -> list[int]:
-    """Enqueue the sell of every monitor-claimed EXITING position that has no exit job.
+    """Enqueue the sell of every monitor-claimed EXITING position that has no exit job, and
+    re-run any EXITING position's exit job that failed for good.
 
     `owned` limits this to one shard's positions; `busy` is the live set of claims this
     process is making right now (checked after the query, so a claim that committed before
@@ -83,14 +86,18 @@ def finish_pending_exits(conn: redis.Redis, *, owned: Collection[int] | None = N
         rows = s.exec(
             select(Position.id, Position.exit_reason, Position.user_id)
             .where(Position.status == "EXITING")
-            .where(col(Position.exit_reason).in_(MONITOR_REASONS))
         ).all()
     enqueued = []
     for pid, reason, user_id in rows:
         assert pid is not None
         if (owned is not None and pid not in owned) or pid in busy:
             continue
-        if job_exists(exit_job_id(pid), conn):
+        if rerun_if_failed(exit_job_id(pid), conn):
+            audit.record_now("position.exit_rerun", user_id=user_id, subject=str(pid),
+                             reason=reason, why="its exit job failed after every retry")
+            enqueued.append(pid)
+            continue
+        if reason not in MONITOR_REASONS or job_exists(exit_job_id(pid), conn):
             continue
         enqueue_exit(pid, reason or exits.ExitReason.STOP_LOSS.value, conn)
         audit.record_now("position.exit_requeued", user_id=user_id, subject=str(pid),

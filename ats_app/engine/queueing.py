@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 import redis
 from rq import Queue
-from rq.job import Job, Retry
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus, Retry
 
 from ats_app.engine.redis_conn import ALERTS_QUEUE, EXITS_QUEUE, connect, redis_url
 
@@ -62,3 +64,40 @@ def enqueue_exit(position_id: int, reason: str, conn: redis.Redis | None = None)
 
 def job_exists(job_id: str, conn: redis.Redis | None = None) -> bool:
     return Job.exists(job_id, connection=conn or connection())
+
+
+# A job that failed for good (its own quick retries spent, e.g. the database was down for all
+# of them) may leave an order SUBMITTING or a position EXITING: only a later run reconciles
+# it with the broker. Recovery re-runs such a job after a pause, a bounded number of times.
+RERUN_PAUSE = timedelta(seconds=30)
+MAX_RERUNS = 10
+_RERUNS = "ats_reruns"
+
+
+def rerun_if_failed(job_id: str, conn: redis.Redis, *, now: datetime | None = None) -> bool:
+    """Put a FAILED job back on its queue (idempotent jobs only); True when it was."""
+    try:
+        job = Job.fetch(job_id, connection=conn)
+    except NoSuchJobError:
+        return False
+    if job.get_status(refresh=False) != JobStatus.FAILED:
+        return False
+    now = now or datetime.now(UTC)
+    ended = job.ended_at
+    if ended is not None and ended.tzinfo is None:
+        ended = ended.replace(tzinfo=UTC)  # RQ stores naive UTC
+    runs = int(job.meta.get(_RERUNS, 0))
+    if runs >= MAX_RERUNS or (ended is not None and now - ended < RERUN_PAUSE):
+        return False
+    job.meta[_RERUNS] = runs + 1
+    job.save_meta()
+    job.requeue()
+    return True
+
+
+def reruns(job_id: str, conn: redis.Redis) -> int:
+    """How many times recovery has re-run this job."""
+    try:
+        return int(Job.fetch(job_id, connection=conn).meta.get(_RERUNS, 0))
+    except NoSuchJobError:
+        return 0

@@ -3,6 +3,9 @@
 If Redis lost a job (restarted without persistence, flushed, or was down at enqueue time),
 `requeue_lost_alerts` finds accepted alerts with no job and enqueues them again. The job is
 idempotent, so enqueueing one that still exists somewhere is harmless; we still skip those.
+An alert whose job failed for good (every retry spent) is not finished either: its order may
+be SUBMITTING at a broker that has it. Its job is re-run after a pause
+(`queueing.rerun_if_failed`); the run reconciles with the broker's order book, never resends.
 """
 
 from __future__ import annotations
@@ -18,7 +21,13 @@ from sqlmodel import col, select
 from ats_app.engine import audit
 from ats_app.engine.db import session_scope
 from ats_app.engine.models import Alert, utcnow
-from ats_app.engine.queueing import alert_job_id, connection, enqueue_alert, job_exists
+from ats_app.engine.queueing import (
+    alert_job_id,
+    connection,
+    enqueue_alert,
+    job_exists,
+    rerun_if_failed,
+)
 from ats_app.engine.redis_conn import ALL_QUEUES
 
 log = logging.getLogger("ats.recovery")
@@ -27,7 +36,8 @@ LOOKBACK = timedelta(days=1)
 
 
 def requeue_lost_alerts(conn: redis.Redis | None = None) -> list[int]:
-    """Re-enqueue accepted/processing alerts whose job vanished; returns their ids."""
+    """Re-enqueue accepted/processing alerts whose job vanished or failed for good; returns
+    their ids."""
     conn = conn or connection()
     since = utcnow() - LOOKBACK
     with session_scope() as s:
@@ -40,7 +50,13 @@ def requeue_lost_alerts(conn: redis.Redis | None = None) -> list[int]:
     requeued = []
     for alert_id, user_id in pending:
         assert alert_id is not None
-        if job_exists(alert_job_id(alert_id), conn):
+        job_id = alert_job_id(alert_id)
+        if rerun_if_failed(job_id, conn):
+            audit.record_now("alert.rerun", user_id=user_id, subject=str(alert_id),
+                             reason="its job failed after every retry; the alert is unfinished")
+            requeued.append(alert_id)
+            continue
+        if job_exists(job_id, conn):
             continue
         enqueue_alert(alert_id, conn)
         audit.record_now(
@@ -51,7 +67,8 @@ def requeue_lost_alerts(conn: redis.Redis | None = None) -> list[int]:
         )
         requeued.append(alert_id)
     if requeued:
-        log.warning("re-enqueued %d alert(s) whose jobs were lost: %s", len(requeued), requeued)
+        log.warning("re-enqueued %d alert(s) whose jobs were lost or failed: %s",
+                    len(requeued), requeued)
     return requeued
 
 
