@@ -98,13 +98,13 @@ def _job_session() -> Iterator[Session]:
 
 
 def _targets(s: Session, link_id: int) -> list[Target]:
-    rows = s.exec(
-        select(WebhookLinkAccount, BrokerAccount)
+    rows = s.exec(  # columns, not entities: no account objects (secrets and all) to build
+        select(BrokerAccount.id, WebhookLinkAccount.lot_multiplier, BrokerAccount.base_url)
         .where(WebhookLinkAccount.link_id == link_id)
         .where(WebhookLinkAccount.account_id == BrokerAccount.id)
         .order_by(col(WebhookLinkAccount.account_id))
     ).all()
-    return [Target(a.id, la.lot_multiplier, a.base_url) for la, a in rows] or [
+    return [Target(*row) for row in rows] or [
         Target(None, 1, paper_master_server())
     ]
 
@@ -160,7 +160,8 @@ def _queue_until_open(s: Session, alert: Alert) -> str | None:
         return None
     when = market_hours.next_open(now)
     Queue(ALERTS_QUEUE, connection=connection()).enqueue_at(
-        when, HANDLE_ALERT, alert.id, job_id=f"{alert_job_id(alert.id)}-open-{when:%Y%m%d}",  # type: ignore[arg-type]
+        market_hours.wall_clock(when), HANDLE_ALERT, alert.id,  # type: ignore[arg-type]
+        job_id=f"{alert_job_id(alert.id)}-open-{when:%Y%m%d}",
         job_timeout=ALERT_JOB_TIMEOUT, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL)
     _set_alert(s, alert, "QUEUED", f"{QUEUED_REASON} at {when.isoformat()}")
     return when.isoformat()
@@ -168,8 +169,16 @@ def _queue_until_open(s: Session, alert: Alert) -> str | None:
 
 def handle_alert(alert_id: int) -> str:
     """The RQ job for one accepted alert: one order per targeted account, at most."""
+    started = time.perf_counter()
     with _job_session() as s:
-        return _handle_alert(s, alert_id)
+        outcome = _handle_alert(s, alert_id)
+    _log_outcome(f"alert {alert_id}", outcome, started)
+    return outcome
+
+
+def _log_outcome(what: str, outcome: str, started: float) -> None:
+    """The worker's one line per job (RQ's own per-job lines are off: see `worker`)."""
+    log.info("%s: %s (%.1f ms)", what, outcome, (time.perf_counter() - started) * 1000)
 
 
 def _handle_alert(s: Session, alert_id: int) -> str:
@@ -559,4 +568,7 @@ def exit_position(
 
 def handle_exit(position_id: int, reason: str) -> str:
     """The RQ job the monitor enqueues when a stop-loss, target or trailing stop is hit."""
-    return exit_position(position_id, reason)
+    started = time.perf_counter()
+    outcome = exit_position(position_id, reason)
+    _log_outcome(f"exit of position {position_id} ({reason})", outcome, started)
+    return outcome

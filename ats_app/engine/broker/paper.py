@@ -163,9 +163,6 @@ class PaperBroker:
         coid = request.client_order_id
         if not coid or len(coid) > _MAX_COID:
             raise OrderRejected(f"client order id must be 1-{_MAX_COID} characters, got {coid!r}")
-        existing = self.find_order(coid)
-        if existing is not None:
-            return existing
         if request.quantity <= 0 or request.quantity % request.contract.lot_size:
             raise OrderRejected(f"quantity {request.quantity} is not a positive multiple of the "
                                 f"lot size {request.contract.lot_size}")
@@ -184,8 +181,10 @@ class PaperBroker:
         pending = _Paper(stored, OrderStatus.OPEN.value, 0, None, requested, None, None, None,
                          self._clock())
         rec = self._evaluate(request, pending)
+        # Placed already (a rerun, or another process first): that order stands, as at a
+        # broker that refuses a duplicate tag. No look first: one round trip per new order.
         if not self._redis.hsetnx(self._key, coid, json.dumps(rec.__dict__)):
-            found = self.find_order(coid)  # another process placed it first: theirs stands
+            found = self.find_order(coid)
             assert found is not None
             return found
         return self._view(rec)
