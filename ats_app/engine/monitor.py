@@ -3,9 +3,10 @@
 Main thread: Redis pub/sub on the tick channels of watched instruments (`ticks:{EXCH}:{token}`)
 and on `ats:positions`; each tick is applied to every OPEN position on the instrument
 (`tracker.on_price`, integer fast path over the pure `exits` rules). The first tick that hits
-a level marks the position EXITING locally and hands it to a small pool that claims it in the
-database (`exit_claims.claim_exit`: one winner, whatever the number of monitors or ticks) and
-enqueues its one sell job. Everything slow (database reads and writes, recovery, REST quotes)
+a level marks the position EXITING locally, claims it in the database right there
+(`exit_claims.claim_exits`: one winner, whatever the number of monitors or ticks; every
+position the tick exits in one transaction) and enqueues its one sell job (one round trip for
+all of them). Everything slow (database reads and writes, recovery, REST quotes)
 runs in other threads and reports back through `inbox`, so ticks are never stuck behind them.
 
 Stale prices: a watched instrument with no tick for `stale_seconds` is marked stale
@@ -34,12 +35,12 @@ import redis
 
 from ats_app.engine import audit, exits, live
 from ats_app.engine.db import session_scope
-from ats_app.engine.exit_claims import claim_exit, finish_pending_exits
+from ats_app.engine.exit_claims import ExitClaim, claim_exits, finish_pending_exits
 from ats_app.engine.feed_sources import SourceResolver
 from ats_app.engine.models import Position
 from ats_app.engine.positions import POSITIONS_CHANNEL
 from ats_app.engine.processes import STOP_GRACE_S, exit_within
-from ats_app.engine.queueing import enqueue_exit
+from ats_app.engine.queueing import enqueue_exits
 from ats_app.engine.redis_conn import MONITOR_HEARTBEAT_KEY, connect
 from ats_app.engine.rest_fallback import RestFallback, StaleInstrument
 from ats_app.engine.tickbus import (
@@ -127,39 +128,52 @@ class Monitor:
             if instrument in self.stale:
                 self._fresh(instrument)
         moment = datetime.fromtimestamp(now, UTC)
+        exiting: list[tuple[Tracked, exits.ExitDecision]] = []
         for t in group:
             changed, decision = on_price(t, price, moment)
             if changed:
                 self._trails[t.position_id] = (t.peak, t.stop)
             if decision is not None:
-                self._exit(t, decision, src, at)
+                exiting.append((t, decision))
             self._pnl[t.position_id] = (t, price, now, src)
+        if exiting:
+            self._exit(exiting, src, at)
 
-    def _exit(self, t: Tracked, decision: exits.ExitDecision, src: str, at: float) -> None:
+    def _exit(self, exiting: list[tuple[Tracked, exits.ExitDecision]], src: str,
+              at: float) -> None:
         # Claimed and enqueued right here, on the main thread: ~3 ms, and a hand-off to
         # another thread would wait for the GIL behind the tick loop for longer than that.
-        t.state = "EXITING"  # later ticks skip it
-        pid = t.position_id
+        # Every position this tick exits goes in one claim transaction and one enqueue round
+        # trip: the last of many positions on one instrument waits for no one else's commit.
         started = time.time()
-        self.in_flight.add(pid)  # recovery leaves it alone until the job exists
+        for t, _ in exiting:
+            t.state = "EXITING"  # later ticks skip it
+            self.in_flight.add(t.position_id)  # recovery leaves it alone until the job exists
         try:
-            won = claim_exit(pid, decision, source=src, user_id=t.user_id, trail=(t.peak, t.stop))
+            won = set(claim_exits([ExitClaim(t.position_id, d, t.user_id, (t.peak, t.stop))
+                                   for t, d in exiting], source=src))
             if won and os.environ.get(FAULT_ENV) == "kill_after_claim":
                 os.kill(os.getpid(), signal.SIGKILL)  # the recovery test's crash point
-            if won:
-                enqueue_exit(pid, decision.reason.value, self.conn)
-                self.latencies.append(time.time() - at)
-                self.claim_times.append(time.time() - started)
-                self.exits_enqueued += 1
-                log.info("position %s: %s at %s (level %s); sell enqueued", pid,
-                         decision.reason.value, decision.observed_price, decision.trigger_price)
+            sells = [(t, d) for t, d in exiting if t.position_id in won]
+            if sells:
+                enqueue_exits([(t.position_id, d.reason.value) for t, d in sells], self.conn)
+                done = time.time()
+                for t, d in sells:
+                    self.latencies.append(done - at)
+                    self.claim_times.append(done - started)
+                    self.exits_enqueued += 1
+                    log.info("position %s: %s at %s (level %s); sell enqueued", t.position_id,
+                             d.reason.value, d.observed_price, d.trigger_price)
         except Exception:
             # Unknown outcome: re-arm so the next tick tries again (a claim that did commit
             # makes that attempt lose, and recovery enqueues its sell).
-            log.exception("claiming the exit of position %s failed", pid)
-            t.state = "OPEN"
+            log.exception("claiming the exits of positions %s failed",
+                          [t.position_id for t, _ in exiting])
+            for t, _ in exiting:
+                t.state = "OPEN"
         finally:
-            self.in_flight.discard(pid)
+            for t, _ in exiting:
+                self.in_flight.discard(t.position_id)
 
     def _stale_price(self, instrument: str, price: int, age: float) -> None:
         self._mark_stale(instrument, time.time())

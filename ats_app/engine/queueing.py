@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
@@ -50,16 +51,25 @@ def enqueue_alert(alert_id: int, conn: redis.Redis | None = None) -> Job:
 
 
 def enqueue_exit(position_id: int, reason: str, conn: redis.Redis | None = None) -> Job:
+    (job,) = enqueue_exits([(position_id, reason)], conn)
+    return job
+
+
+def enqueue_exits(sells: Sequence[tuple[int, str]], conn: redis.Redis | None = None) -> list[Job]:
+    """The sell jobs of (position id, reason) pairs, in one Redis round trip."""
     q = Queue(EXITS_QUEUE, connection=conn or connection())
-    return q.enqueue_call(
-        HANDLE_EXIT,
-        args=(position_id, reason),
-        job_id=f"exit-{position_id}",
-        timeout=ALERT_JOB_TIMEOUT,
-        result_ttl=RESULT_TTL,
-        failure_ttl=FAILURE_TTL,
-        retry=Retry(max=5),
-    )
+    return q.enqueue_many([
+        Queue.prepare_data(
+            HANDLE_EXIT,
+            args=(position_id, reason),
+            job_id=f"exit-{position_id}",
+            timeout=ALERT_JOB_TIMEOUT,
+            result_ttl=RESULT_TTL,
+            failure_ttl=FAILURE_TTL,
+            retry=Retry(max=5),
+        )
+        for position_id, reason in sells
+    ])
 
 
 def job_exists(job_id: str, conn: redis.Redis | None = None) -> bool:

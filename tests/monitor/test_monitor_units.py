@@ -19,7 +19,7 @@ from rq.job import Job
 from ats_app.cli import main as cli_main
 from ats_app.engine import exits, users
 from ats_app.engine.db import session_scope
-from ats_app.engine.exit_claims import claim_exit, finish_pending_exits
+from ats_app.engine.exit_claims import ExitClaim, claim_exit, claim_exits, finish_pending_exits
 from ats_app.engine.feed import FeedSocket
 from ats_app.engine.feed_sources import Backoff, SourceResolver, feed_url, socket_silent
 from ats_app.engine.models import AuditEvent, Position
@@ -274,6 +274,26 @@ def test_racing_claims_have_one_winner(database_url: str) -> None:
         events = s.exec(AuditEvent.__table__.select().where(
             AuditEvent.action == "position.exit_triggered")).all()
     assert len(events) == 1 and json.loads(events[0].detail)["observed"] == "94.5"
+
+
+def test_one_tick_claims_all_its_positions_together_and_skips_taken_ones(
+    database_url: str,
+) -> None:
+    first = _position(user="trader1")
+    taken = _position(user="trader2", status="EXITING", reason="manual")
+    last = _position(user="trader3")
+    claims = [ExitClaim(pid, _decision(), trail=(10300, 10094)) for pid in (first, taken, last)]
+    assert claim_exits(claims, source="ws") == [first, last]
+    with session_scope() as s:
+        rows = {pid: s.get(Position, pid) for pid in (first, taken, last)}
+        events = s.exec(AuditEvent.__table__.select().where(
+            AuditEvent.action == "position.exit_triggered")).all()
+    assert [(rows[p].status, rows[p].exit_reason, rows[p].peak_price_paise)  # type: ignore[union-attr]
+            for p in (first, taken, last)] == [
+        ("EXITING", "stop_loss", 10300), ("EXITING", "manual", 10000),
+        ("EXITING", "stop_loss", 10300)]
+    assert sorted(e.subject for e in events) == sorted([str(first), str(last)])
+    assert claim_exits(claims, source="ws") == []  # nobody wins twice
 
 
 def test_restart_finishes_monitor_claims_only_once(database_url: str, redis_url: str) -> None:
