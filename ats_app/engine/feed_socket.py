@@ -73,6 +73,11 @@ class FeedSocket(SmartWebSocketV2):  # type: ignore[misc]
         self.last_error = error  # the SDK replaces it with "Max retry attempt reached"
         super()._on_error(wsapp, error)
 
+    def _on_close(self, wsapp: Any, *_status: Any) -> None:
+        # websocket-client passes (status code, message) too; the SDK's own handler takes
+        # only the app, so every close logged a TypeError from the callback.
+        self.on_close(wsapp)
+
     def _on_data(self, wsapp: Any, data: Any, data_type: int, continue_flag: Any) -> None:
         on_ltp = self.on_ltp
         if data_type == 1 and data != "pong":  # the SDK drops text frames: errors among them

@@ -86,3 +86,14 @@ def test_on_drained_fires_only_when_no_further_frame_is_ready(
     finally:
         ours.close()
         server.close()
+
+
+def test_close_takes_websocket_clients_arguments(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """websocket-client calls on_close(app, status code, message); the SDK's handler took
+    only the app, so each close raised (and logged) a TypeError instead of reaching ours."""
+    ws = _socket(tmp_path, monkeypatch)
+    closed: list[Any] = []
+    ws.on_close = closed.append
+    ws._on_close("app", 1000, "bye")
+    assert closed == ["app"]
