@@ -26,7 +26,8 @@ from sqlmodel import select
 from ats_app.engine import audit, exits
 from ats_app.engine.db import session_scope, write_promptly
 from ats_app.engine.models import Order, Position
-from ats_app.engine.queueing import enqueue_exit, job_exists, rerun_if_failed
+from ats_app.engine.queueing import enqueue_exit, failed_job_ids, job_exists, rerun_if_failed
+from ats_app.engine.redis_conn import EXITS_QUEUE
 
 log = logging.getLogger("ats.monitor")
 
@@ -123,11 +124,12 @@ def finish_pending_exits(conn: redis.Redis, *, owned: Collection[int] | None = N
             .where(Position.status == "EXITING")
         ).all()
     enqueued = []
+    failed = failed_job_ids(EXITS_QUEUE, conn) if rows else set()
     for pid, reason, user_id in rows:
         assert pid is not None
         if (owned is not None and pid not in owned) or pid in busy:
             continue
-        if rerun_if_failed(exit_job_id(pid), conn):
+        if exit_job_id(pid) in failed and rerun_if_failed(exit_job_id(pid), conn):
             audit.record_now("position.exit_rerun", user_id=user_id, subject=str(pid),
                              reason=reason, why="its exit job failed after every retry")
             enqueued.append(pid)

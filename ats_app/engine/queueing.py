@@ -10,6 +10,7 @@ import redis
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus, Retry
+from rq.registry import FailedJobRegistry
 
 from ats_app.engine.redis_conn import ALERTS_QUEUE, EXITS_QUEUE, connect, redis_url
 
@@ -82,6 +83,13 @@ def job_exists(job_id: str, conn: redis.Redis | None = None) -> bool:
 RERUN_PAUSE = timedelta(seconds=30)
 MAX_RERUNS = 10
 _RERUNS = "ats_reruns"
+
+
+def failed_job_ids(queue_name: str, conn: redis.Redis) -> set[str]:
+    """The ids in a queue's failed registry: one read per recovery pass, so that only those
+    jobs are fetched, not every pending alert's."""
+    registry = FailedJobRegistry(queue=Queue(queue_name, connection=conn))
+    return set(registry.get_job_ids(cleanup=False))
 
 
 def rerun_if_failed(job_id: str, conn: redis.Redis, *, now: datetime | None = None) -> bool:

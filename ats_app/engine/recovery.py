@@ -25,10 +25,11 @@ from ats_app.engine.queueing import (
     alert_job_id,
     connection,
     enqueue_alert,
+    failed_job_ids,
     job_exists,
     rerun_if_failed,
 )
-from ats_app.engine.redis_conn import ALL_QUEUES
+from ats_app.engine.redis_conn import ALERTS_QUEUE, ALL_QUEUES
 
 log = logging.getLogger("ats.recovery")
 
@@ -48,10 +49,11 @@ def requeue_lost_alerts(conn: redis.Redis | None = None) -> list[int]:
             .order_by(col(Alert.id))
         ).all()
     requeued = []
+    failed = failed_job_ids(ALERTS_QUEUE, conn) if pending else set()
     for alert_id, user_id in pending:
         assert alert_id is not None
         job_id = alert_job_id(alert_id)
-        if rerun_if_failed(job_id, conn):
+        if job_id in failed and rerun_if_failed(job_id, conn):
             audit.record_now("alert.rerun", user_id=user_id, subject=str(alert_id),
                              reason="its job failed after every retry; the alert is unfinished")
             requeued.append(alert_id)
