@@ -37,7 +37,6 @@ def run_worker(burst: bool = False, queue_names: list[str] | None = None) -> boo
     # RQ logs three INFO lines per job (~1 ms of a 2-core machine's CPU per job, next to the
     # webhook): it logs warnings and errors only, and each job logs one line of its own,
     # with its outcome (`pipeline.handle_alert`, `handle_exit`).
-    worker.log_result_lifespan = False
     logging.getLogger("ats.worker").info("worker %s on %s", worker.name, ", ".join(names))
     # The scheduler lets jobs be enqueued for later (risk/day schedules); RQ elects one
     # scheduler among workers, so several workers still run each schedule once.
