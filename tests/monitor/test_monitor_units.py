@@ -339,6 +339,32 @@ def test_two_monitors_one_sell_job_and_the_trail_survives_a_restart(
     assert r.llen("rq:queue:exits") == 1
 
 
+def test_a_failed_claim_rearms_every_position_of_the_tick_and_the_next_tick_sells_them(
+        database_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ats_app.engine import monitor as monitor_mod
+
+    monkeypatch.setenv("ATS_SIMULATOR", "false")
+    r = redis.Redis.from_url(redis_url)
+    pids = [_position(user="trader1"), _position(user="trader2")]  # one instrument, one stop
+    m = _monitor(r)
+    now = __import__("time").time()
+
+    def down(*_a: object, **_k: object) -> list[int]:
+        raise RuntimeError("database unreachable")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(monitor_mod, "claim_exits", down)
+        m.on_tick("NFO:43650", 9400, now)  # under both stops: the claim fails
+    assert [m.watch.get(pid).state for pid in pids] == ["OPEN", "OPEN"]  # type: ignore[union-attr]
+    assert m.in_flight == set() and m.exits_enqueued == 0
+    m.on_tick("NFO:43650", 9400, now)
+    m.pubsub.close()
+    assert m.exits_enqueued == 2
+    assert sorted(Job.fetch(f"exit-{pid}", connection=r).args[0] for pid in pids) == pids
+    with session_scope() as s:
+        assert [s.get(Position, pid).status for pid in pids] == ["EXITING", "EXITING"]  # type: ignore[union-attr]
+
+
 def test_positions_list_json(database_url: str, redis_url: str,
                              capsys: pytest.CaptureFixture[str]) -> None:
     pid = _position(user="zoe")
