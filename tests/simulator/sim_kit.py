@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -76,6 +77,16 @@ class Sim:
 
     def feed(self, sc: SmartConnect, client: str = CLIENT, **kw: Any) -> FeedClient:
         return FeedClient(self.server.ws_url + "/smart-stream", sc, client, **kw)
+
+    def nifty_option(self, strike: int = 26000, kind: str = "CE") -> tuple[str, str]:
+        """(symbol, token) of the nearest-expiry NIFTY option at `strike`, from the running
+        simulator's master. It is built for the real date, so a written-out expiry (say
+        NIFTY01DEC26...) drops out of it once that day has passed."""
+        rows = self.http.get("/OpenAPI_File/files/OpenAPIScripMaster.json").json()
+        options = [r for r in rows if r["name"] == "NIFTY" and r["instrumenttype"] == "OPTIDX"
+                   and r["symbol"].endswith(f"{strike}{kind}")]
+        first = min(options, key=lambda r: datetime.strptime(r["expiry"], "%d%b%Y"))
+        return first["symbol"], first["token"]
 
 
 class FeedClient:

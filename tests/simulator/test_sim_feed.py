@@ -39,7 +39,8 @@ def test_snap_quote_depth_straddles_ltp(sim: Sim) -> None:
     sc = sim.client()
     feed = sim.feed(sc).start()
     try:
-        feed.ws.subscribe("corr000003", 3, [{"exchangeType": 2, "tokens": ["40041"]}])
+        token = sim.nifty_option()[1]
+        feed.ws.subscribe("corr000003", 3, [{"exchangeType": 2, "tokens": [token]}])
         assert wait_for(lambda: feed.ticks)
         t = feed.ticks[-1]
         assert t["subscription_mode_val"] == "SNAP_QUOTE" and t["exchange_type"] == 2

@@ -132,7 +132,8 @@ def test_lot_size_and_market_hours_rejections(sim_factory) -> None:
     amo = sc.placeOrder(order(variety="AMO"))
     time.sleep(0.2)  # let the engine's risk check run while the clock still says 16:00
     sim.control("POST", "/sim/clock", {"at": "2026-11-25T10:00:00+05:30"})
-    odd = sc.placeOrder(order(tradingsymbol="NIFTY01DEC2626000CE", symboltoken="40041",
+    symbol, token = sim.nifty_option()
+    odd = sc.placeOrder(order(tradingsymbol=symbol, symboltoken=token,
                               exchange="NFO", producttype="CARRYFORWARD", quantity="10"))
     book = {o["orderid"]: o for o in _book(sc)}
     assert book[closed]["status"] == "rejected" and "market is closed" in book[closed]["text"]
@@ -188,7 +189,7 @@ def test_market_data_ltp_quote_search_candles(sim: Sim) -> None:
     sim.control("POST", "/sim/price", {"token": "99926000", "ltp": 26000})
     ltp = sc.ltpData("NSE", "Nifty 50", "99926000")["data"]
     assert ltp["ltp"] == 26000.0
-    found = sc.searchScrip("NFO", "NIFTY01DEC2626000")["data"]
+    found = sc.searchScrip("NFO", sim.nifty_option()[0][:-2])["data"]
     tokens = {f["tradingsymbol"][-2:]: f["symboltoken"] for f in found}
     full = sc.getMarketData("FULL", {"NFO": [tokens["CE"], tokens["PE"], "nope"]})["data"]
     assert full["unfetched"][0]["symbolToken"] == "nope"
