@@ -17,6 +17,7 @@ from SmartApi import SmartConnect
 from SmartApi.smartWebSocketOrderUpdate import SmartWebSocketOrderUpdate
 from SmartApi.smartWebSocketV2 import SmartWebSocketV2
 
+from ats_app.engine.simulator.clock import IST
 from ats_app.engine.simulator.config import AccountSpec, SimConfig
 from ats_app.engine.simulator.server import ServerThread
 
@@ -83,8 +84,10 @@ class Sim:
         simulator's master. It is built for the real date, so a written-out expiry (say
         NIFTY01DEC26...) drops out of it once that day has passed."""
         rows = self.http.get("/OpenAPI_File/files/OpenAPIScripMaster.json").json()
+        today = datetime.now(IST).date()  # not today's own expiry: priced at intrinsic by 15:30
         options = [r for r in rows if r["name"] == "NIFTY" and r["instrumenttype"] == "OPTIDX"
-                   and r["symbol"].endswith(f"{strike}{kind}")]
+                   and r["symbol"].endswith(f"{strike}{kind}")
+                   and datetime.strptime(r["expiry"], "%d%b%Y").date() > today]
         first = min(options, key=lambda r: datetime.strptime(r["expiry"], "%d%b%Y"))
         return first["symbol"], first["token"]
 
