@@ -151,6 +151,9 @@ class Alert(SQLModel, table=True):
     source_ip: str | None = Field(default=None, max_length=64)
     received_at: datetime = _ts()
     processed_at: datetime | None = _ts_opt()
+    # Set when an entry outside market hours was queued for the open: the open it waits for,
+    # and so the id of the job that carries it from then on (`queueing.alert_job_id`).
+    queued_until: datetime | None = _ts_opt()
 
 
 class Order(SQLModel, table=True):

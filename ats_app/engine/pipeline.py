@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 
-from rq import Queue
 from sqlmodel import Session, col, select
 
 from ats_app.engine import (
@@ -47,15 +46,7 @@ from ats_app.engine.models import (
     utcnow,
 )
 from ats_app.engine.money import to_paise, to_rupees
-from ats_app.engine.queueing import (
-    ALERT_JOB_TIMEOUT,
-    FAILURE_TTL,
-    HANDLE_ALERT,
-    RESULT_TTL,
-    alert_job_id,
-    connection,
-)
-from ats_app.engine.redis_conn import ALERTS_QUEUE
+from ats_app.engine.queueing import connection, enqueue_alert
 
 log = logging.getLogger("ats.pipeline")
 
@@ -159,11 +150,11 @@ def _queue_until_open(s: Session, alert: Alert) -> str | None:
     if is_open:
         return None
     when = market_hours.next_open(now)
-    Queue(ALERTS_QUEUE, connection=connection()).enqueue_at(
-        market_hours.wall_clock(when), HANDLE_ALERT, alert.id,  # type: ignore[arg-type]
-        job_id=f"{alert_job_id(alert.id)}-open-{when:%Y%m%d}",
-        job_timeout=ALERT_JOB_TIMEOUT, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL)
+    # Written first: from here on the open's job carries the alert (recovery looks for it).
+    alert.queued_until = when
     _set_alert(s, alert, "QUEUED", f"{QUEUED_REASON} at {when.isoformat()}")
+    s.commit()
+    enqueue_alert(alert.id, connection(), queued_until=when)  # type: ignore[arg-type]
     return when.isoformat()
 
 
@@ -188,7 +179,7 @@ def _handle_alert(s: Session, alert_id: int) -> str:
     link = s.get(WebhookLink, alert.link_id)
     payload, user_id = json.loads(alert.payload), alert.user_id
     received = alert.received_at
-    was_queued = alert.status == "QUEUED" or (alert.reason or "").startswith(QUEUED_REASON)
+    was_queued = alert.queued_until is not None or alert.status == "QUEUED"
     if link is None:
         _set_alert(s, alert, "REJECTED", "webhook link deleted")
         return "rejected"

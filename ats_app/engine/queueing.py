@@ -12,6 +12,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus, Retry
 from rq.registry import FailedJobRegistry
 
+from ats_app.engine import market_hours
 from ats_app.engine.redis_conn import ALERTS_QUEUE, EXITS_QUEUE, connect, redis_url
 
 ALERT_JOB_TIMEOUT = 120  # seconds a handle_alert run may take before RQ kills it
@@ -31,24 +32,34 @@ def connection() -> redis.Redis:
     return _conn(redis_url())
 
 
-def alert_job_id(alert_id: int) -> str:
-    return f"alert-{alert_id}"
+def alert_job_id(alert_id: int, queued_until: datetime | None = None) -> str:
+    """The id of the job that carries an alert: its own, or, once it was queued for the
+    market open, the one that runs it at that open (`Alert.queued_until`)."""
+    if queued_until is None:
+        return f"alert-{alert_id}"
+    return f"alert-{alert_id}-open-{market_hours.ist(queued_until):%Y%m%d}"
 
 
-def enqueue_alert(alert_id: int, conn: redis.Redis | None = None) -> Job:
+def enqueue_alert(
+    alert_id: int, conn: redis.Redis | None = None, *, queued_until: datetime | None = None
+) -> Job:
+    """Enqueue an alert's job now, or, with `queued_until` still ahead, for that open."""
     q = Queue(ALERTS_QUEUE, connection=conn or connection())
     # Retrying is safe: handle_alert is idempotent (orders keyed by deterministic ids).
     # Retries go straight back on the queue (no interval): a scheduled retry would wait for
     # RQ's scheduler lock, which a killed worker holds for up to a minute.
-    return q.enqueue_call(
-        HANDLE_ALERT,
-        args=(alert_id,),
-        job_id=alert_job_id(alert_id),
-        timeout=ALERT_JOB_TIMEOUT,
+    options = dict(
+        job_id=alert_job_id(alert_id, queued_until),
+        job_timeout=ALERT_JOB_TIMEOUT,
         result_ttl=RESULT_TTL,
         failure_ttl=FAILURE_TTL,
         retry=Retry(max=3),
     )
+    if queued_until is not None:
+        due = market_hours.wall_clock(queued_until)  # RQ's scheduler runs on the real clock
+        if due > datetime.now(UTC):
+            return q.enqueue_at(due, HANDLE_ALERT, alert_id, **options)  # type: ignore[arg-type]
+    return q.enqueue(HANDLE_ALERT, alert_id, **options)  # type: ignore[arg-type]
 
 
 def enqueue_exit(position_id: int, reason: str, conn: redis.Redis | None = None) -> Job:

@@ -6,6 +6,8 @@ idempotent, so enqueueing one that still exists somewhere is harmless; we still 
 An alert whose job failed for good (every retry spent) is not finished either: its order may
 be SUBMITTING at a broker that has it. Its job is re-run after a pause
 (`queueing.rerun_if_failed`); the run reconciles with the broker's order book, never resends.
+An entry queued for the market open is carried by that open's job from then on: recovery
+looks for that job, and puts it back in the schedule if Redis lost it.
 """
 
 from __future__ import annotations
@@ -43,16 +45,17 @@ def requeue_lost_alerts(conn: redis.Redis | None = None) -> list[int]:
     since = utcnow() - LOOKBACK
     with session_scope() as s:
         pending = s.exec(
-            select(Alert.id, Alert.user_id)
+            select(Alert.id, Alert.user_id, Alert.queued_until)
             .where(col(Alert.status).in_(("ACCEPTED", "PROCESSING", "QUEUED")))
             .where(col(Alert.received_at) >= since)
             .order_by(col(Alert.id))
         ).all()
     requeued = []
     failed = failed_job_ids(ALERTS_QUEUE, conn) if pending else set()
-    for alert_id, user_id in pending:
+    for alert_id, user_id, queued_until in pending:
         assert alert_id is not None
-        job_id = alert_job_id(alert_id)
+        # Once queued for the open, the open's job carries the alert (its first job is done).
+        job_id = alert_job_id(alert_id, queued_until)
         if job_id in failed and rerun_if_failed(job_id, conn):
             audit.record_now("alert.rerun", user_id=user_id, subject=str(alert_id),
                              reason="its job failed after every retry; the alert is unfinished")
@@ -60,7 +63,8 @@ def requeue_lost_alerts(conn: redis.Redis | None = None) -> list[int]:
             continue
         if job_exists(job_id, conn):
             continue
-        enqueue_alert(alert_id, conn)
+        # Lost: back on the queue, or back in the schedule while its open is still ahead.
+        enqueue_alert(alert_id, conn, queued_until=queued_until)
         audit.record_now(
             "alert.requeued",
             user_id=user_id,
