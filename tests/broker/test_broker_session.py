@@ -9,6 +9,7 @@ import pyotp
 import pytest
 import redis
 
+from ats_app.engine.broker import session as session_module
 from ats_app.engine.broker.errors import LoginFailed, TotpRefused
 from ats_app.engine.broker.session import session_key
 from tests.broker.conftest import BrokerKit, make_creds
@@ -71,12 +72,27 @@ def test_failed_renewal_falls_back_to_full_login(kit: BrokerKit) -> None:
     assert s.client().getProfile(new.refresh)["status"] is True
 
 
-def test_token_near_expiry_is_renewed_before_use(kit: BrokerKit) -> None:
+def test_token_near_expiry_is_renewed_before_use(
+        kit: BrokerKit, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Far from Angel's day end, whatever the real hour: within 10 minutes of midnight IST a
+    # fresh token is (by design, see the next test) used until Angel refuses it.
+    monkeypatch.setattr(session_module, "_next_session_end", lambda now: now + 12 * 3600)
     s = kit.session()
     t = s.tokens()
-    late = time.time() + (t.expires_at - time.time()) - 60  # a minute before the JWT ends
+    assert t.expires_at - t.issued_at > 3600
+    late = t.expires_at - 60  # a minute before the JWT ends
     later = kit.session(clock=lambda: late)
     assert later.tokens().jwt != t.jwt and later.renewals == 1 and later.logins == 0
+
+
+def test_token_issued_just_before_the_day_end_is_not_renewed_on_every_call(
+        kit: BrokerKit, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(session_module, "_next_session_end", lambda now: now + 300)
+    s = kit.session()
+    t = s.tokens()
+    assert t.expires_at - t.issued_at <= 300  # capped at the day end, inside the margin
+    later = kit.session(clock=lambda: t.issued_at + 120)
+    assert later.tokens().jwt == t.jwt and later.renewals == 0 and later.logins == 0
 
 
 def test_refused_totp_is_retried_once_at_the_next_step(kit: BrokerKit) -> None:
