@@ -7,6 +7,9 @@ import logging
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session
 
 from ats_app.engine.models import AuditEvent, utcnow
@@ -21,16 +24,37 @@ def record(
     user_id: int | None = None,
     subject: str | None = None,
     **detail: Any,
-) -> AuditEvent:
-    """Add an audit event to `session` (committed with the caller's transaction)."""
-    event = AuditEvent(**fields(action, user_id, subject, detail))
-    session.add(event)
+) -> None:
+    """Add an audit event to `session`'s transaction: written by its commit, dropped by its
+    rollback.
+
+    Kept as plain rows and written together in one Core insert just before the commit, not
+    as ORM objects: the order path records half a dozen events per job, and flushing each as
+    an entity (fetching its id back) cost more than the insert itself."""
+    if not session.in_transaction():
+        session.begin()  # an event belongs to a transaction, even one with no SQL yet
+    pending = session.info.setdefault(_PENDING, [])
+    pending.append({"created_at": utcnow(), **fields(action, user_id, subject, detail)})
     logged(action, user_id, subject)
-    return event
 
 
+_PENDING = "ats_audit_pending"
 # One statement object for every call: SQLAlchemy reuses its compiled form.
 _INSERT = sa.insert(AuditEvent.__table__)  # type: ignore[attr-defined]
+
+
+@sa_event.listens_for(OrmSession, "before_commit")
+def _write_pending(session: OrmSession) -> None:
+    rows = session.info.pop(_PENDING, None)
+    if rows:
+        session.flush()  # the changes they describe first, as one flush would have ordered them
+        session.execute(_INSERT, rows)
+
+
+@sa_event.listens_for(OrmSession, "after_transaction_end")
+def _drop_pending(session: OrmSession, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # rolled back or closed (a commit has written them)
+        session.info.pop(_PENDING, None)
 
 
 def insert(

@@ -180,6 +180,9 @@ def _handle_alert(s: Session, alert_id: int) -> str:
     payload, user_id = json.loads(alert.payload), alert.user_id
     received = alert.received_at
     was_queued = alert.queued_until is not None or alert.status == "QUEUED"
+    # Orders are written only after PROCESSING is committed: an alert still ACCEPTED has none
+    # (a concurrent run of the same job loses the order's unique key instead).
+    first_run = alert.status == "ACCEPTED"
     if link is None:
         _set_alert(s, alert, "REJECTED", "webhook link deleted")
         return "rejected"
@@ -189,7 +192,7 @@ def _handle_alert(s: Session, alert_id: int) -> str:
     paper = settings().trading_mode == "paper" or link.paper
     # Nothing below writes an order for this alert before the targets run: one look serves
     # every check that asks whether an earlier run already did.
-    has_orders = signal.is_entry and _any_order(s, alert_id)
+    has_orders = signal.is_entry and not first_run and _any_order(s, alert_id)
     if signal.is_entry and link.queue_outside_hours and not has_orders:
         queued_until = _queue_until_open(s, alert)
         if queued_until:

@@ -12,7 +12,7 @@ import logging
 from decimal import Decimal
 
 import redis
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
@@ -50,6 +50,16 @@ def _publish(conn: redis.Redis | None, event: str, position: Position) -> None:
     live.publish(
         conn, position.user_id, {"type": "position", "event": event, "position_id": position.id}
     )
+
+
+# Built once: SQLAlchemy reuses its compiled form (built per call, it cost more than the SQL).
+_ORDERS = Order.__table__  # type: ignore[attr-defined]
+_CLAIM_ORDER = (
+    update(_ORDERS)
+    .where(_ORDERS.c.id == bindparam("oid"))
+    .where(_ORDERS.c.position_id.is_(None))
+    .values(position_id=bindparam("pid"))
+)
 
 
 def open_from_entry(
@@ -99,13 +109,8 @@ def open_from_entry(
         # update: whoever finds position_id still empty opens the position, the other
         # takes its insert back (a delete, not a rollback: the caller's transaction may
         # hold more, e.g. the fill) and returns the winner's.
-        claimed = s.exec(
-            update(Order)
-            .where(col(Order.id) == order_id)  # type: ignore[call-overload]
-            .where(col(Order.position_id).is_(None))
-            .values(position_id=position.id)
-        )
-        if claimed.rowcount != 1:
+        claimed = s.execute(_CLAIM_ORDER, {"oid": order_id, "pid": position.id})
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
             s.delete(position)
             s.flush()
             winner = s.get(Order, order_id, populate_existing=True)

@@ -139,7 +139,10 @@ def day_start(at: datetime) -> datetime:
 
 def is_halted(session: Session, user_id: int) -> bool:
     """The kill switch holds until the bot is started again (see `halt`)."""
-    row = session.get(RiskLimits, user_id)
+    return _halted(session, user_id, session.get(RiskLimits, user_id))
+
+
+def _halted(session: Session, user_id: int, row: RiskLimits | None) -> bool:
     if row is None or row.halted_at is None:
         return False
     bot_row = session.get(BotState, user_id, populate_existing=True)
@@ -193,9 +196,11 @@ _DAY_COUNTS = _day_counts()
 
 
 def state_for(session: Session, user_id: int, at: datetime,
-              conn: redis.Redis | None = None, *, unrealized: bool = True) -> risk.RiskState:
+              conn: redis.Redis | None = None, *, unrealized: bool = True,
+              halted: bool | None = None) -> risk.RiskState:
     """The user's day, counted in one statement. `unrealized=False` skips pricing the open
-    positions (only a daily loss limit needs it; their count is always there)."""
+    positions (only a daily loss limit needs it; their count is always there). `halted`:
+    the kill switch's state when the caller has read it already."""
     mine = Position.user_id == user_id
     is_open = col(Position.status).in_(("OPEN", "EXITING"))
     open_count, orders_today, realized, entries_in_flight = session.execute(
@@ -207,7 +212,7 @@ def state_for(session: Session, user_id: int, at: datetime,
         orders_today=int(orders_today),
         realized_pnl=to_rupees(int(realized)) or Decimal(0),
         unrealized_pnl=unrealized_pnl(open_positions, conn),
-        halted=is_halted(session, user_id),
+        halted=is_halted(session, user_id) if halted is None else halted,
         market_mode=settings().market_hours,
         calendar=None,
     )
@@ -238,11 +243,12 @@ def check_entry(user_id: int, *, lots: int | None = None, alert_id: int | None =
     the exit of every position a breached loss limit asks for) then wait for its commit."""
     at = at or market_hours.now()
     with joined(session) as s:
-        # Held while the state is read: is_halted reads the same row (the session's identity
-        # map holds it only while it is referenced).
+        # One read of the row serves the limits and the kill switch (a user without a row
+        # would otherwise be looked up twice: the identity map keeps no "absent").
         row = s.get(RiskLimits, user_id, populate_existing=True)
         limits = limits_of(row)
-        state = state_for(s, user_id, at, conn, unrealized=limits.daily_loss_limit is not None)
+        state = state_for(s, user_id, at, conn, unrealized=limits.daily_loss_limit is not None,
+                          halted=_halted(s, user_id, row))
         decision = risk.check(risk.OrderContext(at=at, lots=lots), limits, state)
         if isinstance(decision, risk.Approved):
             return None
