@@ -181,7 +181,9 @@ def _order_row(label: str, d: Any, what: str, floor_note: str) -> Iterator[Row]:
         _all(_below(d.get(f"{what}_p50_ms"), ORDER_P50_MS),
              _below(d.get(f"{what}_p99_ms"), ORDER_P99_MS)))
     counts = _counts(d, (("alerts", "alerts"), ("orders", "orders")))
-    notes = "; ".join(x for x in (floor_note, counts) if x)
+    start = _parts(d, [("p50", "to_job_start_p50_ms"), ("p99", "to_job_start_p99_ms")])
+    job_start = f"the job started {start} after arrival" if start else ""
+    notes = "; ".join(x for x in (floor_note, job_start, counts) if x)
     yield (label, measured, goal, notes)
 
 

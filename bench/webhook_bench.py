@@ -87,12 +87,15 @@ def _alert(link: dict[str, Any], tag: str) -> Any:
 def _order_latencies(link_id: int, since: Any) -> dict[str, list[float]]:
     """From each entry alert's arrival (since `since`) to the broker call and to the fill
     (audit log)."""
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
     from sqlmodel import select
 
     from ats_app.engine.db import session_scope
     from ats_app.engine.models import Alert, AuditEvent, Order
+    from ats_app.engine.queueing import alert_job_id, connection
 
-    to_broker, to_fill = [], []
+    to_broker, to_fill, to_job_start = [], [], []
     with session_scope() as s:
         alerts = {a.id: a for a in s.exec(select(Alert).where(Alert.link_id == link_id)
                                           .where(Alert.received_at >= since)).all()}
@@ -102,6 +105,13 @@ def _order_latencies(link_id: int, since: Any) -> dict[str, list[float]]:
             events = {e.action: e.created_at for e in s.exec(
                 select(AuditEvent).where(AuditEvent.subject == o.client_order_id)).all()}
             received = alerts[o.alert_id].received_at
+            try:  # where the time goes: before the job starts (ack, RQ) and inside it
+                job = Job.fetch(alert_job_id(o.alert_id), connection=connection())
+                if job.started_at is not None:
+                    started = job.started_at.replace(tzinfo=received.tzinfo)  # RQ: naive UTC
+                    to_job_start.append((started - received).total_seconds() * 1000)
+            except NoSuchJobError:
+                pass
             if "order.submit" in events and "order.accept" in events:
                 # The simulator had the request halfway between SUBMIT and its answer.
                 half_rtt = (events["order.accept"] - events["order.submit"]) / 2
@@ -109,7 +119,7 @@ def _order_latencies(link_id: int, since: Any) -> dict[str, list[float]]:
                                  .total_seconds() * 1000)
             if "order.fill" in events:
                 to_fill.append((events["order.fill"] - received).total_seconds() * 1000)
-    return {"to_broker": to_broker, "to_fill": to_fill}
+    return {"to_broker": to_broker, "to_fill": to_fill, "to_job_start": to_job_start}
 
 
 async def _post_all(urls_bodies: list[tuple[str, bytes]]) -> None:
