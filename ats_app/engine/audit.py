@@ -53,7 +53,9 @@ def _write_pending(session: OrmSession) -> None:
 
 @sa_event.listens_for(OrmSession, "after_transaction_end")
 def _drop_pending(session: OrmSession, transaction: SessionTransaction) -> None:
-    if transaction.parent is None:  # rolled back or closed (a commit has written them)
+    # The outermost transaction only: rolled back or closed (a commit has written them). An
+    # event recorded inside a rolled-back savepoint would still be written; none is used.
+    if transaction.parent is None:
         session.info.pop(_PENDING, None)
 
 
