@@ -84,17 +84,19 @@ def _alert(link: dict[str, Any], tag: str) -> Any:
     return body
 
 
-def _order_latencies(link_id: int, since: Any) -> dict[str, list[float]]:
+def _order_latencies(link_id: int, since: Any, redis_url: str) -> dict[str, list[float]]:
     """From each entry alert's arrival (since `since`) to the broker call and to the fill
     (audit log)."""
+    import redis
     from rq.exceptions import NoSuchJobError
     from rq.job import Job
     from sqlmodel import select
 
     from ats_app.engine.db import session_scope
     from ats_app.engine.models import Alert, AuditEvent, Order
-    from ats_app.engine.queueing import alert_job_id, connection
+    from ats_app.engine.queueing import alert_job_id
 
+    rds = redis.Redis.from_url(redis_url)
     to_broker, to_fill, to_job_start = [], [], []
     with session_scope() as s:
         alerts = {a.id: a for a in s.exec(select(Alert).where(Alert.link_id == link_id)
@@ -106,7 +108,7 @@ def _order_latencies(link_id: int, since: Any) -> dict[str, list[float]]:
                 select(AuditEvent).where(AuditEvent.subject == o.client_order_id)).all()}
             received = alerts[o.alert_id].received_at
             try:  # where the time goes: before the job starts (ack, RQ) and inside it
-                job = Job.fetch(alert_job_id(o.alert_id), connection=connection())
+                job = Job.fetch(alert_job_id(o.alert_id), connection=rds)
                 if job.started_at is not None:
                     started = job.started_at.replace(tzinfo=received.tzinfo)  # RQ: naive UTC
                     to_job_start.append((started - received).total_seconds() * 1000)
@@ -132,7 +134,8 @@ def _exit_body(link: dict[str, Any], tag: str) -> bytes:
                        "id": tag}).encode()
 
 
-def _alert_to_order(backend: str, links: list[dict[str, Any]], rounds: int) -> dict[str, Any]:
+def _alert_to_order(backend: str, links: list[dict[str, Any]], rounds: int,
+                    redis_url: str) -> dict[str, Any]:
     """Entries on every link at once (more than the 4 workers: they are all busy), then the
     exits, `rounds` times after one unmeasured warm-up round (it spreads each link's first
     contract, quote and session over the workers); latencies from each entry's arrival, out of
@@ -159,7 +162,7 @@ def _alert_to_order(backend: str, links: list[dict[str, Any]], rounds: int) -> d
         time.sleep(max(0.0, started + ROUND_SPACING_S - time.monotonic()))
     out: dict[str, Any] = {"alerts": rounds * len(links)}
     for lk in links:
-        for k, v in _order_latencies(lk["id"], measured_since).items():
+        for k, v in _order_latencies(lk["id"], measured_since, redis_url).items():
             out.setdefault(k, []).extend(v)
     return {"alerts": out.pop("alerts"), "orders": len(out.get("to_fill", [])),
             **{f"{k}_{q}_ms": round(percentile(v, pct), 1) for k, v in out.items()
@@ -375,7 +378,8 @@ def _run(args: argparse.Namespace, database_url: str, tmp: Path) -> dict[str, An
         paths: dict[str, Any] = {"floor_direct_http": _floor_direct(sim_url), "bursts": {}}
         for burst in [int(b) for b in args.bursts.split(",")]:
             for name in ("paper", "live"):
-                got = _alert_to_order(server.backend, links[name][:burst], args.rounds)
+                got = _alert_to_order(server.backend, links[name][:burst], args.rounds,
+                                      redis_url)
                 paths["bursts"].setdefault(str(burst), {})[name] = got
                 if burst == len(links[name]):
                     paths[name] = got  # the figures the goal is read against
