@@ -255,8 +255,8 @@ def _run_target(
         return broker_for(s, user_id, target.account_id, paper=paper, redis=conn)
 
     if not signal.is_entry:
-        position = positions.open_for(s, link.id, target.account_id)
-        if position is None or position.id is None:
+        position_id = positions.open_position_id(s, link.id, target.account_id)  # type: ignore[arg-type]
+        if position_id is None:
             audit.record(
                 s,
                 "alert.exit_without_position",
@@ -266,19 +266,19 @@ def _run_target(
             )
             return "ignored: no open position"
         return exit_position(
-            position.id, "signal", alert_id=alert_id, broker=make_broker(), session=s
+            position_id, "signal", alert_id=alert_id, broker=make_broker(), session=s
         )
     client_id = f"A{alert_id}E{target.account_id or 0}"
     existing = _latest_attempt(s, client_id) if has_orders else None
-    open_position = positions.open_for(s, link.id, target.account_id)
-    if existing is None and open_position is not None:
+    open_position_id = positions.open_position_id(s, link.id, target.account_id)  # type: ignore[arg-type]
+    if existing is None and open_position_id is not None:
         audit.record(
             s,
             "alert.entry_ignored",
             user_id=user_id,
             subject=str(alert_id),
             reason="a position is already open for this link and account",
-            position_id=open_position.id,
+            position_id=open_position_id,
         )
         return "ignored: position already open"
     broker = make_broker()

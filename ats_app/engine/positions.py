@@ -12,6 +12,7 @@ import logging
 from decimal import Decimal
 
 import redis
+import sqlalchemy as sa
 from sqlalchemy import bindparam, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
@@ -26,10 +27,26 @@ log = logging.getLogger("ats.positions")
 POSITIONS_CHANNEL = "ats:positions"  # the monitor subscribes/unsubscribes instruments on it
 
 
-def open_for(session: Session, link_id: int | None, account_id: int | None) -> Position | None:
-    stmt = select(Position).where(col(Position.status).in_(("OPEN", "EXITING")))
-    stmt = stmt.where(Position.link_id == link_id).where(Position.account_id == account_id)
-    return session.exec(stmt).first()
+_POSITIONS = Position.__table__  # type: ignore[attr-defined]
+
+
+def _open_id(account: sa.ColumnElement[bool]) -> sa.Select:
+    return (sa.select(_POSITIONS.c.id)
+            .where(_POSITIONS.c.status.in_(("OPEN", "EXITING")))
+            .where(_POSITIONS.c.link_id == bindparam("link")).where(account).limit(1))
+
+
+# Built once (one per kind of account: "= NULL" would match nothing).
+_OPEN_ID = _open_id(_POSITIONS.c.account_id == bindparam("account"))
+_OPEN_ID_NO_ACCOUNT = _open_id(_POSITIONS.c.account_id.is_(None))
+
+
+def open_position_id(session: Session, link_id: int, account_id: int | None) -> int | None:
+    """The id of the link's open (or exiting) position on this account, if any: the rule is
+    one per link and account."""
+    if account_id is None:
+        return session.execute(_OPEN_ID_NO_ACCOUNT, {"link": link_id}).scalar()
+    return session.execute(_OPEN_ID, {"link": link_id, "account": account_id}).scalar()
 
 
 def _publish(conn: redis.Redis | None, event: str, position: Position) -> None:
