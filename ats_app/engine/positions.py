@@ -36,6 +36,8 @@ def _open_id(account: sa.ColumnElement[bool]) -> sa.Select:
             .where(_POSITIONS.c.link_id == bindparam("link")).where(account).limit(1))
 
 
+_INSERT_POSITION = sa.insert(_POSITIONS).returning(_POSITIONS.c.id)
+_DELETE_POSITION = sa.delete(_POSITIONS).where(_POSITIONS.c.id == bindparam("pid"))
 # Built once (one per kind of account: "= NULL" would match nothing).
 _OPEN_ID = _open_id(_POSITIONS.c.account_id == bindparam("account"))
 _OPEN_ID_NO_ACCOUNT = _open_id(_POSITIONS.c.account_id.is_(None))
@@ -119,8 +121,9 @@ def open_from_entry(
             peak_price_paise=to_paise(view.peak_price),
             paper=order.paper,
         )
-        s.add(position)
-        s.flush()
+        # A Core insert, not an entity flush (the costliest step of an entry job's tail):
+        # the position is handed on (monitor, caller) as this detached object.
+        position.id = s.execute(_INSERT_POSITION, position.model_dump(exclude={"id"})).scalar_one()
         # The job and the order-update consumer may both get here for one order; the row
         # lock above does not exist on SQLite, so the order is claimed with a conditional
         # update: whoever finds position_id still empty opens the position, the other
@@ -128,8 +131,7 @@ def open_from_entry(
         # hold more, e.g. the fill) and returns the winner's.
         claimed = s.execute(_CLAIM_ORDER, {"oid": order_id, "pid": position.id})
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
-            s.delete(position)
-            s.flush()
+            s.execute(_DELETE_POSITION, {"pid": position.id})
             winner = s.get(Order, order_id, populate_existing=True)
             return s.get(Position, winner.position_id) if winner and winner.position_id else None
         set_committed_value(order, "position_id", position.id)
