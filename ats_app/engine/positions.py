@@ -36,8 +36,6 @@ def _open_id(account: sa.ColumnElement[bool]) -> sa.Select:
             .where(_POSITIONS.c.link_id == bindparam("link")).where(account).limit(1))
 
 
-_INSERT_POSITION = sa.insert(_POSITIONS).returning(_POSITIONS.c.id)
-_DELETE_POSITION = sa.delete(_POSITIONS).where(_POSITIONS.c.id == bindparam("pid"))
 # Built once (one per kind of account: "= NULL" would match nothing).
 _OPEN_ID = _open_id(_POSITIONS.c.account_id == bindparam("account"))
 _OPEN_ID_NO_ACCOUNT = _open_id(_POSITIONS.c.account_id.is_(None))
@@ -73,6 +71,8 @@ def _publish(conn: redis.Redis | None, event: str, position: Position) -> None:
 
 # Built once: SQLAlchemy reuses its compiled form (built per call, it cost more than the SQL).
 _ORDERS = Order.__table__  # type: ignore[attr-defined]
+_INSERT_POSITION = sa.insert(_POSITIONS).returning(_POSITIONS.c.id)
+_DELETE_POSITION = sa.delete(_POSITIONS).where(_POSITIONS.c.id == bindparam("pid"))
 _CLAIM_ORDER = (
     update(_ORDERS)
     .where(_ORDERS.c.id == bindparam("oid"))
