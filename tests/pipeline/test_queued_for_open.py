@@ -110,3 +110,23 @@ def test_an_open_job_that_failed_for_good_is_rerun_and_trades_once(
         (position,) = s.exec(select(Position)).all()
     assert position.status == "OPEN"
     assert "alert.rerun" in _actions(str(alert_id))
+
+
+def test_an_open_job_rerun_after_a_crash_before_its_order_still_trades(
+    world: dict, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ats_app.engine import pipeline
+
+    alert_id = _queued_alert(world, monkeypatch)
+    _at_the_open(monkeypatch)
+    # The open's job died right after marking the alert PROCESSING, before any order; the
+    # alert arrived 17 h ago, far beyond the staleness limit for an alert never queued.
+    with session_scope() as s:
+        alert = s.get(Alert, alert_id)
+        assert alert is not None
+        alert.status, alert.reason = "PROCESSING", None
+        alert.received_at -= timedelta(hours=17)
+        s.add(alert)
+    assert pipeline.handle_alert(alert_id).startswith("filled")
+    (order,) = _orders()
+    assert order.status == "FILLED" and order.alert_id == alert_id
