@@ -34,8 +34,7 @@ def _view(user_id: int) -> dict[str, Any]:
 
     at = market_hours.now()
     with session_scope() as s:
-        limits = risk_gate.get_limits(s, user_id)
-        state = risk_gate.state_for(s, user_id, at)
+        limits, state = risk_gate.read_gate(s, user_id, at, unrealized=True)
     is_open, why = market_hours.is_open(at, None, state.market_mode)
     return {
         "user_id": user_id,

@@ -44,7 +44,7 @@ def parse_hhmm(text: str) -> time:
     return time(int(m.group(1)), int(m.group(2)))
 
 
-def limits_of(row: RiskLimits | None) -> risk.Limits:
+def limits_of(row: RiskLimits | sa.Row[Any] | None) -> risk.Limits:
     if row is None:
         return risk.DEFAULT_LIMITS
     return risk.Limits(
@@ -139,14 +139,20 @@ def day_start(at: datetime) -> datetime:
 
 def is_halted(session: Session, user_id: int) -> bool:
     """The kill switch holds until the bot is started again (see `halt`)."""
-    return _halted(session, user_id, session.get(RiskLimits, user_id))
-
-
-def _halted(session: Session, user_id: int, row: RiskLimits | None) -> bool:
+    row = session.get(RiskLimits, user_id)
     if row is None or row.halted_at is None:
         return False
     bot_row = session.get(BotState, user_id, populate_existing=True)
-    return bot_row is None or not bot_row.running or bot_row.updated_at <= row.halted_at
+    return _holds(row.halted_at, bot_row.running if bot_row else None,
+                  bot_row.updated_at if bot_row else None)
+
+
+def _holds(halted_at: datetime | None, bot_running: bool | None,
+           bot_changed_at: datetime | None) -> bool:
+    """Engaged at `halted_at` and not released since: the bot was not started after it."""
+    if halted_at is None:
+        return False
+    return not bot_running or bot_changed_at is None or bot_changed_at <= halted_at
 
 
 def unrealized_pnl(positions: list[Position], conn: redis.Redis | None) -> Decimal:
@@ -169,50 +175,66 @@ def unrealized_pnl(positions: list[Position], conn: redis.Redis | None) -> Decim
 IN_FLIGHT = ("CREATED", "SUBMITTING", "UNKNOWN", "OPEN", "TRIGGER_PENDING", "PARTIALLY_FILLED")
 
 
-def _day_counts() -> Select:
-    """The user's day in one statement, built once: every entry check runs it, and building
-    (and cache-keying) four subqueries cost more than the database's answer."""
+_LIMITS = RiskLimits.__table__  # type: ignore[attr-defined]
+_BOT = BotState.__table__  # type: ignore[attr-defined]
+
+
+def _gate_read() -> Select:
+    """The user's limits, kill switch and day in one statement, built once: every entry
+    check runs it (twice per entry: before the contract and again under the user's lock).
+    One row even for a user with no limits row or bot row (LEFT JOINs on a one-row
+    select); building and cache-keying the subqueries per call cost more than the answer."""
     user, since = sa.bindparam("user_id"), sa.bindparam("since")
     is_open = col(Position.status).in_(("OPEN", "EXITING"))
     mine = Position.user_id == user
     entries = (select(func.count()).select_from(Order).where(Order.user_id == user)
                .where(Order.purpose == "ENTRY"))
-    return select(
+    one = sa.select(sa.literal(1).label("one")).subquery()
+    return sa.select(
+        _LIMITS.c.user_id.label("has_limits"),
+        *(_LIMITS.c[name] for name in (*_LIMIT_COLUMNS, "halted_at")),
+        _BOT.c.running.label("bot_running"),
+        _BOT.c.updated_at.label("bot_updated_at"),
         select(func.count()).select_from(Position).where(mine).where(is_open)
-        .scalar_subquery(),
+        .scalar_subquery().label("open_count"),
         entries.where(Order.status != "FAILED").where(col(Order.created_at) >= since)
-        .scalar_subquery(),
+        .scalar_subquery().label("orders_today"),
         select(func.coalesce(func.sum(Position.realized_pnl_paise), 0))
         .where(mine).where(Position.status == "CLOSED")
-        .where(col(Position.closed_at) >= since).scalar_subquery(),
+        .where(col(Position.closed_at) >= since).scalar_subquery().label("realized"),
         # An entry still on its way to a fill will be a position: count it, or two alerts
         # in flight could both pass a "max open positions" check.
         entries.where(col(Order.position_id).is_(None)).where(col(Order.status).in_(IN_FLIGHT))
-        .scalar_subquery(),
+        .scalar_subquery().label("in_flight"),
+    ).select_from(
+        one.outerjoin(_LIMITS, _LIMITS.c.user_id == user).outerjoin(_BOT, _BOT.c.user_id == user)
     )
 
 
-_DAY_COUNTS = _day_counts()
+_LIMIT_COLUMNS = ("max_open_positions", "max_lots_per_order", "max_orders_per_day",
+                  "daily_loss_limit_paise", "exit_on_loss_limit", "square_off_at")
+_GATE_READ = _gate_read()
 
 
-def state_for(session: Session, user_id: int, at: datetime,
-              conn: redis.Redis | None = None, *, unrealized: bool = True,
-              halted: bool | None = None) -> risk.RiskState:
-    """The user's day, counted in one statement. `unrealized=False` skips pricing the open
-    positions (only a daily loss limit needs it; their count is always there). `halted`:
-    the kill switch's state when the caller has read it already."""
-    mine = Position.user_id == user_id
-    is_open = col(Position.status).in_(("OPEN", "EXITING"))
-    open_count, orders_today, realized, entries_in_flight = session.execute(
-        _DAY_COUNTS, {"user_id": user_id, "since": day_start(at)}).one()
-    open_positions = (list(session.exec(select(Position).where(mine).where(is_open)).all())
-                      if unrealized and open_count else [])
-    return risk.RiskState(
-        open_positions=int(open_count) + int(entries_in_flight),
-        orders_today=int(orders_today),
-        realized_pnl=to_rupees(int(realized)) or Decimal(0),
+def read_gate(session: Session, user_id: int, at: datetime, conn: redis.Redis | None = None,
+              *, unrealized: bool | None = None) -> tuple[risk.Limits, risk.RiskState]:
+    """The user's limits and day as the gate sees them, fresh from the database (one
+    statement). `unrealized`: price the open positions (None: only when a daily loss limit
+    needs it; their count is always there)."""
+    row = session.execute(_GATE_READ, {"user_id": user_id, "since": day_start(at)}).one()
+    limits = limits_of(row if row.has_limits is not None else None)
+    if unrealized is None:
+        unrealized = limits.daily_loss_limit is not None
+    open_positions = (list(session.exec(
+        select(Position).where(Position.user_id == user_id)
+        .where(col(Position.status).in_(("OPEN", "EXITING")))).all())
+        if unrealized and row.open_count else [])
+    return limits, risk.RiskState(
+        open_positions=int(row.open_count) + int(row.in_flight),
+        orders_today=int(row.orders_today),
+        realized_pnl=to_rupees(int(row.realized)) or Decimal(0),
         unrealized_pnl=unrealized_pnl(open_positions, conn),
-        halted=is_halted(session, user_id) if halted is None else halted,
+        halted=_holds(row.halted_at, row.bot_running, row.bot_updated_at),
         market_mode=settings().market_hours,
         calendar=None,
     )
@@ -228,8 +250,7 @@ class GateResult:
 def evaluate(user_id: int, at: datetime, lots: int | None = None,
              conn: redis.Redis | None = None) -> GateResult:
     with session_scope() as s:
-        limits = get_limits(s, user_id)
-        state = state_for(s, user_id, at, conn)
+        limits, state = read_gate(s, user_id, at, conn, unrealized=True)
     return GateResult(risk.check(risk.OrderContext(at=at, lots=lots), limits, state),
                       limits, state)
 
@@ -243,12 +264,7 @@ def check_entry(user_id: int, *, lots: int | None = None, alert_id: int | None =
     the exit of every position a breached loss limit asks for) then wait for its commit."""
     at = at or market_hours.now()
     with joined(session) as s:
-        # One read of the row serves the limits and the kill switch (a user without a row
-        # would otherwise be looked up twice: the identity map keeps no "absent").
-        row = s.get(RiskLimits, user_id, populate_existing=True)
-        limits = limits_of(row)
-        state = state_for(s, user_id, at, conn, unrealized=limits.daily_loss_limit is not None,
-                          halted=_halted(s, user_id, row))
+        limits, state = read_gate(s, user_id, at, conn)
         decision = risk.check(risk.OrderContext(at=at, lots=lots), limits, state)
         if isinstance(decision, risk.Approved):
             return None
@@ -283,8 +299,5 @@ def exit_all(user_id: int, reason: str, conn: redis.Redis | None = None) -> list
 
 def loss_breached(user_id: int, at: datetime, conn: redis.Redis | None) -> bool:
     with session_scope() as s:
-        limits = get_limits(s, user_id)
-        if limits.daily_loss_limit is None or not limits.exit_on_loss_limit:
-            return False
-        state = state_for(s, user_id, at, conn)
-    return risk.loss_limit_hit(limits, state)
+        limits, state = read_gate(s, user_id, at, conn)
+    return limits.exit_on_loss_limit and risk.loss_limit_hit(limits, state)

@@ -159,3 +159,39 @@ def test_alert_at_15_31_ist_is_refused_and_recorded(world: dict,
     run_burst_worker()
     (order,) = all_orders()
     assert order.alert_id == ok["alert_id"] and order.status == "FILLED"
+
+
+def test_gate_reads_limits_kill_switch_and_day_fresh_in_one_statement(trader: int) -> None:
+    """The entry path's risk reads: one statement, and a second read in the same session (the
+    check under the lock) sees a limit or kill switch changed since the first."""
+    from sqlalchemy import event
+
+    from ats_app.engine.db import get_engine
+
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, sql: str, *_args: object) -> None:
+        statements.append(sql)
+
+    event.listen(get_engine(), "before_cursor_execute", seen)
+    with session_scope() as s:
+        limits, state = risk_gate.read_gate(s, trader, NOW)
+        event.remove(get_engine(), "before_cursor_execute", seen)
+        assert len(statements) == 1, statements
+        assert limits == risk_gate.risk.DEFAULT_LIMITS and not state.halted
+        assert (state.open_positions, state.orders_today) == (0, 0)
+        with session_scope() as other:
+            risk_gate.set_limits(other, trader, max_orders_per_day=3)
+            other.add(_order(trader, 1, NOW - timedelta(minutes=1)))
+            other.add(_order(trader, 2, NOW - timedelta(minutes=1), status="SUBMITTING"))
+        with session_scope() as other:
+            halt.engage(other, trader)
+        limits, state = risk_gate.read_gate(s, trader, NOW)
+        assert limits.max_orders_per_day == 3 and state.halted
+        # both orders are today's; the one still in flight will be a position
+        assert (state.orders_today, state.open_positions) == (2, 1)
+    with session_scope() as s:  # starting the bot again releases the kill switch
+        bot.set_running(s, trader, False)
+        bot.set_running(s, trader, True)
+    with session_scope() as s:
+        assert not risk_gate.read_gate(s, trader, NOW)[1].halted
