@@ -97,7 +97,7 @@ def _order_latencies(link_id: int, since: Any, redis_url: str) -> dict[str, list
     from ats_app.engine.queueing import alert_job_id
 
     rds = redis.Redis.from_url(redis_url)
-    to_broker, to_fill, to_job_start = [], [], []
+    to_broker, to_fill, to_job_start, to_enqueued = [], [], [], []
     with session_scope() as s:
         alerts = {a.id: a for a in s.exec(select(Alert).where(Alert.link_id == link_id)
                                           .where(Alert.received_at >= since)).all()}
@@ -112,6 +112,9 @@ def _order_latencies(link_id: int, since: Any, redis_url: str) -> dict[str, list
                 if job.started_at is not None:
                     started = job.started_at.replace(tzinfo=received.tzinfo)  # RQ: naive UTC
                     to_job_start.append((started - received).total_seconds() * 1000)
+                if job.enqueued_at is not None:  # the ack's part of that wait
+                    enqueued = job.enqueued_at.replace(tzinfo=received.tzinfo)
+                    to_enqueued.append((enqueued - received).total_seconds() * 1000)
             except NoSuchJobError:
                 pass
             if "order.submit" in events and "order.accept" in events:
@@ -121,7 +124,8 @@ def _order_latencies(link_id: int, since: Any, redis_url: str) -> dict[str, list
                                  .total_seconds() * 1000)
             if "order.fill" in events:
                 to_fill.append((events["order.fill"] - received).total_seconds() * 1000)
-    return {"to_broker": to_broker, "to_fill": to_fill, "to_job_start": to_job_start}
+    return {"to_broker": to_broker, "to_fill": to_fill, "to_job_start": to_job_start,
+            "to_enqueued": to_enqueued}
 
 
 async def _post_all(urls_bodies: list[tuple[str, bytes]]) -> None:

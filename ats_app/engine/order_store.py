@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager, contextmanager
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, select
 
@@ -154,9 +155,29 @@ def transition(
         # populate_existing: a long-lived job session may hold an older copy of the row.
         order = s.get(Order, order_id, with_for_update=True, populate_existing=True)
         assert order is not None, f"order {order_id} vanished"
+        s.info.setdefault(_LOCKED, set()).add(order_id)
         if quiet and _stale(order, event, report):
             return order
         return _apply(s, order, event, reason, report)
+
+
+_LOCKED = "ats_locked_orders"
+
+
+def locked(session: Session, order_id: int) -> Order | None:
+    """The order as `transition` read it under its row lock in this transaction, or None.
+
+    Nobody else can have changed the row since (the lock holds until the transaction ends),
+    so a later step of the same transaction needs no second locked read."""
+    if order_id in session.info.get(_LOCKED, ()):
+        return session.get(Order, order_id)  # the identity map's copy: no SQL
+    return None
+
+
+@event.listens_for(OrmSession, "after_transaction_end")
+def _forget_locks(session: OrmSession, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # committed or rolled back: the locks are gone
+        session.info.pop(_LOCKED, None)
 
 
 _ORDERS = Order.__table__  # type: ignore[attr-defined]

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from ats_app.engine import (
@@ -88,13 +89,23 @@ def _job_session() -> Iterator[Session]:
             raise
 
 
+# Built once (bound parameters): the job's reads of its alert and its link's accounts; built
+# per call, SQLAlchemy's statement building and cache keys cost about what the database does.
+_ALERT_AND_LINK = (
+    select(Alert, WebhookLink)  # one round trip; a deleted link comes back as None
+    .outerjoin(WebhookLink, col(WebhookLink.id) == Alert.link_id)
+    .where(Alert.id == bindparam("alert_id"))
+)
+_TARGETS = (  # columns, not entities: no account objects (secrets and all) to build
+    select(BrokerAccount.id, WebhookLinkAccount.lot_multiplier, BrokerAccount.base_url)
+    .where(WebhookLinkAccount.link_id == bindparam("link_id"))
+    .where(WebhookLinkAccount.account_id == BrokerAccount.id)
+    .order_by(col(WebhookLinkAccount.account_id))
+)
+
+
 def _targets(s: Session, link_id: int) -> list[Target]:
-    rows = s.exec(  # columns, not entities: no account objects (secrets and all) to build
-        select(BrokerAccount.id, WebhookLinkAccount.lot_multiplier, BrokerAccount.base_url)
-        .where(WebhookLinkAccount.link_id == link_id)
-        .where(WebhookLinkAccount.account_id == BrokerAccount.id)
-        .order_by(col(WebhookLinkAccount.account_id))
-    ).all()
+    rows = s.exec(_TARGETS, params={"link_id": link_id}).all()
     return [Target(*row) for row in rows] or [
         Target(None, 1, paper_master_server())
     ]
@@ -173,10 +184,9 @@ def _log_outcome(what: str, outcome: str, started: float) -> None:
 
 
 def _handle_alert(s: Session, alert_id: int) -> str:
-    alert = s.get(Alert, alert_id)
+    alert, link = s.exec(_ALERT_AND_LINK, params={"alert_id": alert_id}).first() or (None, None)
     if alert is None or alert.status in ("DONE", "REJECTED", "FAILED", "IGNORED"):
         return "nothing to do"
-    link = s.get(WebhookLink, alert.link_id)
     payload, user_id = json.loads(alert.payload), alert.user_id
     received = alert.received_at
     was_queued = alert.queued_until is not None or alert.status == "QUEUED"

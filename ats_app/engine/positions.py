@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 from ats_app.engine import audit, exits, live
 from ats_app.engine.models import Order, Position, WebhookLink, utcnow
 from ats_app.engine.money import to_paise, to_rupees
-from ats_app.engine.order_store import after_commit, joined
+from ats_app.engine.order_store import after_commit, joined, locked
 
 log = logging.getLogger("ats.positions")
 
@@ -90,7 +90,9 @@ def open_from_entry(
     hears of the position only once that commits."""
     with joined(session) as s:
         s.flush()  # the fill this transaction applied, before the fresh read below
-        order = s.get(Order, order_id, with_for_update=True, populate_existing=True)
+        # The job that just applied the fill holds the row locked already: no second read.
+        order = locked(s, order_id) or s.get(Order, order_id, with_for_update=True,
+                                             populate_existing=True)
         assert order is not None
         if order.position_id is not None or order.filled_quantity <= 0:
             return s.get(Position, order.position_id) if order.position_id else None

@@ -37,3 +37,29 @@ def test_steps_are_dropped_on_rollback_and_run_once(database_url: str) -> None:
         s.commit()
         s.commit()  # a second commit has nothing left to run
     assert ran == ["kept"]
+
+
+def test_an_order_locked_by_a_transition_is_remembered_until_the_transaction_ends(
+    database_url: str,
+) -> None:
+    """`order_store.locked` spares a second locked read of the row within the transaction that
+    locked it (`positions.open_from_entry` after the fill), and only there."""
+    from ats_app.engine import users
+    from ats_app.engine.db import session_scope
+    from ats_app.engine.fsm import OrderEvent
+    from ats_app.engine.models import Order
+
+    with session_scope() as s:
+        uid = users.create_user(s, "trader", "password123", "T", "R").id
+    order = order_store.create(Order(user_id=uid, client_order_id="L1", purpose="ENTRY",
+                                     exchange="NFO", symbol="X", symbol_token="1", side="BUY",
+                                     quantity=65))
+    with Session(get_engine(), expire_on_commit=False) as s:
+        assert order_store.locked(s, order.id) is None  # type: ignore[arg-type]
+        moved = order_store.transition(order.id, OrderEvent.SUBMIT, session=s)  # type: ignore[arg-type]
+        assert order_store.locked(s, order.id) is moved  # type: ignore[arg-type]
+        s.commit()
+        assert order_store.locked(s, order.id) is None  # type: ignore[arg-type]
+        order_store.transition(order.id, OrderEvent.TIMEOUT, session=s)  # type: ignore[arg-type]
+        s.rollback()
+        assert order_store.locked(s, order.id) is None  # type: ignore[arg-type]
