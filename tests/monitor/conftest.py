@@ -23,6 +23,10 @@ def sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ServerThrea
         "ATS_SIMULATOR": "true",
         "ATS_IP_ECHO_URL": "",
         "MARKET_HOURS": "always",  # the risk gate refuses entries outside NSE hours
+        # A frozen mid-session clock (worker processes inherit it): on the wall clock, a worker
+        # started between 15:15 and 15:30 IST runs the day's missed square-off at once and
+        # exits the positions a test has just opened.
+        "ATS_FAKE_NOW": "2026-12-02T10:00:00+05:30",
         "ATS_FEED_STALE_SECONDS": "1.5",
         "ATS_FEED_BACKOFF_MAX": "1",
         "ATS_MONITOR_REST_INTERVAL": "0.2",
