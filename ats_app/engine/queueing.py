@@ -48,18 +48,15 @@ def enqueue_alert(
     # Retrying is safe: handle_alert is idempotent (orders keyed by deterministic ids).
     # Retries go straight back on the queue (no interval): a scheduled retry would wait for
     # RQ's scheduler lock, which a killed worker holds for up to a minute.
-    options = dict(
-        job_id=alert_job_id(alert_id, queued_until),
-        job_timeout=ALERT_JOB_TIMEOUT,
-        result_ttl=RESULT_TTL,
-        failure_ttl=FAILURE_TTL,
-        retry=Retry(max=3),
-    )
+    job_id, retry = alert_job_id(alert_id, queued_until), Retry(max=3)
     if queued_until is not None:
         due = market_hours.wall_clock(queued_until)  # RQ's scheduler runs on the real clock
         if due > datetime.now(UTC):
-            return q.enqueue_at(due, HANDLE_ALERT, alert_id, **options)  # type: ignore[arg-type]
-    return q.enqueue(HANDLE_ALERT, alert_id, **options)  # type: ignore[arg-type]
+            return q.enqueue_at(due, HANDLE_ALERT, alert_id, job_id=job_id,  # type: ignore[arg-type]
+                                job_timeout=ALERT_JOB_TIMEOUT, result_ttl=RESULT_TTL,
+                                failure_ttl=FAILURE_TTL, retry=retry)
+    (job,) = _enqueue_now(q, [(HANDLE_ALERT, (alert_id,), job_id, retry)])
+    return job
 
 
 def enqueue_exit(position_id: int, reason: str, conn: redis.Redis | None = None) -> Job:
@@ -70,17 +67,18 @@ def enqueue_exit(position_id: int, reason: str, conn: redis.Redis | None = None)
 def enqueue_exits(sells: Sequence[tuple[int, str]], conn: redis.Redis | None = None) -> list[Job]:
     """The sell jobs of (position id, reason) pairs, in one Redis round trip."""
     q = Queue(EXITS_QUEUE, connection=conn or connection())
+    return _enqueue_now(q, [(HANDLE_EXIT, (position_id, reason), f"exit-{position_id}",
+                             Retry(max=5)) for position_id, reason in sells])
+
+
+def _enqueue_now(q: Queue, jobs: Sequence[tuple[str, tuple[object, ...], str, Retry]]
+                 ) -> list[Job]:
+    """Jobs (function, args, id, retry) on `q` in one Redis round trip: `Queue.enqueue` takes
+    three (the queue's registration, then the job), and an alert's job waits for them."""
     return q.enqueue_many([
-        Queue.prepare_data(
-            HANDLE_EXIT,
-            args=(position_id, reason),
-            job_id=f"exit-{position_id}",
-            timeout=ALERT_JOB_TIMEOUT,
-            result_ttl=RESULT_TTL,
-            failure_ttl=FAILURE_TTL,
-            retry=Retry(max=5),
-        )
-        for position_id, reason in sells
+        Queue.prepare_data(func, args=args, job_id=job_id, timeout=ALERT_JOB_TIMEOUT,
+                           result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL, retry=retry)
+        for func, args, job_id, retry in jobs
     ])
 
 
