@@ -182,9 +182,10 @@ def _order_row(label: str, d: Any, what: str, floor_note: str) -> Iterator[Row]:
              _below(d.get(f"{what}_p99_ms"), ORDER_P99_MS)))
     counts = _counts(d, (("alerts", "alerts"), ("orders", "orders")))
     start = _parts(d, [("p50", "to_job_start_p50_ms"), ("p99", "to_job_start_p99_ms")])
+    job_start = f"the job started {start} after arrival" if start else ""
     queued = _parts(d, [("p50", "to_enqueued_p50_ms")])
-    job_start = (f"the job started {start} after arrival" + (f" (enqueued {queued})"
-                                                              if queued else "")) if start else ""
+    if job_start and queued:
+        job_start += f" (enqueued {queued})"
     notes = "; ".join(x for x in (floor_note, job_start, counts) if x)
     yield (label, measured, goal, notes)
 

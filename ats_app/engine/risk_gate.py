@@ -175,6 +175,7 @@ def unrealized_pnl(positions: list[Position], conn: redis.Redis | None) -> Decim
 IN_FLIGHT = ("CREATED", "SUBMITTING", "UNKNOWN", "OPEN", "TRIGGER_PENDING", "PARTIALLY_FILLED")
 
 
+_HELD = ("OPEN", "EXITING")  # a position counts as open until its sell has filled
 _LIMITS = RiskLimits.__table__  # type: ignore[attr-defined]
 _BOT = BotState.__table__  # type: ignore[attr-defined]
 
@@ -185,7 +186,7 @@ def _gate_read() -> Select:
     One row even for a user with no limits row or bot row (LEFT JOINs on a one-row
     select); building and cache-keying the subqueries per call cost more than the answer."""
     user, since = sa.bindparam("user_id"), sa.bindparam("since")
-    is_open = col(Position.status).in_(("OPEN", "EXITING"))
+    is_open = col(Position.status).in_(_HELD)
     mine = Position.user_id == user
     entries = (select(func.count()).select_from(Order).where(Order.user_id == user)
                .where(Order.purpose == "ENTRY"))
@@ -227,7 +228,7 @@ def read_gate(session: Session, user_id: int, at: datetime, conn: redis.Redis | 
         unrealized = limits.daily_loss_limit is not None
     open_positions = (list(session.exec(
         select(Position).where(Position.user_id == user_id)
-        .where(col(Position.status).in_(("OPEN", "EXITING")))).all())
+        .where(col(Position.status).in_(_HELD))).all())
         if unrealized and row.open_count else [])
     return limits, risk.RiskState(
         open_positions=int(row.open_count) + int(row.in_flight),

@@ -77,7 +77,7 @@ def decode_tick(data: str | bytes) -> tuple[int, float, str]:
         # the monitor decodes every tick (1.8 -> 1.1 us).
         msg = _DECODE(data.decode() if isinstance(data, bytes) else data)
         price, at = int(msg["ltp_paise"]), float(msg["at"])
-    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:  # ValueError: bad JSON or UTF-8
         raise ValueError(f"bad tick message: {data!r}") from exc
     if price <= 0:
         raise ValueError(f"bad tick price: {data!r}")

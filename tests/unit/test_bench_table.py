@@ -273,7 +273,8 @@ def test_ack_with_workers_paused_and_bursts_get_rows_of_their_own(
     pg["alert_to_order"]["bursts"] = {
         "8": {"paper": {"to_fill_p50_ms": 80.0, "to_fill_p99_ms": 130.0}},
         "1": {"paper": {"to_fill_p50_ms": 12.0, "to_fill_p99_ms": 30.0,
-                        "to_job_start_p50_ms": 6.5, "to_job_start_p99_ms": 9.0},
+                        "to_job_start_p50_ms": 6.5, "to_job_start_p99_ms": 9.0,
+                        "to_enqueued_p50_ms": 3.1},
               "live": {"to_broker_p50_ms": 15.0, "to_broker_p99_ms": 40.0}},
     }
     rows = _rows(render(results))
@@ -283,7 +284,7 @@ def test_ack_with_workers_paused_and_bursts_get_rows_of_their_own(
     assert rows["webhook ack @200/s (postgres)"][1].endswith("(missed)")  # both phases shown
     assert rows["alert → paper fill, 1 at once (postgres)"][1].endswith("(met)")
     assert rows["alert → paper fill, 8 at once (postgres)"][1].endswith("(missed)")
-    assert "the job started p50 6.5 ms, p99 9 ms after arrival" in \
+    assert "the job started p50 6.5 ms, p99 9 ms after arrival (enqueued p50 3.1 ms)" in \
         rows["alert → paper fill, 1 at once (postgres)"][2]
     assert rows["alert → live order at the simulator, 1 at once (postgres)"][0] == \
         "p50 15 ms, p99 40 ms"
