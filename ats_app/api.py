@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
@@ -11,6 +12,8 @@ from starlette.routing import Route
 
 from ats_app.engine import alerts, health
 from ats_app.engine.config import settings
+
+log = logging.getLogger("ats.api")
 
 
 async def _read_capped(request: Request, limit: int) -> bytes | None:
@@ -37,9 +40,42 @@ async def webhook(request: Request) -> JSONResponse:
         body = await _read_capped(request, cfg.webhook_max_bytes)
     except ClientDisconnect:
         return JSONResponse({"status": "error", "error": "client disconnected"}, 400)
-    # The database and Redis calls are blocking; keep them off the event loop.
-    reply = await asyncio.to_thread(alerts.receive, token, body, source)
+    reply = await _receive(token, body, source)
     return JSONResponse(reply.body, status_code=reply.status_code)
+
+
+# Accepted alerts whose enqueue is still running after their answer went out: held so the
+# event loop keeps the task, and so that a failure in it is logged, not dropped.
+_finishing: set[asyncio.Future[alerts.Reply]] = set()
+
+
+async def _receive(token: str, body: bytes | None, source: str | None) -> alerts.Reply:
+    """`alerts.receive` in a thread (its database and Redis calls block), returning as soon as
+    it has the answer: for an accepted alert that is its commit, and the job's enqueue
+    finishes after the reply is on its way."""
+    loop = asyncio.get_running_loop()
+    early: asyncio.Future[alerts.Reply] = loop.create_future()
+
+    def answer(reply: alerts.Reply) -> None:
+        loop.call_soon_threadsafe(lambda: early.done() or early.set_result(reply))
+
+    work = asyncio.ensure_future(
+        asyncio.to_thread(alerts.receive, token, body, source, answer=answer))
+    await asyncio.wait((early, work), return_when=asyncio.FIRST_COMPLETED)
+    if not early.done():
+        return work.result()  # refused or ignored: the answer is the return value
+    if work.done():
+        _after_answer(work)
+    else:
+        _finishing.add(work)
+        work.add_done_callback(_after_answer)
+    return early.result()
+
+
+def _after_answer(work: asyncio.Future[alerts.Reply]) -> None:
+    _finishing.discard(work)
+    if not work.cancelled() and (exc := work.exception()) is not None:
+        log.error("accepted alert: its enqueue failed after the answer", exc_info=exc)
 
 
 async def download(request: Request) -> Response:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -85,6 +87,37 @@ def test_accepted_alert_is_stored_and_enqueued(
     assert link["secret"] not in alert.payload  # the secret is never stored
     job_ids = Queue(ALERTS_QUEUE, connection=redis.Redis.from_url(redis_url)).job_ids
     assert job_ids == [f"alert-{alert.id}"]
+
+
+def test_an_accepted_alert_is_answered_before_its_job_is_enqueued(
+    link: dict, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The route answers once the alert's row is committed: the job's enqueue (a Redis round
+    trip) finishes after the answer is on its way, and is not dropped."""
+    from ats_app import api
+    from ats_app.engine import alerts
+
+    answered = threading.Event()
+    order: list[str] = []
+    enqueue = alerts.enqueue_alert
+
+    def enqueue_once_answered(alert_id: int, conn: redis.Redis, **kw: object) -> None:
+        order.append("answered first" if answered.wait(10) else "enqueued first")
+        enqueue(alert_id, conn, **kw)
+
+    monkeypatch.setattr(alerts, "enqueue_alert", enqueue_once_answered)
+
+    async def post() -> alerts.Reply:
+        reply = await api._receive(link["token"], json.dumps(_alert(link, id="e1")).encode(),
+                                   "127.0.0.1")
+        answered.set()
+        return reply
+
+    reply = asyncio.run(post())  # returns once the enqueue's thread is done too
+    assert reply.status_code == 202
+    assert order == ["answered first"]
+    job_ids = Queue(ALERTS_QUEUE, connection=redis.Redis.from_url(redis_url)).job_ids
+    assert job_ids == [f"alert-{reply.body['alert_id']}"]
 
 
 @pytest.mark.parametrize(

@@ -358,12 +358,20 @@ def _store(
 
 
 def receive(
-    token: str, body: bytes | None, source_ip: str | None, *, check_source: bool = True
+    token: str,
+    body: bytes | None,
+    source_ip: str | None,
+    *,
+    check_source: bool = True,
+    answer: Callable[[Reply], None] | None = None,
 ) -> Reply:
     """Everything the webhook route does, framework-free. Returns the HTTP answer.
 
     `body` is None when it was larger than the limit (the route stops reading it early).
     `check_source=False` is for the dashboard's own "Send test alert" (no TradingView IP).
+    `answer`, if given, gets an accepted alert's answer as soon as its row is committed, before
+    the job is enqueued: the sender's reply need not wait for that Redis round trip, and the
+    commit is the promise (recovery enqueues a committed alert whose job never made it).
     """
     cfg = settings()
     if check_source and not source_allowed(source_ip, cfg):
@@ -389,9 +397,12 @@ def receive(
         return refused.settle()
     if ignored:
         return Reply(200, {"status": "ignored", "reason": ignored, "alert_id": alert_id})
+    accepted = Reply(202, {"status": "accepted", "alert_id": alert_id})
+    if answer is not None:
+        answer(accepted)
     try:
         enqueue_alert(alert_id, conn)
     except redis.RedisError:
         # Committed already: recovery re-enqueues it when Redis is back. Still accepted.
         log.error("alert %s accepted but not enqueued (Redis down); recovery will", alert_id)
-    return Reply(202, {"status": "accepted", "alert_id": alert_id})
+    return accepted
