@@ -18,7 +18,7 @@ def mode_banner() -> rx.Component:
         else "PAPER TRADING — simulated orders, no real money"
     )
     if settings().market_hours == "always":
-        text += " · market hours OFF (demo: trades at any hour)"
+        text += " · market hours OFF (demo: trades at any hour, no square-off)"
     return rx.box(
         rx.text(text, weight="bold", size="2", id="mode-banner"),
         background_color="var(--red-9)" if live else "var(--amber-9)",

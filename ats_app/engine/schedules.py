@@ -6,6 +6,7 @@ Jobs (queue `default`, times IST, trading days only):
   user's live channel), so the dashboard shows it before the open, not at the first signal.
 - `square_off` at each user's square-off time (default 15:15): exit every open position
   of the users whose time has come, reason `square_off`. All our orders are intraday (MIS).
+  Skipped with MARKET_HOURS=always (paper at any hour), as the entry cut-off is.
 - `risk_watch` every minute 09:15-15:29: users with a daily loss limit and "exit on loss
   limit" whose day's loss reached it get every position exited, reason `loss_limit`.
 
@@ -36,6 +37,7 @@ from rq.exceptions import DuplicateJobError
 from sqlmodel import col, select
 
 from ats_app.engine import audit, daily_summary, live, market_hours, risk
+from ats_app.engine.config import settings
 from ats_app.engine.db import session_scope
 from ats_app.engine.market_hours import IST, Calendar
 from ats_app.engine.models import BrokerAccount, Position
@@ -246,8 +248,17 @@ def _users_with_open_positions() -> list[int]:
 
 
 def run_square_off(day: str, hhmm: str) -> dict[str, Any]:
-    """Exit every open position of the users whose square-off time is `hhmm` or earlier."""
+    """Exit every open position of the users whose square-off time is `hhmm` or earlier.
+
+    Not with MARKET_HOURS=always (a paper demo at any hour): there the market never closes
+    and entries are taken past the square-off time, so squaring off at it would close only
+    the positions opened before it, at a time the demo says nothing about."""
     conn = _conn()
+    if settings().market_hours == "always":
+        audit.record_now("schedule.square_off", subject=f"{day} {hhmm}",
+                         skipped="MARKET_HOURS=always")
+        _roll_forward(conn)
+        return {"status": "skipped", "day": day, "at": hhmm, "reason": "MARKET_HOURS=always"}
     if not once(conn, f"square_off-{hhmm}", day):
         return {"status": "already ran", "day": day, "at": hhmm}
     due = time.fromisoformat(hhmm)

@@ -20,6 +20,7 @@ from rq.job import Job
 from ats_app.engine import accounts, halt, market_hours, order_store, risk_gate, schedules
 from ats_app.engine.broker.base import Contract, OrderRequest, OrderType, Side
 from ats_app.engine.broker.factory import broker_for
+from ats_app.engine.config import reset_settings_cache
 from ats_app.engine.db import session_scope
 from ats_app.engine.fsm import OrderEvent, OrderStatus, is_terminal
 from ats_app.engine.models import Alert, Order
@@ -120,6 +121,25 @@ def test_square_off_exits_everything_once(world: dict, redis_url: str) -> None:
     assert [(p.status, p.exit_reason) for p in positions] == [("CLOSED", "square_off")] * 2
     exits = [o for o in all_orders() if o.purpose == "EXIT"]
     assert sorted(o.position_id for o in exits) == [p.id for p in positions]  # one each
+
+
+def test_no_square_off_when_the_market_never_closes(
+    world: dict, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MARKET_HOURS=always (paper at any hour) takes entries past the square-off time, so the
+    scheduled square-off leaves positions alone there, and says so in the audit log."""
+    _open_two_positions(world)
+    monkeypatch.setenv("TRADING_MODE", "paper")
+    monkeypatch.setenv("MARKET_HOURS", "always")
+    reset_settings_cache()
+    assert schedules.run_square_off(TRADING_DAY, "15:15")["status"] == "skipped"
+    assert len(Queue(EXITS_QUEUE, connection=redis.Redis.from_url(redis_url))) == 0
+    assert [p.status for p in all_positions()] == ["OPEN", "OPEN"]
+    (event,) = audit_events("schedule.square_off")
+    assert json.loads(event.detail)["skipped"] == "MARKET_HOURS=always"
+    monkeypatch.setenv("MARKET_HOURS", "nse")  # the same day's run, with NSE hours: it exits
+    reset_settings_cache()
+    assert len(schedules.run_square_off(TRADING_DAY, "15:15")["exits"][world["user"]]) == 2
 
 
 def _add_accounts(world: dict) -> None:
