@@ -16,10 +16,12 @@ Per phase, `--positions-per-instrument` open positions on each of K simulator op
   here (the feed's queue, writer and Redis alone, without the simulator's cadence);
 - CPU % (of one core) of the feed, the simulator and redis-server meanwhile.
 
-Then, with `--exits N` (default 30) and the last phase's positions still open, the monitor
+Then, with `--exits N` (default 100) and the last phase's positions still open, the monitor
 process is started too, and N instruments in turn are pinned below their positions' stop:
 tick -> exit = from that POST returning to the first sell job landing on RQ's `exits` queue
-(BLPOP here; no worker runs), split at the moment the crossing tick reaches the bus. The
+(BLPOP here; no worker runs), split at the moment the crossing tick reaches the bus; and
+feed receipt -> exit = from the feed's receipt stamp on that tick to the sell job's RQ
+`enqueued_at` (the goal's "tick emitted -> sell enqueued" less the loopback hop). The
 whole path: simulator cadence -> feed -> Redis -> monitor (claim in SQLite + enqueue), while
 the simulator keeps offering 10 ticks/s on every other instrument.
 
@@ -156,12 +158,15 @@ def _latency(r: Any, sim: str, opt: dict[str, Any],
 def _exits(r: Any, sim: str, opts: list[dict[str, Any]], n: int) -> dict[str, Any]:
     """ms from pinning an instrument below its stop to its first sell job on the queue."""
     import threading
+    from datetime import UTC
+
+    from rq.job import Job
 
     from ats_app.engine.redis_conn import EXITS_QUEUE
     from ats_app.engine.tickbus import decode_tick, tick_channel
 
     queue = f"rq:queue:{EXITS_QUEUE}"
-    landed: list[float] = []
+    landed: list[tuple[float, bytes]] = []  # (when BLPOP here got it, the job id)
     stop = threading.Event()
 
     def pop() -> None:
@@ -169,14 +174,15 @@ def _exits(r: Any, sim: str, opts: list[dict[str, Any]], n: int) -> dict[str, An
 
         c = redis.Redis.from_url(_URL[0])  # its own connection: BLPOP blocks it
         while not stop.is_set():
-            if c.blpop([queue], timeout=0.2):
-                landed.append(time.time())
+            got = c.blpop([queue], timeout=0.2)
+            if got:
+                landed.append((time.time(), got[1]))
         c.close()
 
     popper = threading.Thread(target=pop, daemon=True)
     popper.start()
     rng = random.Random(17)
-    total, to_bus, bus_to_exit, missed = [], [], [], 0
+    total, to_bus, bus_to_exit, feed_to_exit, missed = [], [], [], [], 0
     with httpx.Client(timeout=10) as client:
         for o in opts[:n]:
             time.sleep(rng.uniform(0.1, 0.35))
@@ -188,20 +194,26 @@ def _exits(r: Any, sim: str, opts: list[dict[str, Any]], n: int) -> dict[str, An
             client.post(f"{sim}/sim/price", json={"token": o["token"], "ltp": price / 100}) \
                 .raise_for_status()
             posted = time.time()
-            bus_at = None
+            bus_at = tick_at = None
             deadline = time.monotonic() + 3
             while time.monotonic() < deadline and (bus_at is None or len(landed) == seen):
                 msg = ps.get_message(timeout=0.01)
                 if bus_at is None and msg and decode_tick(msg["data"])[0] == price:
                     bus_at = time.time()
+                    tick_at = decode_tick(msg["data"])[1]  # stamped by the feed on receipt
             ps.close()
             if len(landed) == seen or bus_at is None:
                 missed += 1
                 continue
-            exit_at = landed[seen]
+            exit_at, job_id = landed[seen]
             total.append((exit_at - posted) * 1000)
             to_bus.append((bus_at - posted) * 1000)
             bus_to_exit.append((exit_at - bus_at) * 1000)
+            # Both stamps taken by the system itself (the feed's receipt, the monitor's
+            # enqueue), so this process's own polling adds nothing to this one.
+            enqueued = Job.fetch(job_id.decode(), connection=r).enqueued_at
+            assert tick_at is not None and enqueued is not None
+            feed_to_exit.append((enqueued.replace(tzinfo=UTC).timestamp() - tick_at) * 1000)
     stop.set()
     popper.join(5)
 
@@ -210,14 +222,15 @@ def _exits(r: Any, sim: str, opts: list[dict[str, Any]], n: int) -> dict[str, An
                 "max": round(max(v, default=float("nan")), 1)}
 
     return {"n": len(total), "missed": missed, "price_to_exit_enqueued_ms": stats(total),
-            "price_to_bus_ms": stats(to_bus), "bus_to_exit_enqueued_ms": stats(bus_to_exit)}
+            "price_to_bus_ms": stats(to_bus), "bus_to_exit_enqueued_ms": stats(bus_to_exit),
+            "feed_receipt_to_exit_enqueued_ms": stats(feed_to_exit)}
 
 
 _URL: list[str] = []
 
 
 def run(instruments: list[int], per: int, seconds: float, samples: int,
-        interval_ms: int = DEFAULT_FEED_INTERVAL_MS, exits: int = 30) -> dict[str, Any]:
+        interval_ms: int = DEFAULT_FEED_INTERVAL_MS, exits: int = 100) -> dict[str, Any]:
     import redis
     from cryptography.fernet import Fernet
 
@@ -315,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--positions-per-instrument", type=int, default=2)
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--samples", type=int, default=30)
-    p.add_argument("--exits", type=int, default=30,
+    p.add_argument("--exits", type=int, default=100,
                    help="tick -> exit samples through feed and monitor (0: skip)")
     p.add_argument("--feed-interval-ms", type=int, default=DEFAULT_FEED_INTERVAL_MS,
                    help="the simulator's cadence (a packet per token per interval); lower it "
@@ -339,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ntick -> exit enqueued, {ex['positions']} positions on {ex['instruments']} "
               f"instruments ({ex['n']} samples, {ex['missed']} missed): price->exit "
               f"{ex['price_to_exit_enqueued_ms']}, price->bus {ex['price_to_bus_ms']}, "
-              f"bus->exit {ex['bus_to_exit_enqueued_ms']} ms; CPU % {ex['cpu_pct']}")
+              f"bus->exit {ex['bus_to_exit_enqueued_ms']}, feed receipt->exit "
+              f"{ex['feed_receipt_to_exit_enqueued_ms']} ms; CPU % {ex['cpu_pct']}")
     save("feed", {"phases": phases, "sim_feed_interval_ms": args.feed_interval_ms,
                   "how": "real feed process, simulator process, redis-server; published = "
                          "Redis PUBLISH calls/s; price->bus from POST /sim/price to the tick "

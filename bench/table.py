@@ -239,13 +239,20 @@ def _feed_exit_rows(ph: dict[str, Any], cadence: Any) -> Iterator[Row]:
     if "positions" in ph and "instruments" in ph:
         where = f", {fmt(ph['positions'])} positions on {fmt(ph['instruments'])} instruments"
     samples = _counts(ph, (("n", "samples"), ("missed", "missed")))
-    bus = ph.get("bus_to_exit_enqueued_ms")
-    measured = _parts(bus, [("p50", "p50"), ("p99", "p99")])
+    # The goal's segment: from the feed's own receipt stamp to the job's enqueued_at (older
+    # results have only the bench's view, from the tick's arrival on the bus).
+    inside = ph.get("feed_receipt_to_exit_enqueued_ms")
+    seen = ph.get("bus_to_exit_enqueued_ms")
+    lat, name = (inside, "tick received by the feed") if isinstance(inside, dict) \
+        else (seen, "tick on the bus")
+    measured = _parts(lat, [("p50", "p50"), ("p99", "p99")])
     if measured:
-        goal = f"p99 < {fmt(EXIT_P99_MS)} ms" + _verdict(
-            _below(bus.get("p99"), EXIT_P99_MS))
-        notes = "; ".join(x for x in (samples, _cpu(ph.get("cpu_pct"))) if x)
-        yield (f"tick on the bus → exit enqueued, through feed and monitor{where}", measured,
+        goal = f"p99 < {fmt(EXIT_P99_MS)} ms" + _verdict(_below(lat.get("p99"), EXIT_P99_MS))
+        bus = _parts(seen, [("p50", "p50"), ("p99", "p99")]) if lat is inside else ""
+        notes = "; ".join(x for x in (
+            samples, bus and f"seen from the bench, bus → exit {bus}",
+            _cpu(ph.get("cpu_pct"))) if x)
+        yield (f"{name} → exit enqueued, through feed and monitor{where}", measured,
                goal, notes)
     measured = _parts(ph.get("price_to_exit_enqueued_ms"), [("p50", "p50"), ("p99", "p99")])
     if measured:

@@ -195,6 +195,19 @@ def test_feed_monitor_browser_rows(results: dict[str, Any]) -> None:
     assert "74.1 MB" in notes
 
 
+def test_tick_to_exit_goal_row_reads_the_systems_own_stamps(results: dict[str, Any]) -> None:
+    """With the feed's receipt stamp -> enqueued_at measured, that is the goal's row; the
+    bench's own view (bus -> exit) is kept as a note."""
+    results["feed"]["phases"]["tick_to_exit"]["feed_receipt_to_exit_enqueued_ms"] = {
+        "p50": 4.1, "p99": 10.6, "max": 12.1}
+    rows = _rows(render(results))
+    assert not [k for k in rows if k.startswith("tick on the bus → exit")]
+    measured, goal, notes = next(
+        v for k, v in rows.items() if k.startswith("tick received by the feed → exit enqueued"))
+    assert (measured, goal) == ("p50 4.1 ms, p99 10.6 ms", "p99 < 10 ms (missed)")
+    assert "seen from the bench, bus → exit p50 6.5 ms, p99 9.9 ms" in notes
+
+
 def test_missing_sections_produce_no_rows(results: dict[str, Any]) -> None:
     del results["browser"], results["webhook"]["sqlite"]
     del results["feed"]["phases"]["tick_to_exit"]
