@@ -44,9 +44,9 @@ async def webhook(request: Request) -> JSONResponse:
     return JSONResponse(reply.body, status_code=reply.status_code)
 
 
-# Accepted alerts whose enqueue is still running after their answer went out: held so the
-# event loop keeps the task, and so that a failure in it is logged, not dropped.
-_finishing: set[asyncio.Future[alerts.Reply]] = set()
+# `alerts.receive` calls still running (an accepted alert's enqueue goes on after its answer
+# was sent): held here so the event loop keeps them until they finish.
+_running: set[asyncio.Future[alerts.Reply]] = set()
 
 
 async def _receive(token: str, body: bytes | None, source: str | None) -> alerts.Reply:
@@ -56,24 +56,23 @@ async def _receive(token: str, body: bytes | None, source: str | None) -> alerts
     loop = asyncio.get_running_loop()
     early: asyncio.Future[alerts.Reply] = loop.create_future()
 
-    def answer(reply: alerts.Reply) -> None:
-        loop.call_soon_threadsafe(lambda: early.done() or early.set_result(reply))
+    def settle(reply: alerts.Reply) -> None:
+        if not early.done():  # the request may have been cancelled meanwhile
+            early.set_result(reply)
 
-    work = asyncio.ensure_future(
-        asyncio.to_thread(alerts.receive, token, body, source, answer=answer))
+    work = asyncio.ensure_future(asyncio.to_thread(
+        alerts.receive, token, body, source,
+        answer=lambda reply: loop.call_soon_threadsafe(settle, reply)))
+    _running.add(work)
+    work.add_done_callback(_running.discard)
     await asyncio.wait((early, work), return_when=asyncio.FIRST_COMPLETED)
     if not early.done():
         return work.result()  # refused or ignored: the answer is the return value
-    if work.done():
-        _after_answer(work)
-    else:
-        _finishing.add(work)
-        work.add_done_callback(_after_answer)
+    work.add_done_callback(_log_late_failure)
     return early.result()
 
 
-def _after_answer(work: asyncio.Future[alerts.Reply]) -> None:
-    _finishing.discard(work)
+def _log_late_failure(work: asyncio.Future[alerts.Reply]) -> None:
     if not work.cancelled() and (exc := work.exception()) is not None:
         log.error("accepted alert: its enqueue failed after the answer", exc_info=exc)
 
