@@ -288,6 +288,32 @@ def test_alert_accepted_while_redis_down_is_requeued(
     queueing._conn.cache_clear()
 
 
+def test_recovery_asks_about_every_pending_alert_in_one_round_trip(
+    client: TestClient, link: dict, redis_url: str
+) -> None:
+    """A backlog of accepted alerts (workers down) is when recovery matters, and asking Redis
+    about each job in turn cost thousands of round trips every 30 s; only the lost ones are
+    enqueued again."""
+    ids = [_post(client, link, _alert(link, id=f"backlog-{i}")).json()["alert_id"]
+           for i in range(30)]
+    conn = redis.Redis.from_url(redis_url)
+    lost = ids[::10]
+    for alert_id in lost:  # as if Redis lost them
+        conn.delete(f"rq:job:alert-{alert_id}")
+        conn.lrem(f"rq:queue:{ALERTS_QUEUE}", 0, f"alert-{alert_id}")
+    sent: list[str] = []
+
+    class Counting(redis.Redis):  # counts single commands, each its own round trip
+        def execute_command(self, *args: object, **options: object) -> object:
+            sent.append(str(args[0]))
+            return super().execute_command(*args, **options)
+
+    assert requeue_lost_alerts(Counting.from_url(redis_url)) == lost
+    assert "EXISTS" not in sent and len(sent) < 10, sent
+    assert sorted(Queue(ALERTS_QUEUE, connection=conn).job_ids) == sorted(
+        f"alert-{a}" for a in ids)
+
+
 def test_refused_alert_tells_its_owner(client: TestClient, link: dict, redis_url: str) -> None:
     from ats_app.engine import notify_targets
     from ats_app.engine.redis_conn import NOTIFY_QUEUE

@@ -26,7 +26,12 @@ from sqlmodel import select
 from ats_app.engine import audit, exits
 from ats_app.engine.db import session_scope, write_promptly
 from ats_app.engine.models import Order, Position
-from ats_app.engine.queueing import enqueue_exit, failed_job_ids, job_exists, rerun_if_failed
+from ats_app.engine.queueing import (
+    enqueue_exit,
+    existing_jobs,
+    failed_job_ids,
+    rerun_if_failed,
+)
 from ats_app.engine.redis_conn import EXITS_QUEUE
 
 log = logging.getLogger("ats.monitor")
@@ -125,6 +130,7 @@ def finish_pending_exits(conn: redis.Redis, *, owned: Collection[int] | None = N
         ).all()
     enqueued = []
     failed = failed_job_ids(EXITS_QUEUE, conn) if rows else set()
+    present = existing_jobs([exit_job_id(pid) for pid, _, _ in rows if pid is not None], conn)
     for pid, reason, user_id in rows:
         assert pid is not None
         if (owned is not None and pid not in owned) or pid in busy:
@@ -134,7 +140,7 @@ def finish_pending_exits(conn: redis.Redis, *, owned: Collection[int] | None = N
                              reason=reason, why="its exit job failed after every retry")
             enqueued.append(pid)
             continue
-        if reason not in MONITOR_REASONS or job_exists(exit_job_id(pid), conn):
+        if reason not in MONITOR_REASONS or exit_job_id(pid) in present:
             continue
         enqueue_exit(pid, reason or exits.ExitReason.STOP_LOSS.value, conn)
         audit.record_now("position.exit_requeued", user_id=user_id, subject=str(pid),

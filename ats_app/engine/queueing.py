@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
@@ -82,8 +82,16 @@ def _enqueue_now(q: Queue, jobs: Sequence[tuple[str, tuple[object, ...], str, Re
     ])
 
 
-def job_exists(job_id: str, conn: redis.Redis | None = None) -> bool:
-    return Job.exists(job_id, connection=conn or connection())
+def existing_jobs(job_ids: Collection[str], conn: redis.Redis) -> set[str]:
+    """Which of these jobs exist, in one round trip: recovery asks about every pending alert
+    and claimed exit, and a backlog (workers down) is exactly when there are thousands."""
+    ids = list(job_ids)
+    if not ids:
+        return set()
+    pipe = conn.pipeline(transaction=False)
+    for job_id in ids:
+        pipe.exists(Job.key_for(job_id))
+    return {job_id for job_id, n in zip(ids, pipe.execute(), strict=True) if n}
 
 
 # A job that failed for good (its own quick retries spent, e.g. the database was down for all

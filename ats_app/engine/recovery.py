@@ -27,8 +27,8 @@ from ats_app.engine.queueing import (
     alert_job_id,
     connection,
     enqueue_alert,
+    existing_jobs,
     failed_job_ids,
-    job_exists,
     rerun_if_failed,
 )
 from ats_app.engine.redis_conn import ALERTS_QUEUE, ALL_QUEUES
@@ -51,17 +51,20 @@ def requeue_lost_alerts(conn: redis.Redis | None = None) -> list[int]:
             .order_by(col(Alert.id))
         ).all()
     requeued = []
+    # Once queued for the open, the open's job carries the alert (its first job is done).
+    job_ids = {alert_id: alert_job_id(alert_id, queued_until)
+               for alert_id, _, queued_until in pending if alert_id is not None}
     failed = failed_job_ids(ALERTS_QUEUE, conn) if pending else set()
+    present = existing_jobs(job_ids.values(), conn)
     for alert_id, user_id, queued_until in pending:
         assert alert_id is not None
-        # Once queued for the open, the open's job carries the alert (its first job is done).
-        job_id = alert_job_id(alert_id, queued_until)
+        job_id = job_ids[alert_id]
         if job_id in failed and rerun_if_failed(job_id, conn):
             audit.record_now("alert.rerun", user_id=user_id, subject=str(alert_id),
                              reason="its job failed after every retry; the alert is unfinished")
             requeued.append(alert_id)
             continue
-        if job_exists(job_id, conn):
+        if job_id in present:
             continue
         # Lost: back on the queue, or back in the schedule while its open is still ahead.
         enqueue_alert(alert_id, conn, queued_until=queued_until)
