@@ -6,11 +6,27 @@ import logging
 import os
 
 import redis
+from redis.client import Pipeline
 from rq import Queue, SimpleWorker
 
 from ats_app.engine.config import settings
 from ats_app.engine.processes import freeze_startup_heap
 from ats_app.engine.redis_conn import ALERTS_QUEUE, ALL_QUEUES, NOTIFY_QUEUE, connect
+
+
+class TradingWorker(SimpleWorker):
+    """RQ's SimpleWorker (jobs run in this process, see `run_worker`), its heartbeat sent in
+    one round trip. RQ sends a heartbeat's three commands one at a time, up to three times a
+    job; pipelined, RQ's own time per back-to-back job fell from 3.2 to 2.6 ms (500 no-op
+    jobs, 3 runs each way), which is what a burst of alerts waits behind."""
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
+        if pipeline is not None:  # already part of one of RQ's own pipelines
+            super().heartbeat(timeout, pipeline=pipeline)
+            return
+        with self.connection.pipeline(transaction=False) as pipe:
+            super().heartbeat(timeout, pipeline=pipe)
+            pipe.execute()
 
 
 def run_worker(burst: bool = False, queue_names: list[str] | None = None) -> bool:
@@ -29,11 +45,11 @@ def run_worker(burst: bool = False, queue_names: list[str] | None = None) -> boo
         _warm_order_path()
     freeze_startup_heap()
     queues = [Queue(name, connection=conn) for name in names]
-    # SimpleWorker runs jobs in this process instead of forking one per job: no fork cost on
+    # A SimpleWorker runs jobs in this process instead of forking one per job: no fork cost on
     # the order path, and the instrument index and broker sessions stay cached across jobs.
     # A crash still loses nothing: the job is abandoned, then retried by registry cleanup,
     # and every job is idempotent.
-    worker = SimpleWorker(queues, connection=conn)
+    worker = TradingWorker(queues, connection=conn)
     # RQ logs three INFO lines per job (~1 ms of a 2-core machine's CPU per job, next to the
     # webhook): it logs warnings and errors only, and each job logs one line of its own,
     # with its outcome (`pipeline.handle_alert`, `handle_exit`).
