@@ -249,11 +249,10 @@ def _feed_exit_rows(ph: dict[str, Any], cadence: Any) -> Iterator[Row]:
     if measured:
         goal = f"p99 < {fmt(EXIT_P99_MS)} ms" + _verdict(_below(lat.get("p99"), EXIT_P99_MS))
         bus = _parts(seen, [("p50", "p50"), ("p99", "p99")]) if lat is inside else ""
-        notes = "; ".join(x for x in (
-            samples, bus and f"seen from the bench, bus → exit {bus}",
-            _cpu(ph.get("cpu_pct"))) if x)
+        notes = [samples, f"seen from the bench, bus → exit {bus}" if bus else "",
+                 _cpu(ph.get("cpu_pct"))]
         yield (f"{name} → exit enqueued, through feed and monitor{where}", measured,
-               goal, notes)
+               goal, "; ".join(x for x in notes if x))
     measured = _parts(ph.get("price_to_exit_enqueued_ms"), [("p50", "p50"), ("p99", "p99")])
     if measured:
         note = f"includes the simulator's {fmt(cadence)} ms cadence" if cadence is not None \

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -118,6 +119,36 @@ def test_an_accepted_alert_is_answered_before_its_job_is_enqueued(
     assert order == ["answered first"]
     job_ids = Queue(ALERTS_QUEUE, connection=redis.Redis.from_url(redis_url)).job_ids
     assert job_ids == [f"alert-{reply.body['alert_id']}"]
+
+
+def test_a_failure_after_the_answer_is_logged_and_recovery_enqueues_the_alert(
+    link: dict, redis_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The 202 already went out when the enqueue breaks (not a Redis error: a bug): the error
+    is logged, not dropped with the task, and the committed alert is recovered."""
+    from ats_app import api
+    from ats_app.engine import alerts
+
+    def broken(alert_id: int, conn: redis.Redis, **kw: object) -> None:
+        raise RuntimeError("enqueue broke")
+
+    monkeypatch.setattr(alerts, "enqueue_alert", broken)
+
+    async def post() -> alerts.Reply:
+        reply = await api._receive(link["token"], json.dumps(_alert(link, id="e2")).encode(),
+                                   "127.0.0.1")
+        while api._running:  # the receive still running after its answer
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # its done-callbacks
+        return reply
+
+    with caplog.at_level(logging.ERROR, logger="ats.api"):
+        reply = asyncio.run(post())
+    assert reply.status_code == 202
+    (record,) = [r for r in caplog.records if r.name == "ats.api"]
+    assert "after the answer" in record.getMessage() and record.exc_info is not None
+    assert str(record.exc_info[1]) == "enqueue broke"
+    assert requeue_lost_alerts(redis.Redis.from_url(redis_url)) == [reply.body["alert_id"]]
 
 
 @pytest.mark.parametrize(
