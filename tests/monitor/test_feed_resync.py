@@ -43,7 +43,7 @@ def test_an_event_burst_is_one_resync_and_a_lone_event_resyncs_at_once(redis_url
         for i in range(1000):
             pipe.publish(POSITIONS_CHANNEL, json.dumps({"event": "opened", "position_id": i}))
         # Stamped before sending: the feed can drain the burst and resync before this client
-        # has read the 1,000 PUBLISH replies (CI saw the resync land 1.6 ms before execute returned).
+        # has read the 1,000 PUBLISH replies (CI saw it land 1.6 ms before execute returned).
         burst_at = time.monotonic()
         pipe.execute()
         time.sleep(1.0)

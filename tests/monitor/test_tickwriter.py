@@ -78,9 +78,9 @@ def test_a_lone_tick_nobody_flushes_goes_out_by_the_backstop(redis_url: str) -> 
             got = _collect(ps, 1, timeout=2.0)
             waited = time.monotonic() - put_at
             assert [g[:2] for g in got] == [("ticks:NFO:43650", price)]
-            # The backstop's 5 ms and a round trip, not a batch filling up; 50 ms leaves room
-            # for a loaded CI runner.
-            assert waited < 0.05, f"lone tick took {waited * 1000:.1f} ms"
+            # The backstop's 5 ms and a round trip, not a batch filling up (without the backstop
+            # it never goes out); 250 ms leaves room for a loaded CI runner's one-off stall.
+            assert waited < 0.25, f"lone tick took {waited * 1000:.1f} ms"
     finally:
         w.close()
     assert (w.batches, w.published) == (2, 2)  # each went out on its own

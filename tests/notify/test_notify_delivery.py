@@ -141,7 +141,9 @@ def test_down_target_delays_nothing_and_is_retried_until_it_takes_the_message(
     t0 = time.perf_counter()
     job_id = emit(alice, Event.ORDER_FILLED, **SAMPLES[Event.ORDER_FILLED])
     elapsed = time.perf_counter() - t0
-    assert job_id and elapsed < 0.05, elapsed
+    # A single sample: loose enough for a loaded CI runner, far under a connect timeout; that
+    # emit touched no target at all is the line below.
+    assert job_id and elapsed < 0.5, elapsed
     assert http_sink.attempts == 0 and smtp_sink.messages == []  # no target touched by emit
 
     request.getfixturevalue("notify_worker")
