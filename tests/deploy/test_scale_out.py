@@ -17,14 +17,14 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 import redis
 from cryptography.fernet import Fernet
-from rq import Queue
+from rq import Queue, Worker
 
 from ats_app.engine.redis_conn import ALERTS_QUEUE, MONITOR_HEARTBEAT_KEY
 
@@ -61,9 +61,6 @@ def test_three_workers_two_monitors_run_each_job_exactly_once(
     conn = redis.Redis.from_url(redis_url)
     queue = Queue(ALERTS_QUEUE, connection=conn)
     nonces = [uuid.uuid4().hex for _ in range(JOBS)]
-    # Enqueued before any worker runs, so all three compete for the same backlog.
-    for nonce in nonces:
-        queue.enqueue("tests.deploy.scale_jobs.record", dsn, nonce)
     procs: list[subprocess.Popen] = []
     try:
         for i, service in enumerate(["worker"] * 3 + ["monitor"] * 2):
@@ -71,16 +68,14 @@ def test_three_workers_two_monitors_run_each_job_exactly_once(
             procs.append(subprocess.Popen([sys.executable, "-m", "ats_app.cli", service],
                                           cwd=ROOT, env=env, stdout=log,
                                           stderr=subprocess.STDOUT))
-        deadline = time.monotonic() + 60
-        done = 0
-        while time.monotonic() < deadline:
-            for p in procs:
-                assert p.poll() is None, _tails(tmp_path)
-            with psycopg.connect(dsn) as c:
-                done = c.execute("SELECT count(*) FROM scale_probe").fetchone()[0]
-            if done >= JOBS and queue.count == 0:
-                break
-            time.sleep(0.2)
+        # Enqueued once all three workers wait on the queue, so they compete for one backlog
+        # (enqueued earlier, the first worker up on a slow runner could drain it alone).
+        _until(lambda: len(Worker.all(connection=conn)) >= 3, procs, tmp_path,
+               "3 workers registered")
+        for nonce in nonces:
+            queue.enqueue("tests.deploy.scale_jobs.record", dsn, nonce)
+        _until(lambda: _probes(dsn) >= JOBS and queue.count == 0, procs, tmp_path,
+               f"{JOBS} jobs run")
         time.sleep(1.0)  # a doubled run would land now
         with psycopg.connect(dsn) as c:
             rows = c.execute("SELECT nonce, pid FROM scale_probe").fetchall()
@@ -90,7 +85,8 @@ def test_three_workers_two_monitors_run_each_job_exactly_once(
         ran_on = {pid for _, pid in rows}
         assert ran_on <= {p.pid for p in procs[:3]}, "a job ran outside the workers"
         assert len(ran_on) >= 2, "the backlog was not shared between workers"
-        assert conn.get(MONITOR_HEARTBEAT_KEY), "no monitor heartbeat"
+        # The monitors started beside the workers: a beat, and none has exited.
+        _until(lambda: conn.get(MONITOR_HEARTBEAT_KEY), procs, tmp_path, "a monitor heartbeat")
         assert all(p.poll() is None for p in procs[3:]), "a monitor exited"
     finally:
         for p in procs:
@@ -102,6 +98,21 @@ def test_three_workers_two_monitors_run_each_job_exactly_once(
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(5)
+
+
+def _until(done: Callable[[], object], procs: list[subprocess.Popen], tmp_path: Path,
+           what: str, seconds: float = 60) -> None:
+    """Poll `done`, every process still running, for up to `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not done():
+        assert all(p.poll() is None for p in procs), f"a process exited\n{_tails(tmp_path)}"
+        assert time.monotonic() < deadline, f"never: {what}\n{_tails(tmp_path)}"
+        time.sleep(0.1)
+
+
+def _probes(dsn: str) -> int:
+    with psycopg.connect(dsn) as c:
+        return c.execute("SELECT count(*) FROM scale_probe").fetchone()[0]
 
 
 def _tails(tmp_path: Path) -> str:

@@ -140,8 +140,10 @@ def test_stop_loss_target_and_trailing_stop_each_exit_once(
         p_tsl.id: ("trailing_stop", expected_exit(
             e_tsl, exits.ExitRules.from_settings(5, None, 2), paths[p_tsl.id])),
     }
+    # Each price held 1 s (10 of the simulator's ticks): the middle prices decide the outcome
+    # (the trailing stop's peak), so a loaded runner must not be able to skip one.
     for p in (p_sl, p_tgt, p_tsl):
-        sim_price(sim, p.symbol_token, path=paths[p.id])
+        sim_price(sim, p.symbol_token, path=paths[p.id], interval_ms=1000)
     wait_for(lambda: all(position(pid).status == "CLOSED" for pid in want), 30,
              "the three exits")
     for pid, (reason, (decision, _peak)) in want.items():
@@ -158,7 +160,7 @@ def test_stop_loss_target_and_trailing_stop_each_exit_once(
              "the closed instruments unsubscribed")
     bob_path = [on_grid(e_sl * Decimal(k)) for k in ("0.93", "0.91", "0.89")]
     bob_decision, _ = expected_exit(e_bob, exits.ExitRules.from_settings(8), bob_path)
-    sim_price(sim, p_sl.symbol_token, path=bob_path)
+    sim_price(sim, p_sl.symbol_token, path=bob_path, interval_ms=1000)
     wait_for(lambda: position(p_bob.id).status == "CLOSED", 20, "Bob's exit")
     assert_exited_once(p_bob.id, "stop_loss", bob_decision)
 

@@ -5,6 +5,7 @@ feed."""
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from decimal import Decimal
 from typing import Any
@@ -70,20 +71,21 @@ def test_a_lone_tick_nobody_flushes_goes_out_by_the_backstop(redis_url: str) -> 
     r = redis.Redis.from_url(redis_url)
     ps = _subscriber(redis_url)
     w = TickWriter(r).start()
+    prices, waits = [20_000 + 5 * i for i in range(5)], []
     try:
-        for price in (20_000, 20_005):  # each alone, the writer idle in between
+        for price in prices:  # each alone, the writer idle in between
             time.sleep(0.2)
             put_at = time.monotonic()
             w.put("NFO", "43650", price, time.time())
-            got = _collect(ps, 1, timeout=2.0)
-            waited = time.monotonic() - put_at
+            got = _collect(ps, 1, timeout=2.0)  # without the backstop it never goes out
+            waits.append(time.monotonic() - put_at)
             assert [g[:2] for g in got] == [("ticks:NFO:43650", price)]
-            # The backstop's 5 ms and a round trip, not a batch filling up (without the backstop
-            # it never goes out); 250 ms leaves room for a loaded CI runner's one-off stall.
-            assert waited < 0.25, f"lone tick took {waited * 1000:.1f} ms"
     finally:
         w.close()
-    assert (w.batches, w.published) == (2, 2)  # each went out on its own
+    # The backstop's 5 ms and a round trip, not a batch filling up: the median of five, so one
+    # stall of a loaded CI runner does not decide it.
+    assert statistics.median(waits) < 0.05, [f"{x * 1000:.1f} ms" for x in waits]
+    assert (w.batches, w.published) == (5, 5)  # each went out on its own
 
 
 def test_redis_down_drops_ticks_without_failing_and_the_queue_is_bounded(

@@ -222,10 +222,13 @@ def test_fifty_concurrent_copies_make_exactly_one_order(world: dict) -> None:
     assert len(_broker_orders(world["sim"], order.client_order_id)) == 1
 
 
-def _kill_worker_while_submitting(fault: dict) -> None:
+def _kill_worker_while_submitting(sim: ServerThread, fault: dict) -> None:
     """Start a worker, let it send the order into `fault`, SIGKILL it mid-call."""
-    sim_url = fault.pop("sim_url")
+    sim_url = sim.base_url
     httpx.post(f"{sim_url}/sim/faults", json=fault).raise_for_status()
+    # On the wire, seen by the simulator itself (not a guessed sleep): the call has arrived
+    # and, for a lost answer, the order is in the book while its answer is held.
+    book_has_it = fault["kind"] == "lost_answer"
     worker = subprocess.Popen(
         [sys.executable, "-m", "ats_app.cli", "worker"],
         env=_worker_env(),
@@ -238,7 +241,10 @@ def _kill_worker_while_submitting(fault: dict) -> None:
         while not any(o.status == "SUBMITTING" for o in _orders()):
             assert time.monotonic() < deadline, "order never reached SUBMITTING"
             time.sleep(0.05)
-        time.sleep(0.3)  # the request is on the wire
+        while not (sim.state.calls["placeOrder"] >= 1
+                   and (sim.state.orders.for_client(CLIENT) or not book_has_it)):
+            assert time.monotonic() < deadline, "the order call never reached the simulator"
+            time.sleep(0.01)
         os.killpg(worker.pid, signal.SIGKILL)  # the worker process group, no cleanup
         worker.wait(10)
     finally:
@@ -269,7 +275,7 @@ def test_worker_killed_mid_order_then_retried_places_one_order(
 ) -> None:
     sim = world["sim"]
     accepted = _post(world["live"], id="kill-1")
-    _kill_worker_while_submitting({"route": "placeOrder", "sim_url": sim.base_url, **fault})
+    _kill_worker_while_submitting(sim, {"route": "placeOrder", **fault})
     time.sleep(1.0)
     _retry_abandoned(redis_url)
     orders = sorted(_orders(), key=lambda o: o.id)
