@@ -287,10 +287,22 @@ def find_by_client_id(session: Session, user_id: int, client_id: str) -> Account
 
 def credentials(session: Session, user_id: int, account_id: int) -> Credentials:
     """Decrypt an account's secrets for the broker layer. Never pass these to the UI."""
+    return _decrypted(_owned(session, user_id, account_id))
+
+
+def credentials_and_declared_ip(session: Session, user_id: int,
+                                account_id: int) -> tuple[Credentials, str | None]:
+    """`credentials` and the account's declared egress IP from one read: the order path needs
+    both, and each read is a database round trip before the order goes out."""
     row = _owned(session, user_id, account_id)
+    return _decrypted(row), row.egress_ip
+
+
+def _decrypted(row: BrokerAccount) -> Credentials:
+    assert row.id is not None
     box = default_box()
     return Credentials(
-        account_id=account_id,
+        account_id=row.id,
         client_id=row.client_id,
         base_url=row.base_url,
         egress_proxy=row.egress_proxy,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import pytest
 from sqlalchemy import event
 from sqlmodel import select
 
@@ -72,3 +73,18 @@ def test_paper_jobs_stay_within_their_statement_budget(world: dict) -> None:
     assert exit_cost["statements"] <= MAX_EXIT, exit_cost
     # One pooled connection per job: each checkout costs a pre-ping round trip on PostgreSQL.
     assert all(c["checkouts"] == 1 for c in (entry_cost, ignored_cost, exit_cost))
+
+
+def test_a_live_broker_costs_one_read_of_its_account(world: dict) -> None:
+    """Before the order goes out: the account's credentials and its declared IP in one read
+    (they were two), and still only the owner's account."""
+    from ats_app.engine.broker.factory import broker_for
+    from ats_app.engine.errors import NotFound
+    from ats_app.engine.queueing import connection
+
+    with session_scope() as s, _counting() as seen:
+        broker = broker_for(s, world["user"], world["account"], paper=False, redis=connection())
+    assert not broker.is_paper and seen["statements"] == 1, seen
+    stranger = world["user"] + 1
+    with session_scope() as s, pytest.raises(NotFound):
+        broker_for(s, stranger, world["account"], paper=False, redis=connection())

@@ -89,11 +89,11 @@ REUSED_BROKERS = 32
 
 def _account_broker(session: Session, user_id: int, account_id: int, r: redis.Redis, *,
                     reuse: bool = False) -> AngelBroker:
-    creds = accounts.credentials(session, user_id, account_id)  # NotFound for others' accounts
-    view = accounts.get_account(session, user_id, account_id)
+    # NotFound for others' accounts
+    creds, declared_ip = accounts.credentials_and_declared_ip(session, user_id, account_id)
     if not reuse:
-        return angel_broker(creds, r, declared_ip=view.egress_ip)
-    return _reused_broker(creds, r, view.egress_ip)
+        return angel_broker(creds, r, declared_ip=declared_ip)
+    return _reused_broker(creds, r, declared_ip)
 
 
 def _reused_broker(creds: Credentials, r: redis.Redis, declared_ip: str | None, *,
