@@ -39,8 +39,10 @@ def test_latency_http500_empty_invalid_token_rate_limit(sim: Sim) -> None:
 
 
 def test_timeout_fault_times_out_the_sdk(sim: Sim) -> None:
-    sc = sim.client(timeout=0.3)
-    _fault(sim, route="getRMS", kind="timeout", ms=3000)
+    # The read timeout applies to every call (login too): 1 s is ample for a prompt answer,
+    # and the 5 s hold is far beyond it, so only the faulted call can time out.
+    sc = sim.client(timeout=1.0)
+    _fault(sim, route="getRMS", kind="timeout", ms=5000)
     with pytest.raises(requests.exceptions.ReadTimeout):
         sc.rmsLimit()
     assert sim.control("GET", "/sim/faults")["faults"][0]["kind"] == "timeout"

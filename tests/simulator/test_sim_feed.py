@@ -58,7 +58,10 @@ def test_unsubscribe_stops_ticks(sim: Sim) -> None:
         feed.ws.subscribe("corr000004", 1, [{"exchangeType": 1, "tokens": [SBIN, INFY]}])
         assert wait_for(lambda: feed.tokens() == {SBIN, INFY})
         feed.ws.unsubscribe("corr000005", 1, [{"exchangeType": 1, "tokens": [SBIN]}])
-        time.sleep(0.2)  # let ticks already in flight arrive
+        # Each round sends the tokens in subscription order (SBIN, INFY), so two INFY ticks
+        # in a row prove a round without SBIN: the unsubscribe took effect.
+        assert wait_for(lambda: [t["token"] for t in feed.ticks[-2:]] == [INFY, INFY],
+                        timeout=15)
         mark = len(feed.ticks)
         assert wait_for(lambda: len(feed.ticks) > mark + 3)
         assert feed.tokens(mark) == {INFY}
@@ -71,9 +74,12 @@ def test_price_path_is_replayed_in_order(sim: Sim) -> None:
     feed = sim.feed(sc).start()
     try:
         feed.ws.subscribe("corr000006", 1, [{"exchangeType": 1, "tokens": [SBIN]}])
+        assert wait_for(lambda: feed.ticks, timeout=15)  # subscribed before the path starts
+        # 1 s per price: about ten ticks each at the 100 ms feed cadence, so none is missed.
         sim.control("POST", "/sim/price", {"token": SBIN, "path": [101, 102, 99.9],
-                                           "interval_ms": 200})
-        assert wait_for(lambda: feed.ticks and feed.ticks[-1]["last_traded_price"] == 9990)
+                                           "interval_ms": 1000})
+        assert wait_for(lambda: feed.ticks and feed.ticks[-1]["last_traded_price"] == 9990,
+                        timeout=15)
         seen = [t["last_traded_price"] for t in feed.ticks]
         firsts = [seen.index(p) for p in (10100, 10200, 9990)]
         assert firsts == sorted(firsts)
