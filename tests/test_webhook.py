@@ -16,7 +16,7 @@ from sqlmodel import select
 from starlette.testclient import TestClient
 
 from ats_app.api import build_api
-from ats_app.engine import bot, strategies, users, webhooks
+from ats_app.engine import alerts, bot, strategies, users, webhooks
 from ats_app.engine.config import reset_settings_cache
 from ats_app.engine.db import session_scope
 from ats_app.engine.models import Alert, AuditEvent
@@ -65,8 +65,6 @@ def _alert(link: dict, **fields: object) -> dict:
 def one_rate_window(monkeypatch: pytest.MonkeyPatch) -> None:
     """The limit counts per clock minute: a test that straddled a minute's end would see its
     count restart. Pinned to one window (the counting itself is the real code)."""
-    from ats_app.engine import alerts
-
     monkeypatch.setattr(alerts, "_rate_key", lambda link_id: f"ats:rl:webhook:{link_id}:test")
 
 
@@ -105,7 +103,6 @@ def test_an_accepted_alert_is_answered_before_its_job_is_enqueued(
     """The route answers once the alert's row is committed: the job's enqueue (a Redis round
     trip) finishes after the answer is on its way, and is not dropped."""
     from ats_app import api
-    from ats_app.engine import alerts
 
     answered = threading.Event()
     order: list[str] = []
@@ -136,7 +133,6 @@ def test_a_failure_after_the_answer_is_logged_and_recovery_enqueues_the_alert(
     """The 202 already went out when the enqueue breaks (not a Redis error: a bug): the error
     is logged, not dropped with the task, and the committed alert is recovered."""
     from ats_app import api
-    from ats_app.engine import alerts
 
     def broken(alert_id: int, conn: redis.Redis, **kw: object) -> None:
         raise RuntimeError("enqueue broke")
@@ -217,8 +213,9 @@ def test_oversized_body_is_413(client: TestClient, link: dict) -> None:
     assert resp.status_code == 413 and _alerts() == []
 
 
+@pytest.mark.usefixtures("one_rate_window")
 def test_rate_limit_per_link_is_429(
-    client: TestClient, link: dict, monkeypatch: pytest.MonkeyPatch, one_rate_window: None
+    client: TestClient, link: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("WEBHOOK_RATE_PER_MIN", "3")
     reset_settings_cache()
@@ -256,7 +253,7 @@ def test_refusals_are_recorded_after_the_ack_gives_its_connection_back(
 ) -> None:
     # Recording a refusal takes a connection of its own. Taken while the ack still held its
     # session's, a burst of 16 duplicates held all 15 of the pool's and waited 30 s for more.
-    from ats_app.engine import alerts, audit, notify
+    from ats_app.engine import audit, notify
     from ats_app.engine.db import get_engine
 
     held: list[int] = []
@@ -472,7 +469,7 @@ def test_a_lost_invalidation_expires_within_the_cache_age(
 ) -> None:
     import time
 
-    from ats_app.engine import alerts, link_cache
+    from ats_app.engine import link_cache
 
     def unreachable(_conn: object) -> None:
         raise redis.ConnectionError("Redis unreachable just then")
@@ -490,8 +487,9 @@ def test_a_lost_invalidation_expires_within_the_cache_age(
     assert resp.json()["status"] == "ignored" and resp.json()["reason"] == "bot_stopped"
 
 
+@pytest.mark.usefixtures("one_rate_window")
 def test_the_rate_limit_holds_for_alerts_arriving_together(
-    client: TestClient, link: dict, monkeypatch: pytest.MonkeyPatch, one_rate_window: None
+    client: TestClient, link: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("WEBHOOK_RATE_PER_MIN", "3")
     reset_settings_cache()
@@ -503,8 +501,9 @@ def test_the_rate_limit_holds_for_alerts_arriving_together(
     assert len(_alerts()) == 3
 
 
+@pytest.mark.usefixtures("one_rate_window")
 def test_requests_that_are_not_the_owners_do_not_use_up_the_limit(
-    client: TestClient, link: dict, monkeypatch: pytest.MonkeyPatch, one_rate_window: None
+    client: TestClient, link: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("WEBHOOK_RATE_PER_MIN", "2")
     reset_settings_cache()

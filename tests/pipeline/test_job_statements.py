@@ -11,8 +11,11 @@ from sqlalchemy import event
 from sqlmodel import select
 
 from ats_app.engine import db, pipeline
+from ats_app.engine.broker.factory import broker_for
 from ats_app.engine.db import session_scope
+from ats_app.engine.errors import NotFound
 from ats_app.engine.models import Alert, Position
+from ats_app.engine.queueing import connection
 from tests.pipeline.test_pipeline import _post
 
 # Measured at 16 / 10 / 10 statements on SQLite (15 / 10 / 9 on PostgreSQL); before the
@@ -78,10 +81,6 @@ def test_paper_jobs_stay_within_their_statement_budget(world: dict) -> None:
 def test_a_live_broker_costs_one_read_of_its_account(world: dict) -> None:
     """Before the order goes out: the account's credentials and its declared IP in one read
     (they were two), and still only the owner's account."""
-    from ats_app.engine.broker.factory import broker_for
-    from ats_app.engine.errors import NotFound
-    from ats_app.engine.queueing import connection
-
     with session_scope() as s, _counting() as seen:
         broker = broker_for(s, world["user"], world["account"], paper=False, redis=connection())
     assert not broker.is_paper and seen["statements"] == 1, seen
