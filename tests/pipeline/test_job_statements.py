@@ -14,7 +14,7 @@ from ats_app.engine import db, pipeline
 from ats_app.engine.broker.factory import broker_for
 from ats_app.engine.db import session_scope
 from ats_app.engine.errors import NotFound
-from ats_app.engine.models import Alert, Position
+from ats_app.engine.models import Alert, BrokerAccount, Position
 from ats_app.engine.queueing import connection
 from tests.pipeline.test_pipeline import _post
 
@@ -81,9 +81,13 @@ def test_paper_jobs_stay_within_their_statement_budget(world: dict) -> None:
 def test_a_live_broker_costs_one_read_of_its_account(world: dict) -> None:
     """Before the order goes out: the account's credentials and its declared IP in one read
     (they were two), and still only the owner's account."""
+    with session_scope() as s:
+        s.get(BrokerAccount, world["account"]).egress_ip = "203.0.113.7"  # type: ignore[union-attr]
     with session_scope() as s, _counting() as seen:
         broker = broker_for(s, world["user"], world["account"], paper=False, redis=connection())
     assert not broker.is_paper and seen["statements"] == 1, seen
+    # No echo service and no source address here: the declared IP is what it reports.
+    assert broker.egress_ip() == "203.0.113.7"  # type: ignore[attr-defined]
     stranger = world["user"] + 1
     with session_scope() as s, pytest.raises(NotFound):
         broker_for(s, stranger, world["account"], paper=False, redis=connection())
