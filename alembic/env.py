@@ -1,13 +1,13 @@
-"""Alembic environment: migrates DATABASE_URL (or the URL set by ats_app.engine.db)."""
+"""Alembic environment: migrates DATABASE_URL (or the URL set by ats_app.engine.store.db)."""
 
 from __future__ import annotations
 
 from sqlmodel import SQLModel
 
-import ats_app.engine.models  # noqa: F401 - registers the tables on SQLModel.metadata
+import ats_app.engine.store.models  # noqa: F401 - registers the tables on SQLModel.metadata
 from alembic import context
-from ats_app.engine.config import settings
-from ats_app.engine.db import get_engine, normalize_url
+from ats_app.engine.core.config import settings
+from ats_app.engine.store.db import get_engine, normalize_url
 
 config = context.config
 target_metadata = SQLModel.metadata

@@ -10,8 +10,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ats_app.engine import alerts, health
-from ats_app.engine.config import settings
+from ats_app.engine.core.config import settings
+from ats_app.engine.intake import alerts
+from ats_app.engine.services import health
 
 log = logging.getLogger("ats.api")
 
@@ -81,8 +82,9 @@ async def download(request: Request) -> Response:
     """Stream an export made for a one-time token (see engine.downloads)."""
     from datetime import date
 
-    from ats_app.engine import downloads, orders
-    from ats_app.engine.queueing import connection
+    from ats_app.engine.execution import order_history as orders
+    from ats_app.engine.store import downloads
+    from ats_app.engine.store.queueing import connection
 
     job = await asyncio.to_thread(downloads.redeem, connection(), request.path_params["token"])
     if job is None or job["kind"] != "orders":

@@ -21,9 +21,11 @@ from ats_app.cli_instruments import add_instruments_commands
 from ats_app.cli_monitor import add_monitor_commands
 from ats_app.cli_notify import add_notify_commands
 from ats_app.cli_risk import add_risk_commands
-from ats_app.engine import accounts, bot, orders, strategies, users, webhooks
-from ats_app.engine.config import ConfigError, settings
-from ats_app.engine.errors import AtsError
+from ats_app.engine.core.config import ConfigError, settings
+from ats_app.engine.core.errors import AtsError
+from ats_app.engine.execution import order_history as orders
+from ats_app.engine.risk import bot
+from ats_app.engine.tenants import accounts, strategies, users, webhooks
 
 SECRET_FLAGS = ("password", "api_key", "pin", "totp_secret")
 
@@ -46,7 +48,7 @@ def _read_stdin_secrets(args: argparse.Namespace) -> None:
 
 def _with_session(fn: Callable[[Session, argparse.Namespace], dict[str, Any]]):
     def run(args: argparse.Namespace) -> dict[str, Any]:
-        from ats_app.engine.db import session_scope
+        from ats_app.engine.store.db import session_scope
 
         with session_scope() as session:
             return fn(session, args)
@@ -55,7 +57,7 @@ def _with_session(fn: Callable[[Session, argparse.Namespace], dict[str, Any]]):
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> dict[str, Any]:
-    from ats_app.engine.db import upgrade
+    from ats_app.engine.store.db import upgrade
 
     upgrade()
     return {"status": "ok", "database": _redacted_url(settings().database_url)}
@@ -69,7 +71,7 @@ def _redacted_url(url: str) -> str:
 
 @_with_session
 def cmd_user_create(session: Session, args: argparse.Namespace) -> dict[str, Any]:
-    from ats_app.engine.bootstrap import account_from_env
+    from ats_app.engine.tenants.bootstrap import account_from_env
 
     user = users.create_user(session, args.username, args.password, args.first, args.last)
     result = asdict(user)
@@ -171,21 +173,21 @@ def cmd_orders_export(session: Session, args: argparse.Namespace) -> dict[str, A
 
 
 def cmd_keygen(args: argparse.Namespace) -> dict[str, Any]:
-    from ats_app.engine.secrets_box import generate_key
+    from ats_app.engine.tenants.secrets_box import generate_key
 
     return {"ATS_SECRET_KEY": generate_key()}
 
 
 def cmd_worker(args: argparse.Namespace) -> dict[str, Any]:
-    from ats_app.engine.worker import run_worker
+    from ats_app.engine.services.worker import run_worker
 
     run_worker(burst=args.burst, queue_names=args.queues.split(",") if args.queues else None)
     return {}
 
 
 def cmd_monitor(args: argparse.Namespace) -> dict[str, Any]:
-    from ats_app.engine.monitor import run_monitor
-    from ats_app.engine.processes import freeze_startup_heap
+    from ats_app.engine.services.monitor import run_monitor
+    from ats_app.engine.services.processes import freeze_startup_heap
 
     freeze_startup_heap()
     run_monitor()
@@ -307,7 +309,7 @@ def _print_human(result: dict[str, Any]) -> None:
 
 def _audit_refusal(args: argparse.Namespace, exc: AtsError) -> None:
     """Refused input is audited too (in its own transaction; the command's rolled back)."""
-    from ats_app.engine.audit import record_now
+    from ats_app.engine.store.audit import record_now
 
     with contextlib.suppress(Exception):
         record_now(
@@ -322,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["sim"]:
         # The simulator owns its flags (--port, --account, ...); hand them over untouched.
-        from ats_app.engine.simulator.server import main as sim_main
+        from ats_app.simulator.server import main as sim_main
 
         return sim_main(argv[1:])
     parser = build_parser()

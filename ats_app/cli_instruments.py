@@ -16,8 +16,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ats_app.engine.errors import ValidationError
-from ats_app.engine.instruments import (
+from ats_app.engine.core.errors import ValidationError
+from ats_app.engine.market.instruments import (
     IST,
     Instrument,
     InstrumentIndex,
@@ -67,7 +67,7 @@ def instrument_view(inst: Instrument) -> dict[str, Any]:
 
 
 def _index(args: argparse.Namespace) -> InstrumentIndex:
-    from ats_app.engine.scrip_master import load_index
+    from ats_app.engine.market.scrip_master import load_index
 
     if args.master:
         return load_index(master=Path(args.master))

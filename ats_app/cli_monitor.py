@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from ats_app.engine import users
+from ats_app.engine.tenants import users
 
 __all__ = ["add_monitor_commands", "cmd_feed", "cmd_positions_list"]
 
@@ -32,9 +32,9 @@ def _latest_prices(session: Session, user_id: int) -> dict[str, Decimal]:
     import redis
     from sqlmodel import col, select
 
-    from ats_app.engine.models import Position
-    from ats_app.engine.prices import read_tick
-    from ats_app.engine.redis_conn import connect
+    from ats_app.engine.broker.prices import read_tick
+    from ats_app.engine.store.models import Position
+    from ats_app.engine.store.redis_conn import connect
 
     rows = session.exec(
         select(Position.exchange, Position.symbol_token)
@@ -54,8 +54,8 @@ def _latest_prices(session: Session, user_id: int) -> dict[str, Decimal]:
 
 
 def cmd_positions_list(args: argparse.Namespace) -> dict[str, Any]:
-    from ats_app.engine.db import session_scope
-    from ats_app.engine.positions import list_positions
+    from ats_app.engine.execution.positions import list_positions
+    from ats_app.engine.store.db import session_scope
 
     with session_scope() as s:
         uid = users.resolve(s, args.user)
@@ -76,8 +76,8 @@ def cmd_positions_list(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_feed(args: argparse.Namespace) -> dict[str, Any]:
-    from ats_app.engine.feed import run_feed
-    from ats_app.engine.processes import freeze_startup_heap
+    from ats_app.engine.services.feed import run_feed
+    from ats_app.engine.services.processes import freeze_startup_heap
 
     freeze_startup_heap()
     run_feed()
@@ -85,8 +85,8 @@ def cmd_feed(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_order_updates(args: argparse.Namespace) -> dict[str, Any]:
-    from ats_app.engine.order_update_stream import run_order_updates
-    from ats_app.engine.processes import freeze_startup_heap
+    from ats_app.engine.services.order_update_stream import run_order_updates
+    from ats_app.engine.services.processes import freeze_startup_heap
 
     freeze_startup_heap()
     run_order_updates()

@@ -19,15 +19,16 @@ from typing import Any
 
 from sqlmodel import Session
 
-from ats_app.engine import notify_targets, users
-from ats_app.engine.errors import ValidationError
+from ats_app.engine.core.errors import ValidationError
+from ats_app.engine.notify import targets as notify_targets
+from ats_app.engine.tenants import users
 
 __all__ = ["add_notify_commands"]
 
 
 def _session_cmd(fn: Any) -> Any:
     def run(args: argparse.Namespace) -> dict[str, Any]:
-        from ats_app.engine.db import session_scope
+        from ats_app.engine.store.db import session_scope
 
         with session_scope() as session:
             return fn(session, users.resolve(session, args.user), args)

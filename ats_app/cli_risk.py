@@ -15,30 +15,31 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ats_app.engine.errors import ValidationError
+from ats_app.engine.core.errors import ValidationError
 
 __all__ = ["add_risk_commands"]
 
 
 def _user_id(ref: str) -> int:
-    from ats_app.engine import users
-    from ats_app.engine.db import session_scope
+    from ats_app.engine.store.db import session_scope
+    from ats_app.engine.tenants import users
 
     with session_scope() as s:
         return users.resolve(s, ref)
 
 
 def _view(user_id: int) -> dict[str, Any]:
-    from ats_app.engine import market_hours, risk_gate
-    from ats_app.engine.db import session_scope
+    from ats_app.engine.market import hours
+    from ats_app.engine.risk import gate
+    from ats_app.engine.store.db import session_scope
 
-    at = market_hours.now()
+    at = hours.now()
     with session_scope() as s:
-        limits, state = risk_gate.read_gate(s, user_id, at, unrealized=True)
-    is_open, why = market_hours.is_open(at, None, state.market_mode)
+        limits, state = gate.read_gate(s, user_id, at, unrealized=True)
+    is_open, why = hours.is_open(at, None, state.market_mode)
     return {
         "user_id": user_id,
-        **risk_gate.limits_view(limits),
+        **gate.limits_view(limits),
         "halted": state.halted,
         "open_positions": state.open_positions,
         "orders_today": state.orders_today,
@@ -57,8 +58,8 @@ def _limit_arg(text: str) -> int | None:
 
 
 def cmd_risk_set(args: argparse.Namespace) -> dict[str, Any]:
-    from ats_app.engine import risk_gate
-    from ats_app.engine.db import session_scope
+    from ats_app.engine.risk import gate
+    from ats_app.engine.store.db import session_scope
 
     changes: dict[str, Any] = {}
     for name in ("max_open_positions", "max_lots_per_order", "max_orders_per_day"):
@@ -81,7 +82,7 @@ def cmd_risk_set(args: argparse.Namespace) -> dict[str, Any]:
         raise ValidationError("nothing to set: give at least one limit flag")
     uid = _user_id(args.user)
     with session_scope() as s:
-        risk_gate.set_limits(s, uid, **changes)
+        gate.set_limits(s, uid, **changes)
     if "square_off_at" in changes:
         _reschedule()
     return _view(uid)
@@ -94,14 +95,14 @@ def _reschedule() -> None:
 
     import redis
 
-    from ats_app.engine import schedules
+    from ats_app.engine.risk import schedules
 
     with contextlib.suppress(redis.RedisError, RuntimeError):
         schedules.ensure_scheduled()
 
 
 def cmd_kill(args: argparse.Namespace) -> dict[str, Any]:
-    from ats_app.engine import halt
+    from ats_app.engine.execution import halt
 
     if not args.yes:
         raise ValidationError(
@@ -114,7 +115,7 @@ def cmd_kill(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_schedules_ensure(args: argparse.Namespace) -> dict[str, Any]:
-    from ats_app.engine import schedules
+    from ats_app.engine.risk import schedules
 
     return {"scheduled": schedules.ensure_scheduled()}
 

@@ -7,11 +7,11 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from ats_app.engine import db
-from ats_app.engine.bootstrap import account_from_env
-from ats_app.engine.config import settings
-from ats_app.engine.processes import freeze_startup_heap
-from ats_app.engine.supervisor import Supervisor
+from ats_app.engine.core.config import settings
+from ats_app.engine.services.processes import freeze_startup_heap
+from ats_app.engine.services.supervisor import Supervisor
+from ats_app.engine.store import db
+from ats_app.engine.tenants.bootstrap import account_from_env
 
 log = logging.getLogger("ats.lifespan")
 
@@ -34,7 +34,7 @@ def _startup() -> Supervisor | None:
 
 def _recover_alerts() -> None:
     """Alerts accepted before a crash or a Redis restart get their jobs back."""
-    from ats_app.engine.recovery import requeue_lost_alerts
+    from ats_app.engine.execution.recovery import requeue_lost_alerts
 
     try:
         requeue_lost_alerts()

@@ -166,7 +166,7 @@ def _stats(lat: list[float], missed: int) -> dict[str, Any]:
 
 def _sim_options(sim: str, count: int, skip: str) -> list[dict[str, Any]]:
     """`count` option tokens of the simulator's master, with their current price."""
-    from ats_app.engine.scrip_master import SCRIP_MASTER_PATH
+    from ats_app.engine.market.scrip_master import SCRIP_MASTER_PATH
 
     rows = httpx.get(f"{sim}{SCRIP_MASTER_PATH}", timeout=60).json()
     options = [r for r in rows if r["exch_seg"] == "NFO" and r["instrumenttype"] == "OPTIDX"
@@ -189,7 +189,7 @@ def _publish(app: ReflexProcess, events: list[dict[str, Any]]) -> None:
     """Tell the monitor and feed, as ats_app/engine/positions.py `_publish` does."""
     import redis
 
-    from ats_app.engine.positions import POSITIONS_CHANNEL
+    from ats_app.engine.execution.positions import POSITIONS_CHANNEL
 
     conn = redis.Redis.from_url(_redis_url(app))
     pipe = conn.pipeline(transaction=False)
@@ -202,8 +202,8 @@ def _publish(app: ReflexProcess, events: list[dict[str, Any]]) -> None:
 def _load_positions(app: ReflexProcess, uid: int, n: int, instruments: int,
                     skip: str) -> tuple[list[int], int]:
     """Insert `n` open paper positions of user `uid` on `instruments` simulator options."""
-    from ats_app.engine.db import session_scope
-    from ats_app.engine.models import Position
+    from ats_app.engine.store.db import session_scope
+    from ats_app.engine.store.models import Position
 
     opts = _sim_options(f"http://127.0.0.1:{app.simulator_port}", instruments, skip)
     rows = []
@@ -231,8 +231,8 @@ def _close_positions(app: ReflexProcess, uid: int, ids: list[int]) -> None:
     from sqlalchemy import update
     from sqlmodel import col
 
-    from ats_app.engine.db import session_scope
-    from ats_app.engine.models import Position
+    from ats_app.engine.store.db import session_scope
+    from ats_app.engine.store.models import Position
 
     with session_scope(_db_url(app)) as s:
         s.exec(update(Position).where(col(Position.id).in_(ids))  # type: ignore[call-overload]
@@ -271,7 +271,7 @@ def _redis_url(app: ReflexProcess) -> str:
 def _monitor_beat(app: ReflexProcess) -> dict[str, Any]:
     import redis
 
-    from ats_app.engine.redis_conn import MONITOR_HEARTBEAT_KEY
+    from ats_app.engine.store.redis_conn import MONITOR_HEARTBEAT_KEY
 
     conn = redis.Redis.from_url(_redis_url(app))
     try:

@@ -73,7 +73,7 @@ def _wait_sim(base: str, proc: subprocess.Popen[bytes]) -> None:
 
 
 def _options(sim: str, count: int) -> list[dict[str, Any]]:
-    from ats_app.engine.scrip_master import SCRIP_MASTER_PATH
+    from ats_app.engine.market.scrip_master import SCRIP_MASTER_PATH
 
     rows = httpx.get(f"{sim}{SCRIP_MASTER_PATH}", timeout=60).json()
     options = [r for r in rows if r["exch_seg"] == "NFO" and r["instrumenttype"] == "OPTIDX"]
@@ -93,8 +93,8 @@ def _set_positions(opts: list[dict[str, Any]], per: int, uid: int) -> None:
     from sqlalchemy import update
     from sqlmodel import col
 
-    from ats_app.engine.db import session_scope
-    from ats_app.engine.models import Position
+    from ats_app.engine.store.db import session_scope
+    from ats_app.engine.store.models import Position
 
     with session_scope() as s:
         s.exec(update(Position).where(col(Position.status) == "OPEN")  # type: ignore[call-overload]
@@ -127,7 +127,7 @@ def _cpu(procs: dict[str, psutil.Process], seconds: float, r: Any) -> tuple[floa
 
 def _latency(r: Any, sim: str, opt: dict[str, Any],
              samples: int) -> tuple[list[float], list[float], int]:
-    from ats_app.engine.tickbus import decode_tick, tick_channel
+    from ats_app.engine.market.tickbus import decode_tick, tick_channel
 
     ps = r.pubsub(ignore_subscribe_messages=True)
     ps.subscribe(tick_channel("NFO", opt["token"]))
@@ -163,8 +163,8 @@ def _exits(r: Any, sim: str, opts: list[dict[str, Any]], n: int) -> dict[str, An
 
     from rq.job import Job
 
-    from ats_app.engine.redis_conn import EXITS_QUEUE
-    from ats_app.engine.tickbus import decode_tick, tick_channel
+    from ats_app.engine.market.tickbus import decode_tick, tick_channel
+    from ats_app.engine.store.redis_conn import EXITS_QUEUE
 
     queue = f"rq:queue:{EXITS_QUEUE}"
     landed: list[tuple[float, bytes]] = []  # (when BLPOP here got it, the job id)
@@ -236,9 +236,11 @@ def run(instruments: list[int], per: int, seconds: float, samples: int,
     import redis
     from cryptography.fernet import Fernet
 
-    from ats_app.engine import db, embedded_redis, users
-    from ats_app.engine.config import reset_settings_cache
-    from ats_app.engine.positions import POSITIONS_CHANNEL
+    from ats_app.engine.core.config import reset_settings_cache
+    from ats_app.engine.execution.positions import POSITIONS_CHANNEL
+    from ats_app.engine.services import embedded_redis
+    from ats_app.engine.store import db
+    from ats_app.engine.tenants import users
 
     tmp = Path(tempfile.mkdtemp(prefix="ats-feed-bench-"))
     port = _free_port()
@@ -251,7 +253,7 @@ def run(instruments: list[int], per: int, seconds: float, samples: int,
     _URL[:] = [url]
     child_env = {**os.environ, "PYTHONPATH": str(ROOT)}
     sim_proc = subprocess.Popen(
-        [sys.executable, "-m", "ats_app.engine.simulator", "--port", str(port),
+        [sys.executable, "-m", "ats_app.simulator", "--port", str(port),
          "--feed-interval-ms", str(interval_ms)], cwd=tmp, env=child_env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     feed_proc: subprocess.Popen[bytes] | None = None

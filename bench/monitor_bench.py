@@ -44,7 +44,7 @@ def _publisher(url: str, seconds: float, rate: float) -> None:
     """Child process: publish random in-range ticks (rate 0: as fast as possible)."""
     import redis
 
-    from ats_app.engine.tickbus import encode_tick, tick_channel
+    from ats_app.engine.market.tickbus import encode_tick, tick_channel
 
     r = redis.Redis.from_url(url)
     rng = random.Random(5)
@@ -69,7 +69,7 @@ def _publisher(url: str, seconds: float, rate: float) -> None:
 def _setup(tmp: Path) -> str:
     from cryptography.fernet import Fernet
 
-    from ats_app.engine import embedded_redis
+    from ats_app.engine.services import embedded_redis
 
     os.environ.update({"ATS_ENV": "dev", "ATS_DATA_DIR": str(tmp / "data"),
                        "ATS_SECRET_KEY": Fernet.generate_key().decode(),
@@ -78,9 +78,10 @@ def _setup(tmp: Path) -> str:
     proc, url = embedded_redis.start(tmp / "data")
     os.environ["REDIS_URL"] = url
     _REDIS.append(proc)
-    from ats_app.engine import db, users
-    from ats_app.engine.config import reset_settings_cache
-    from ats_app.engine.models import Position
+    from ats_app.engine.core.config import reset_settings_cache
+    from ats_app.engine.store import db
+    from ats_app.engine.store.models import Position
+    from ats_app.engine.tenants import users
 
     reset_settings_cache()
     db.upgrade()
@@ -99,8 +100,8 @@ _REDIS: list[subprocess.Popen[Any]] = []
 
 
 def _engine(seconds: float) -> float:
-    from ats_app.engine.feed_sources import SourceResolver
-    from ats_app.engine.monitor import Monitor
+    from ats_app.engine.market.feed_sources import SourceResolver
+    from ats_app.engine.services.monitor import Monitor
 
     m = Monitor()
     m._load(SourceResolver(), set())
@@ -129,8 +130,8 @@ def _spawn_publisher(url: str, seconds: float, rate: float) -> subprocess.Popen[
 def _live(seconds: float, n_exits: int) -> dict[str, Any]:
     import redis
 
-    from ats_app.engine.monitor import Monitor
-    from ats_app.engine.tickbus import encode_tick, tick_channel
+    from ats_app.engine.market.tickbus import encode_tick, tick_channel
+    from ats_app.engine.services.monitor import Monitor
 
     url = os.environ["REDIS_URL"]
     m = Monitor()

@@ -61,7 +61,7 @@ def run(seconds: float, mode: int, n_tokens: int) -> dict[str, Any]:
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ats_app.engine.simulator", "--port", str(port),
+        [sys.executable, "-m", "ats_app.simulator", "--port", str(port),
          "--account", f"{CLIENT}:{PIN}:{SECRET}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

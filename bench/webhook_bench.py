@@ -57,7 +57,7 @@ def _setup(env: dict[str, str], sim_url: str, links_per_path: int) -> dict[str, 
     user = "bench"
     _cli(env, "user", "create", "--username", user, "--password", "benchpassword",
          "--first", "B", "--last", "Ench")
-    from ats_app.engine.simulator.config import demo_account
+    from ats_app.simulator.config import demo_account
 
     demo = demo_account()
     acc = _cli(env, "account", "add", "--user", user, "--label", "sim", "--client-id",
@@ -92,9 +92,9 @@ def _order_latencies(link_id: int, since: Any, redis_url: str) -> dict[str, list
     from rq.job import Job
     from sqlmodel import select
 
-    from ats_app.engine.db import session_scope
-    from ats_app.engine.models import Alert, AuditEvent, Order
-    from ats_app.engine.queueing import alert_job_id
+    from ats_app.engine.store.db import session_scope
+    from ats_app.engine.store.models import Alert, AuditEvent, Order
+    from ats_app.engine.store.queueing import alert_job_id
 
     rds = redis.Redis.from_url(redis_url)
     to_broker, to_fill, to_job_start, to_enqueued = [], [], [], []
@@ -144,7 +144,7 @@ def _alert_to_order(backend: str, links: list[dict[str, Any]], rounds: int,
     exits, `rounds` times after one unmeasured warm-up round (it spreads each link's first
     contract, quote and session over the workers); latencies from each entry's arrival, out of
     the audit log."""
-    from ats_app.engine.models import utcnow
+    from ats_app.engine.store.models import utcnow
 
     measured_since = utcnow()
     for r in range(-1, rounds):
@@ -180,8 +180,8 @@ def _wait_positions(links: list[dict[str, Any]], *, opened: bool, since: Any = N
     of them has a position open or exiting."""
     from sqlmodel import func, select
 
-    from ats_app.engine.db import session_scope
-    from ats_app.engine.models import Position
+    from ats_app.engine.store.db import session_scope
+    from ats_app.engine.store.models import Position
 
     ids = [lk["id"] for lk in links]
     deadline = time.monotonic() + timeout
@@ -205,8 +205,8 @@ def _warm_live(backend: str, link: dict[str, Any], env: dict[str, str]) -> None:
     measuring (in production the 08:45 pre-open login does this before the market opens)."""
     import redis
 
-    from ats_app.engine.models import utcnow
-    from ats_app.engine.order_updates import up_key
+    from ats_app.engine.execution.order_updates import up_key
+    from ats_app.engine.store.models import utcnow
 
     account_id = int(link["accounts"][0]["account_id"])
     since = utcnow()
@@ -255,7 +255,7 @@ def _floor_direct(sim_url: str, n: int = 200) -> dict[str, float]:
 def _use_server_database(env: dict[str, str]) -> None:
     """Read the benchmarked server's database from this process (results come from it)."""
     os.environ.update({k: env[k] for k in ("DATABASE_URL", "ATS_DATA_DIR", "ATS_SECRET_KEY")})
-    from ats_app.engine.config import reset_settings_cache
+    from ats_app.engine.core.config import reset_settings_cache
 
     reset_settings_cache()
 
@@ -263,8 +263,8 @@ def _use_server_database(env: dict[str, str]) -> None:
 def _wait_done(env: dict[str, str], expected: int, timeout: float = 180) -> None:
     from sqlmodel import func, select
 
-    from ats_app.engine.db import session_scope
-    from ats_app.engine.models import Alert
+    from ats_app.engine.store.db import session_scope
+    from ats_app.engine.store.models import Alert
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -395,7 +395,7 @@ def _run(args: argparse.Namespace, database_url: str, tmp: Path) -> dict[str, An
         for w in workers:
             w.wait(10)
         server.stop()
-        from ats_app.engine.db import dispose_engines
+        from ats_app.engine.store.db import dispose_engines
 
         dispose_engines()  # this process read the server's database: let it be dropped
 

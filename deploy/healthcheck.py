@@ -41,7 +41,7 @@ def backend() -> str | None:
 def worker() -> str | None:
     from rq import Worker
 
-    from ats_app.engine.redis_conn import connect
+    from ats_app.engine.store.redis_conn import connect
 
     conn = connect(socket_timeout=3, socket_connect_timeout=3)
     host = socket.gethostname()
@@ -50,7 +50,7 @@ def worker() -> str | None:
 
 
 def monitor() -> str | None:
-    from ats_app.engine.redis_conn import MONITOR_HEARTBEAT_KEY, connect
+    from ats_app.engine.store.redis_conn import MONITOR_HEARTBEAT_KEY, connect
 
     beat = connect(socket_timeout=3, socket_connect_timeout=3).get(MONITOR_HEARTBEAT_KEY)
     if not beat:
@@ -60,8 +60,8 @@ def monitor() -> str | None:
 
 
 def order_updates() -> str | None:
-    from ats_app.engine.order_update_stream import STATUS_KEY
-    from ats_app.engine.redis_conn import connect
+    from ats_app.engine.services.order_update_stream import STATUS_KEY
+    from ats_app.engine.store.redis_conn import connect
 
     status = connect(socket_timeout=3, socket_connect_timeout=3).get(STATUS_KEY)
     if not status:
@@ -73,7 +73,7 @@ def order_updates() -> str | None:
 def database() -> str | None:
     import sqlalchemy as sa
 
-    from ats_app.engine.db import get_engine
+    from ats_app.engine.store.db import get_engine
 
     with get_engine().connect() as c:
         c.execute(sa.text("SELECT 1"))

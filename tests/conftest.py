@@ -20,7 +20,9 @@ import pytest
 import redis
 from cryptography.fernet import Fernet
 
-from ats_app.engine import config, db, secrets_box
+from ats_app.engine.core import config
+from ats_app.engine.store import db
+from ats_app.engine.tenants import secrets_box
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_ADMIN_DSN = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -142,7 +144,7 @@ def redis_server_url() -> Iterator[str]:
         require_or_skip(_redis_ok(given), f"Redis at {given}")
         yield given
         return
-    from ats_app.engine.embedded_redis import free_port, redis_server_binary
+    from ats_app.engine.services.embedded_redis import free_port, redis_server_binary
 
     port = free_port()
     proc = subprocess.Popen(

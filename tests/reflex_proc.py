@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from ats_app.engine.embedded_redis import free_port
+from ats_app.engine.services.embedded_redis import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent

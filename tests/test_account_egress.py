@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from ats_app.engine import accounts, users
-from ats_app.engine.db import session_scope
-from ats_app.engine.errors import ValidationError
-from ats_app.engine.models import AuditEvent, BrokerAccount
+from ats_app.engine.core.errors import ValidationError
+from ats_app.engine.store.db import session_scope
+from ats_app.engine.store.models import AuditEvent, BrokerAccount
+from ats_app.engine.tenants import accounts, users
 from ats_app.state.accounts import _row, edit_values, save_account
 
 TOTP = "JBSWY3DPEHPK3PXP"

@@ -7,10 +7,10 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
-from ats_app.engine import users
-from ats_app.engine.db import session_scope
-from ats_app.engine.errors import AuthError, Conflict, ValidationError
-from ats_app.engine.models import AuditEvent, User, UserSession, utcnow
+from ats_app.engine.core.errors import AuthError, Conflict, ValidationError
+from ats_app.engine.store.db import session_scope
+from ats_app.engine.store.models import AuditEvent, User, UserSession, utcnow
+from ats_app.engine.tenants import users
 
 
 def _make(username: str = "alice", password: str = "password123") -> users.UserView:

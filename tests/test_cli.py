@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from ats_app.engine.db import session_scope
-from ats_app.engine.models import AuditEvent, BrokerAccount, Order
+from ats_app.engine.store.db import session_scope
+from ats_app.engine.store.models import AuditEvent, BrokerAccount, Order
 
 ROOT = Path(__file__).resolve().parents[1]
 TOTP = "JBSWY3DPEHPK3PXP"

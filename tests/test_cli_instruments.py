@@ -11,7 +11,7 @@ import pytest
 
 from ats_app.cli import main
 from ats_app.cli_instruments import add_instruments_commands
-from ats_app.engine.errors import ValidationError
+from ats_app.engine.core.errors import ValidationError
 
 ROWS = [
     {

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from ats_app.engine import accounts
-from ats_app.engine.bootstrap import account_from_env
-from ats_app.engine.config import ConfigError, load_settings
-from ats_app.engine.db import session_scope
-from ats_app.engine.users import create_user
+from ats_app.engine.core.config import ConfigError, load_settings
+from ats_app.engine.store.db import session_scope
+from ats_app.engine.tenants import accounts
+from ats_app.engine.tenants.bootstrap import account_from_env
+from ats_app.engine.tenants.users import create_user
 
 
 def test_dev_defaults_need_no_configuration(tmp_path: Path) -> None:

@@ -8,13 +8,14 @@ from decimal import Decimal
 import redis
 from rq import Queue
 
-from ats_app.engine import notify_targets, users
-from ats_app.engine.daily_summary import summarize
-from ats_app.engine.db import session_scope
-from ats_app.engine.market_hours import IST
-from ats_app.engine.models import Order, Position
-from ats_app.engine.redis_conn import NOTIFY_QUEUE
-from ats_app.engine.schedules import run_daily_summary
+from ats_app.engine.market.hours import IST
+from ats_app.engine.notify import targets
+from ats_app.engine.risk.daily_summary import summarize
+from ats_app.engine.risk.schedules import run_daily_summary
+from ats_app.engine.store.db import session_scope
+from ats_app.engine.store.models import Order, Position
+from ats_app.engine.store.redis_conn import NOTIFY_QUEUE
+from ats_app.engine.tenants import users
 
 DAY = date(2026, 11, 25)
 NOON = datetime(2026, 11, 25, 12, 0, tzinfo=IST)
@@ -67,7 +68,7 @@ def test_run_daily_summary_notifies_each_trader_once(database_url: str, redis_ur
         trader = users.create_user(s, "trader", "password123", "T", "R").id
         idle = users.create_user(s, "idle", "password123", "I", "D").id
         for uid in (trader, idle):
-            notify_targets.add_target(s, uid, "json://127.0.0.1:9/hook")
+            targets.add_target(s, uid, "json://127.0.0.1:9/hook")
         s.add(_order(trader, "A1E0", "FILLED"))
     first = run_daily_summary(DAY.isoformat(), "15:45")
     again = run_daily_summary(DAY.isoformat(), "15:45")

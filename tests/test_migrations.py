@@ -8,9 +8,9 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlmodel import SQLModel
 
-import ats_app.engine.models  # noqa: F401 - registers tables
+import ats_app.engine.store.models  # noqa: F401 - registers tables
 from alembic import command
-from ats_app.engine.db import alembic_config, get_engine, upgrade
+from ats_app.engine.store.db import alembic_config, get_engine, upgrade
 
 
 def _diff(url: str) -> list:

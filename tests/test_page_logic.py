@@ -6,8 +6,8 @@ from datetime import date
 
 import pytest
 
-from ats_app.engine.errors import ValidationError
-from ats_app.engine.webhooks import LinkAccount
+from ats_app.engine.core.errors import ValidationError
+from ats_app.engine.tenants.webhooks import LinkAccount
 from ats_app.state.orders import clamp_page, delete_label, order_filter, page_label
 from ats_app.state.webhooks import link_accounts_from_form
 

@@ -1,4 +1,4 @@
-from ats_app.engine.passwords import hash_password, password_problem, verify_password
+from ats_app.engine.tenants.passwords import hash_password, password_problem, verify_password
 
 
 def test_hash_is_argon2id_salted_and_not_the_password() -> None:

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from ats_app.cli import main as instruments_cli
-from ats_app.engine.config import reset_settings_cache
-from ats_app.engine.instruments import IST, resolve_option
-from ats_app.engine.scrip_master import (
+from ats_app.engine.core.config import reset_settings_cache
+from ats_app.engine.market.instruments import IST, resolve_option
+from ats_app.engine.market.scrip_master import (
     DEFAULT_SCRIP_MASTER_URL,
     SCRIP_MASTER_PATH,
     CachePolicy,
@@ -28,8 +28,8 @@ from ats_app.engine.scrip_master import (
     load_rows,
     master_url,
 )
-from ats_app.engine.simulator.config import SimConfig
-from ats_app.engine.simulator.server import ServerThread
+from ats_app.simulator.config import SimConfig
+from ats_app.simulator.server import ServerThread
 
 MORNING = datetime(2026, 11, 24, 9, 0, tzinfo=IST)
 

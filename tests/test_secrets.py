@@ -9,10 +9,10 @@ import pytest
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
-from ats_app.engine import accounts, users, webhooks
-from ats_app.engine.db import get_engine, session_scope
-from ats_app.engine.errors import ValidationError
-from ats_app.engine.secrets_box import SecretBox, SecretError
+from ats_app.engine.core.errors import ValidationError
+from ats_app.engine.store.db import get_engine, session_scope
+from ats_app.engine.tenants import accounts, users, webhooks
+from ats_app.engine.tenants.secrets_box import SecretBox, SecretError
 
 API_KEY = "ApiKey-Very-Distinct-1234"
 PIN = "48151623"

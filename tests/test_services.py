@@ -17,8 +17,8 @@ import pytest
 import redis
 from rq import Queue
 
-from ats_app.engine import jobs
-from ats_app.engine.redis_conn import DEFAULT_QUEUE
+from ats_app.engine.services import jobs
+from ats_app.engine.store.redis_conn import DEFAULT_QUEUE
 from tests.reflex_proc import ReflexProcess
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from ats_app.engine import accounts, bot, orders, strategies, users, webhooks
-from ats_app.engine.db import session_scope
-from ats_app.engine.errors import NotFound, ValidationError
-from ats_app.engine.models import Order
+from ats_app.engine.core.errors import NotFound, ValidationError
+from ats_app.engine.execution import order_history
+from ats_app.engine.risk import bot
+from ats_app.engine.store.db import session_scope
+from ats_app.engine.store.models import Order
+from ats_app.engine.tenants import accounts, strategies, users, webhooks
 
 TOTP = "JBSWY3DPEHPK3PXP"
 
@@ -59,7 +61,7 @@ def test_listings_show_only_own_rows(two_users: dict[str, dict[str, int]]) -> No
         assert [x.id for x in accounts.list_accounts(s, a["user"])] == [a["account"]]
         assert [x.id for x in strategies.list_strategies(s, a["user"])] == [a["strategy"]]
         assert [x.id for x in webhooks.list_links(s, a["user"])] == [a["link"]]
-        assert [o.client_order_id for o in orders.list_orders(s, b["user"])] == ["ord-bob"]
+        assert [o.client_order_id for o in order_history.list_orders(s, b["user"])] == ["ord-bob"]
 
 
 @pytest.mark.parametrize(

@@ -16,12 +16,14 @@ from sqlmodel import select
 from starlette.testclient import TestClient
 
 from ats_app.api import build_api
-from ats_app.engine import alerts, bot, strategies, users, webhooks
-from ats_app.engine.config import reset_settings_cache
-from ats_app.engine.db import session_scope
-from ats_app.engine.models import Alert, AuditEvent
-from ats_app.engine.recovery import requeue_lost_alerts
-from ats_app.engine.redis_conn import ALERTS_QUEUE
+from ats_app.engine.core.config import reset_settings_cache
+from ats_app.engine.execution.recovery import requeue_lost_alerts
+from ats_app.engine.intake import alerts
+from ats_app.engine.risk import bot
+from ats_app.engine.store.db import session_scope
+from ats_app.engine.store.models import Alert, AuditEvent
+from ats_app.engine.store.redis_conn import ALERTS_QUEUE
+from ats_app.engine.tenants import strategies, users, webhooks
 
 
 @pytest.fixture
@@ -253,8 +255,9 @@ def test_refusals_are_recorded_after_the_ack_gives_its_connection_back(
 ) -> None:
     # Recording a refusal takes a connection of its own. Taken while the ack still held its
     # session's, a burst of 16 duplicates held all 15 of the pool's and waited 30 s for more.
-    from ats_app.engine import audit, notify
-    from ats_app.engine.db import get_engine
+    from ats_app.engine.notify import notices as notify
+    from ats_app.engine.store import audit
+    from ats_app.engine.store.db import get_engine
 
     held: list[int] = []
     record_now, emit = audit.record_now, notify.emit
@@ -309,11 +312,11 @@ def test_source_allowlist(client: TestClient, link: dict, monkeypatch: pytest.Mo
 def test_alert_accepted_while_redis_down_is_requeued(
     client: TestClient, link: dict, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ats_app.engine import queueing
+    from ats_app.engine.store import redis_conn
 
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens there
     reset_settings_cache()
-    queueing._conn.cache_clear()
+    redis_conn.forget_shared()
     resp = _post(client, link, _alert(link, id="during-outage"))
     assert resp.status_code == 202  # persisted first: accepted even though Redis is down
     alert_id = resp.json()["alert_id"]
@@ -322,7 +325,7 @@ def test_alert_accepted_while_redis_down_is_requeued(
     assert requeue_lost_alerts(conn) == [alert_id]
     assert Queue(ALERTS_QUEUE, connection=conn).job_ids == [f"alert-{alert_id}"]
     assert requeue_lost_alerts(conn) == []  # its job exists now: not enqueued twice
-    queueing._conn.cache_clear()
+    redis_conn.forget_shared()
 
 
 def test_recovery_asks_about_every_pending_alert_in_one_round_trip(
@@ -352,11 +355,11 @@ def test_recovery_asks_about_every_pending_alert_in_one_round_trip(
 
 
 def test_refused_alert_tells_its_owner(client: TestClient, link: dict, redis_url: str) -> None:
-    from ats_app.engine import notify_targets
-    from ats_app.engine.redis_conn import NOTIFY_QUEUE
+    from ats_app.engine.notify import targets
+    from ats_app.engine.store.redis_conn import NOTIFY_QUEUE
 
     with session_scope() as s:
-        notify_targets.add_target(s, link["user_id"], "json://127.0.0.1:9/hook")
+        targets.add_target(s, link["user_id"], "json://127.0.0.1:9/hook")
     old = (datetime.now(UTC) - timedelta(minutes=10)).isoformat()
     assert _post(client, link, _alert(link, time=old)).status_code == 422
     jobs = Queue(NOTIFY_QUEUE, connection=redis.Redis.from_url(redis_url)).jobs
@@ -372,8 +375,9 @@ def test_order_export_streams_through_a_one_time_link(client: TestClient, link: 
     import csv
     import io
 
-    from ats_app.engine import downloads, orders
-    from ats_app.engine.models import Order
+    from ats_app.engine.execution import order_history as orders
+    from ats_app.engine.store import downloads
+    from ats_app.engine.store.models import Order
 
     with session_scope() as s:
         for i in range(1203):  # more than two pages of the export's reader
@@ -402,7 +406,7 @@ def test_order_export_streams_through_a_one_time_link(client: TestClient, link: 
 def test_a_cached_link_costs_the_ack_only_its_inserts(client: TestClient, link: dict) -> None:
     from sqlalchemy import event
 
-    from ats_app.engine.db import get_engine
+    from ats_app.engine.store.db import get_engine
 
     assert _post(client, link, _alert(link, id="warm")).status_code == 202
     statements: list[str] = []
@@ -469,7 +473,7 @@ def test_a_lost_invalidation_expires_within_the_cache_age(
 ) -> None:
     import time
 
-    from ats_app.engine import link_cache
+    from ats_app.engine.store import generation
 
     def unreachable(_conn: object) -> None:
         raise redis.ConnectionError("Redis unreachable just then")
@@ -477,7 +481,7 @@ def test_a_lost_invalidation_expires_within_the_cache_age(
     # Long while c1 is cached and c2 served (a slow runner cannot expire it early), then short.
     monkeypatch.setattr(alerts._links, "max_age_s", 60.0)
     assert _post(client, link, _alert(link, id="c1")).status_code == 202  # now cached
-    monkeypatch.setattr(link_cache, "bump", unreachable)
+    monkeypatch.setattr(generation, "bump", unreachable)
     with session_scope() as s:
         bot.set_running(s, link["user_id"], False)  # committed; its invalidation is lost
     assert _post(client, link, _alert(link, id="c2")).status_code == 202  # served stale...
@@ -519,8 +523,8 @@ def test_the_generation_changes_before_a_link_change_is_committed(
 ) -> None:
     from sqlalchemy import event
 
-    from ats_app.engine.db import get_engine
-    from ats_app.engine.link_cache import GEN_KEY
+    from ats_app.engine.intake.link_cache import GEN_KEY
+    from ats_app.engine.store.db import get_engine
 
     conn = redis.Redis.from_url(redis_url)
     before = conn.get(GEN_KEY)

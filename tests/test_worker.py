@@ -5,8 +5,8 @@ from __future__ import annotations
 import redis
 from rq import Queue
 
-from ats_app.engine.redis_conn import ALERTS_QUEUE
-from ats_app.engine.worker import TradingWorker
+from ats_app.engine.services.worker import TradingWorker
+from ats_app.engine.store.redis_conn import ALERTS_QUEUE
 
 
 class _Counting(redis.Redis):
@@ -34,7 +34,7 @@ def test_a_heartbeat_is_one_round_trip_and_still_lands(redis_url: str) -> None:
 def test_the_worker_runs_jobs(redis_url: str) -> None:
     conn = redis.Redis.from_url(redis_url)
     queue = Queue("default", connection=conn)
-    job = queue.enqueue("ats_app.engine.jobs.ping", "n-1")
+    job = queue.enqueue("ats_app.engine.services.jobs.ping", "n-1")
     assert TradingWorker([queue], connection=conn).work(burst=True, logging_level="WARNING")
     assert job.get_status(refresh=True) == "finished"
     assert job.return_value()["nonce"] == "n-1"

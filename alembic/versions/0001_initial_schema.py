@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import ats_app.engine.models
+import ats_app.engine.store.models
 
 revision: str = '0001'
 down_revision: str | None = None
@@ -28,8 +28,8 @@ def upgrade() -> None:
     sa.Column('first_name', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
     sa.Column('last_name', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
     sa.Column('is_admin', sa.Boolean(), nullable=False),
-    sa.Column('created_at', ats_app.engine.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('password_changed_at', ats_app.engine.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', ats_app.engine.store.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('password_changed_at', ats_app.engine.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('users', schema=None) as batch_op:
@@ -41,7 +41,7 @@ def upgrade() -> None:
     sa.Column('action', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('subject', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
     sa.Column('detail', sa.Text(), nullable=False),
-    sa.Column('created_at', ats_app.engine.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', ats_app.engine.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id')
     )
@@ -54,7 +54,7 @@ def upgrade() -> None:
     op.create_table('bot_state',
     sa.Column('user_id', sa.Integer(), nullable=False),
     sa.Column('running', sa.Boolean(), nullable=False),
-    sa.Column('updated_at', ats_app.engine.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', ats_app.engine.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('user_id')
     )
@@ -70,8 +70,8 @@ def upgrade() -> None:
     sa.Column('egress_proxy', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
     sa.Column('egress_ip', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('is_simulated', sa.Boolean(), nullable=False),
-    sa.Column('created_at', ats_app.engine.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', ats_app.engine.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', ats_app.engine.store.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', ats_app.engine.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('user_id', 'label', name='uq_broker_accounts_user_label')
@@ -84,7 +84,7 @@ def upgrade() -> None:
     sa.Column('user_id', sa.Integer(), nullable=False),
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
     sa.Column('description', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=False),
-    sa.Column('created_at', ats_app.engine.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', ats_app.engine.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('user_id', 'name', name='uq_strategies_user_name')
@@ -96,8 +96,8 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('user_id', sa.Integer(), nullable=False),
     sa.Column('token_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-    sa.Column('created_at', ats_app.engine.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', ats_app.engine.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', ats_app.engine.store.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', ats_app.engine.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id')
     )
@@ -117,8 +117,8 @@ def upgrade() -> None:
     sa.Column('trailing_stop_pct', sa.Float(), nullable=True),
     sa.Column('paper', sa.Boolean(), nullable=False),
     sa.Column('enabled', sa.Boolean(), nullable=False),
-    sa.Column('created_at', ats_app.engine.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', ats_app.engine.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', ats_app.engine.store.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', ats_app.engine.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['strategy_id'], ['strategies.id'], ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id')
@@ -135,8 +135,8 @@ def upgrade() -> None:
     sa.Column('payload', sa.Text(), nullable=False),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
-    sa.Column('received_at', ats_app.engine.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('processed_at', ats_app.engine.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('received_at', ats_app.engine.store.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('processed_at', ats_app.engine.store.models.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['link_id'], ['webhook_links.id'], ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
@@ -167,8 +167,8 @@ def upgrade() -> None:
     sa.Column('exit_reason', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
     sa.Column('realized_pnl_paise', sa.Integer(), nullable=True),
     sa.Column('paper', sa.Boolean(), nullable=False),
-    sa.Column('opened_at', ats_app.engine.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('closed_at', ats_app.engine.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('opened_at', ats_app.engine.store.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('closed_at', ats_app.engine.store.models.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['account_id'], ['broker_accounts.id'], ),
     sa.ForeignKeyConstraint(['link_id'], ['webhook_links.id'], ),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='CASCADE'),
@@ -218,8 +218,8 @@ def upgrade() -> None:
     sa.Column('average_price_paise', sa.Integer(), nullable=True),
     sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
     sa.Column('paper', sa.Boolean(), nullable=False),
-    sa.Column('created_at', ats_app.engine.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', ats_app.engine.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', ats_app.engine.store.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', ats_app.engine.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['broker_accounts.id'], ),
     sa.ForeignKeyConstraint(['alert_id'], ['alerts.id'], ),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='CASCADE'),

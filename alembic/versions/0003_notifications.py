@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import ats_app.engine.models
+import ats_app.engine.store.models
 
 revision: str = '0003'
 down_revision: str | None = '0002'
@@ -26,7 +26,7 @@ def upgrade() -> None:
     sa.Column('user_id', sa.Integer(), nullable=False),
     sa.Column('event', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('enabled', sa.Boolean(), nullable=False),
-    sa.Column('updated_at', ats_app.engine.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', ats_app.engine.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('user_id', 'event', name='uq_notification_prefs_user_event')
@@ -41,7 +41,7 @@ def upgrade() -> None:
     sa.Column('url_enc', sqlmodel.sql.sqltypes.AutoString(length=4096), nullable=False),
     sa.Column('url_hint', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
     sa.Column('enabled', sa.Boolean(), nullable=False),
-    sa.Column('created_at', ats_app.engine.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', ats_app.engine.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id')
     )

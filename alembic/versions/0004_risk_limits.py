@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 import sqlmodel
 
-import ats_app.engine.models
+import ats_app.engine.store.models
 from alembic import op
 
 revision: str = '0004'
@@ -28,8 +28,8 @@ def upgrade() -> None:
     sa.Column('daily_loss_limit_paise', sa.Integer(), nullable=True),
     sa.Column('exit_on_loss_limit', sa.Boolean(), nullable=False),
     sa.Column('square_off_at', sqlmodel.sql.sqltypes.AutoString(length=5), nullable=False),
-    sa.Column('halted_at', ats_app.engine.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('updated_at', ats_app.engine.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('halted_at', ats_app.engine.store.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('updated_at', ats_app.engine.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('user_id')
     )

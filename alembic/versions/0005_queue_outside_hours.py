@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import ats_app.engine.models
+import ats_app.engine.store.models
 
 revision: str = '0005'
 down_revision: str | None = '0004'

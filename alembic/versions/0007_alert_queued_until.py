@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from alembic import op
-from ats_app.engine.models import UTCDateTime
+from ats_app.engine.store.models import UTCDateTime
 
 revision: str = '0007'
 down_revision: str | None = '0006'

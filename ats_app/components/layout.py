@@ -5,7 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from ats_app import routes
-from ats_app.engine.config import settings
+from ats_app.engine.core.config import settings
 from ats_app.state.auth import AuthState
 
 

@@ -8,10 +8,11 @@ import reflex as rx
 from sqlmodel import Session
 
 from ats_app import routes
-from ats_app.engine import accounts, audit
-from ats_app.engine.config import settings
-from ats_app.engine.db import session_scope
-from ats_app.engine.errors import AtsError
+from ats_app.engine.core.config import settings
+from ats_app.engine.core.errors import AtsError
+from ats_app.engine.store import audit
+from ats_app.engine.store.db import session_scope
+from ats_app.engine.tenants import accounts
 from ats_app.state.auth import AuthState, sentence
 from ats_app.state.deleting import ConfirmDelete
 
@@ -96,7 +97,7 @@ def _row(a: accounts.AccountView) -> dict[str, str]:
 def session_state(account_id: int) -> str:
     """The broker session as the workers share it through Redis (no login happens here)."""
     from ats_app.engine.broker.session import session_key
-    from ats_app.engine.queueing import connection
+    from ats_app.engine.store.queueing import connection
 
     try:
         ttl_ms = connection().pttl(session_key(account_id))
@@ -155,7 +156,7 @@ class AccountsState(ConfirmDelete, AuthState):
         uid = self._user_id()
         if uid is None:
             return rx.redirect(routes.LOGIN)
-        from ats_app.engine.simulator.config import demo_account
+        from ats_app.simulator.config import demo_account
 
         demo = demo_account()
         self.error = self.message = ""

@@ -7,8 +7,8 @@ from datetime import date
 import reflex as rx
 
 from ats_app import routes
-from ats_app.engine import audit_log
-from ats_app.engine.db import session_scope
+from ats_app.engine.store import audit_log
+from ats_app.engine.store.db import session_scope
 from ats_app.state.auth import AuthState
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import reflex as rx
 
 from ats_app import routes
-from ats_app.engine import users
-from ats_app.engine.config import settings
-from ats_app.engine.db import session_scope
-from ats_app.engine.errors import AtsError
+from ats_app.engine.core.config import settings
+from ats_app.engine.core.errors import AtsError
+from ats_app.engine.store.db import session_scope
+from ats_app.engine.tenants import users
 
 
 def sentence(exc: Exception) -> str:

@@ -6,8 +6,8 @@ import reflex as rx
 from sqlmodel import Session
 
 from ats_app import routes
-from ats_app.engine.db import session_scope
-from ats_app.engine.errors import AtsError
+from ats_app.engine.core.errors import AtsError
+from ats_app.engine.store.db import session_scope
 
 
 class ConfirmDelete(rx.State, mixin=True):

@@ -9,9 +9,11 @@ import reflex as rx
 from reflex.config import get_config
 
 from ats_app import routes
-from ats_app.engine import accounts, downloads, orders, strategies
-from ats_app.engine.db import session_scope
-from ats_app.engine.queueing import connection
+from ats_app.engine.execution import order_history as orders
+from ats_app.engine.store import downloads
+from ats_app.engine.store.db import session_scope
+from ats_app.engine.store.queueing import connection
+from ats_app.engine.tenants import accounts, strategies
 from ats_app.state.auth import AuthState
 
 PAGE_SIZE = 50

@@ -16,11 +16,14 @@ import redis.asyncio as aioredis
 import reflex as rx
 
 from ats_app import routes
-from ats_app.engine import bot, halt, health, live
-from ats_app.engine.config import settings
-from ats_app.engine.db import session_scope
-from ats_app.engine.queueing import connection
-from ats_app.engine.redis_conn import redis_url
+from ats_app.engine.core.config import settings
+from ats_app.engine.execution import halt
+from ats_app.engine.risk import bot
+from ats_app.engine.services import health
+from ats_app.engine.store import live
+from ats_app.engine.store.db import session_scope
+from ats_app.engine.store.queueing import connection
+from ats_app.engine.store.redis_conn import redis_url
 from ats_app.state.auth import AuthState
 from ats_app.state.positions import position_rows
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import reflex as rx
 
 from ats_app import routes
-from ats_app.engine import positions, prices
-from ats_app.engine.db import session_scope
-from ats_app.engine.queueing import connection, enqueue_exit
+from ats_app.engine.broker import prices
+from ats_app.engine.execution import positions
+from ats_app.engine.store.db import session_scope
+from ats_app.engine.store.queueing import connection, enqueue_exit
 from ats_app.state.auth import AuthState
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import reflex as rx
 
 from ats_app import routes
-from ats_app.engine import notify_targets, risk_gate
-from ats_app.engine.db import session_scope
-from ats_app.engine.errors import AtsError
+from ats_app.engine.core.errors import AtsError
+from ats_app.engine.notify import targets as notify_targets
+from ats_app.engine.risk import gate
+from ats_app.engine.store.db import session_scope
 from ats_app.state.auth import AuthState, sentence
 
 
@@ -25,7 +26,7 @@ class SettingsState(AuthState):
 
     def _reload(self, uid: int) -> None:
         with session_scope() as s:
-            view = risk_gate.limits_view(risk_gate.get_limits(s, uid))
+            view = gate.limits_view(gate.get_limits(s, uid))
             self.targets = [
                 {
                     "id": str(t.id),
@@ -81,7 +82,7 @@ class SettingsState(AuthState):
         changes["exit_on_loss_limit"] = form.get("exit_on_loss_limit") == "on"
         if form.get("square_off_at", "").strip():
             changes["square_off_at"] = form["square_off_at"].strip()
-        self._act("Risk limits saved.", lambda s, uid: risk_gate.set_limits(s, uid, **changes))
+        self._act("Risk limits saved.", lambda s, uid: gate.set_limits(s, uid, **changes))
 
     @rx.event
     def add_target(self, form: dict[str, str]):

@@ -6,9 +6,9 @@ import reflex as rx
 from sqlmodel import Session
 
 from ats_app import routes
-from ats_app.engine import strategies
-from ats_app.engine.db import session_scope
-from ats_app.engine.errors import AtsError
+from ats_app.engine.core.errors import AtsError
+from ats_app.engine.store.db import session_scope
+from ats_app.engine.tenants import strategies
 from ats_app.state.auth import AuthState, sentence
 from ats_app.state.deleting import ConfirmDelete
 

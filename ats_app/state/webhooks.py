@@ -8,10 +8,11 @@ import reflex as rx
 from sqlmodel import Session
 
 from ats_app import routes
-from ats_app.engine import accounts, alerts, strategies, webhooks
-from ats_app.engine.config import settings
-from ats_app.engine.db import session_scope
-from ats_app.engine.errors import AtsError, ValidationError
+from ats_app.engine.core.config import settings
+from ats_app.engine.core.errors import AtsError, ValidationError
+from ats_app.engine.intake import alerts
+from ats_app.engine.store.db import session_scope
+from ats_app.engine.tenants import accounts, strategies, webhooks
 from ats_app.state.auth import AuthState, sentence
 from ats_app.state.deleting import ConfirmDelete
 

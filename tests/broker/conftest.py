@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 import redis
 
-from ats_app.engine.accounts import Credentials
 from ats_app.engine.broker.angel import AngelBroker
 from ats_app.engine.broker.factory import limiter_key
 from ats_app.engine.broker.ratelimit import RateLimiter
 from ats_app.engine.broker.session import AngelSession
+from ats_app.engine.tenants.accounts import Credentials
 from tests.simulator.fixtures import _sdk_cwd_in_tmp, sim, sim_factory  # noqa: F401
 from tests.simulator.sim_kit import API_KEY, CLIENT, PIN, SECRET, Sim
 

@@ -13,7 +13,7 @@ from ats_app.engine.broker.angel import AngelBroker
 from ats_app.engine.broker.base import Contract, OrderRequest, OrderType, Side
 from ats_app.engine.broker.errors import OrderRejected, RateLimited, UnknownOutcome
 from ats_app.engine.broker.reconcile import PendingOrder, reconcile
-from ats_app.engine.fsm import OrderEvent, OrderStatus
+from ats_app.engine.core.fsm import OrderEvent, OrderStatus
 from tests.broker.conftest import BrokerKit
 from tests.simulator.sim_kit import CLIENT
 

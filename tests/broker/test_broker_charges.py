@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from ats_app.engine import charges
+from ats_app.engine.broker import charges
 from ats_app.engine.broker.base import Contract, Product, Side
-from ats_app.engine.charges import Segment
+from ats_app.engine.broker.charges import Segment
 
 D = Decimal
 

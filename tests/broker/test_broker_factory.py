@@ -9,13 +9,13 @@ import pytest
 import redis
 from sqlmodel import Session
 
-from ats_app.engine import accounts, users
 from ats_app.engine.broker import factory
 from ats_app.engine.broker.angel import AngelBroker
 from ats_app.engine.broker.base import Broker, Contract, OrderRequest, Side
 from ats_app.engine.broker.paper import PaperBroker
-from ats_app.engine.errors import NotFound, ValidationError
-from ats_app.engine.prices import write_tick
+from ats_app.engine.broker.prices import write_tick
+from ats_app.engine.core.errors import NotFound, ValidationError
+from ats_app.engine.tenants import accounts, users
 from tests.simulator.sim_kit import API_KEY, CLIENT, PIN, SECRET, Sim
 
 SBIN = Contract("NSE", "SBIN-EQ", "3045", 1, Decimal("0.05"))

@@ -11,8 +11,7 @@ import redis
 from ats_app.engine.broker.base import Contract, OrderRequest, OrderType, Product, Quote, Side
 from ats_app.engine.broker.errors import OrderRejected
 from ats_app.engine.broker.paper import PaperBroker, fill_price
-from ats_app.engine.fsm import OrderStatus
-from ats_app.engine.prices import (
+from ats_app.engine.broker.prices import (
     BrokerPriceSource,
     FallbackPriceSource,
     PriceUnavailable,
@@ -21,6 +20,7 @@ from ats_app.engine.prices import (
     read_tick,
     write_tick,
 )
+from ats_app.engine.core.fsm import OrderStatus
 from tests.broker.conftest import BrokerKit
 
 D = Decimal

@@ -9,7 +9,7 @@ import requests
 from SmartApi import smartExceptions as sdk
 
 from ats_app.engine.broker import errors, parsing
-from ats_app.engine.fsm import OrderStatus
+from ats_app.engine.core.fsm import OrderStatus
 
 GATEWAY_INVALID = {"success": False, "message": "Invalid Token", "errorCode": "AG8001",
                    "data": ""}

@@ -9,8 +9,8 @@ import pytest
 
 from ats_app.engine.broker.base import BrokerOrder
 from ats_app.engine.broker.reconcile import PendingOrder, reconcile
-from ats_app.engine.fsm import OrderEvent as E
-from ats_app.engine.fsm import OrderStatus as S
+from ats_app.engine.core.fsm import OrderEvent as E
+from ats_app.engine.core.fsm import OrderStatus as S
 
 NOW = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)
 

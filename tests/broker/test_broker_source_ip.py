@@ -15,13 +15,13 @@ import pytest
 import redis
 from sqlmodel import Session
 
-from ats_app.engine import accounts, users
 from ats_app.engine.broker import factory
 from ats_app.engine.broker.angel import AngelBroker
 from ats_app.engine.broker.base import Contract, OrderRequest, Side
 from ats_app.engine.broker.errors import EgressUnavailable, StaticIpRefused
 from ats_app.engine.broker.ratelimit import RateLimiter
 from ats_app.engine.broker.sdk import AngelClient
+from ats_app.engine.tenants import accounts, users
 from tests.broker.conftest import BrokerKit, make_creds
 from tests.simulator.sim_kit import API_KEY, CLIENT, PIN, SECRET, Sim
 

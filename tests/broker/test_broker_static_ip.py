@@ -20,7 +20,7 @@ import pytest
 
 from ats_app.engine.broker.base import Contract, OrderRequest, Side
 from ats_app.engine.broker.errors import StaticIpRefused
-from ats_app.engine.embedded_redis import free_port
+from ats_app.engine.services.embedded_redis import free_port
 from tests.broker.conftest import BrokerKit, make_creds
 from tests.conftest import require_or_skip
 from tests.simulator.sim_kit import CLIENT

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from ats_app.engine.embedded_redis import free_port, redis_server_binary
+from ats_app.engine.services.embedded_redis import free_port, redis_server_binary
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ import redis
 from cryptography.fernet import Fernet
 from rq import Queue, Worker
 
-from ats_app.engine.redis_conn import ALERTS_QUEUE, MONITOR_HEARTBEAT_KEY
+from ats_app.engine.store.redis_conn import ALERTS_QUEUE, MONITOR_HEARTBEAT_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 JOBS = 120

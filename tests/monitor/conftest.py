@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from ats_app.engine.config import reset_settings_cache
-from ats_app.engine.simulator.config import SimConfig, demo_account
-from ats_app.engine.simulator.server import ServerThread
+from ats_app.engine.core.config import reset_settings_cache
+from ats_app.simulator.config import SimConfig, demo_account
+from ats_app.simulator.server import ServerThread
 from tests.monitor.kit import Procs
 
 

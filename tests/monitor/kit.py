@@ -19,11 +19,12 @@ from sqlmodel import select
 from starlette.testclient import TestClient
 
 from ats_app.api import build_api
-from ats_app.engine import bot, users, webhooks
-from ats_app.engine.db import session_scope
-from ats_app.engine.models import Alert, AuditEvent, Order, Position
-from ats_app.engine.redis_conn import MONITOR_HEARTBEAT_KEY
-from ats_app.engine.simulator.server import ServerThread
+from ats_app.engine.risk import bot
+from ats_app.engine.store.db import session_scope
+from ats_app.engine.store.models import Alert, AuditEvent, Order, Position
+from ats_app.engine.store.redis_conn import MONITOR_HEARTBEAT_KEY
+from ats_app.engine.tenants import users, webhooks
+from ats_app.simulator.server import ServerThread
 
 ROOT = Path(__file__).resolve().parents[2]
 TICK = Decimal("0.05")

@@ -10,9 +10,9 @@ import time
 
 import redis
 
-from ats_app.engine.feed import FeedProcess
-from ats_app.engine.positions import POSITIONS_CHANNEL
-from ats_app.engine.tickbus import FeedSettings
+from ats_app.engine.execution.positions import POSITIONS_CHANNEL
+from ats_app.engine.market.tickbus import FeedSettings
+from ats_app.engine.services.feed import FeedProcess
 
 
 class _Counting(FeedProcess):

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from SmartApi.smartWebSocketV2 import SmartWebSocketV2
 
-from ats_app.engine.feed_socket import FeedSocket, decode_ltp
-from ats_app.engine.simulator import ticks
-from ats_app.engine.simulator.ticks import TickData
+from ats_app.engine.broker.feed_socket import FeedSocket, decode_ltp
+from ats_app.simulator import ticks
+from ats_app.simulator.ticks import TickData
 
 
 def _socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FeedSocket:

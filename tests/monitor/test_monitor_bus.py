@@ -15,9 +15,9 @@ import pytest
 import redis
 from rq.job import Job
 
-from ats_app.engine.embedded_redis import redis_server_binary
-from ats_app.engine.monitor import Monitor
-from ats_app.engine.tickbus import FeedSettings, encode_tick, tick_channel
+from ats_app.engine.market.tickbus import FeedSettings, encode_tick, tick_channel
+from ats_app.engine.services.embedded_redis import redis_server_binary
+from ats_app.engine.services.monitor import Monitor
 from tests.monitor.test_monitor_units import _position
 
 

@@ -14,10 +14,10 @@ import httpx
 import pytest
 import redis
 
-from ats_app.engine import exits
-from ats_app.engine.money import to_paise, to_rupees
-from ats_app.engine.simulator.server import ServerThread
-from ats_app.engine.tickbus import FEED_STATUS_KEY, STALE_KEY, encode_tick, tick_channel
+from ats_app.engine.core.money import to_paise, to_rupees
+from ats_app.engine.exits import rules as exits
+from ats_app.engine.market.tickbus import FEED_STATUS_KEY, STALE_KEY, encode_tick, tick_channel
+from ats_app.simulator.server import ServerThread
 from tests.monitor.kit import (
     TICK,
     Procs,
@@ -39,8 +39,8 @@ from tests.monitor.kit import (
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
-FEED = ["ats_app.engine.feed"]
-MONITOR = ["ats_app.engine.monitor"]
+FEED = ["ats_app.engine.services.feed"]
+MONITOR = ["ats_app.engine.services.monitor"]
 WORKER = ["ats_app.cli", "worker"]
 
 

@@ -17,14 +17,12 @@ import redis
 from rq.job import Job
 
 from ats_app.cli import main as cli_main
-from ats_app.engine import exits, users
-from ats_app.engine.db import session_scope
-from ats_app.engine.exit_claims import ExitClaim, claim_exit, claim_exits, finish_pending_exits
-from ats_app.engine.feed import FeedSocket
-from ats_app.engine.feed_sources import Backoff, SourceResolver, feed_url, socket_silent
-from ats_app.engine.models import AuditEvent, Position
-from ats_app.engine.monitor import Monitor
-from ats_app.engine.tickbus import (
+from ats_app.engine.exits import rules as exits
+from ats_app.engine.exits.claims import ExitClaim, claim_exit, claim_exits, finish_pending_exits
+from ats_app.engine.exits.tracker import Tracked, on_price
+from ats_app.engine.exits.watchlist import Watchlist, tracked_from, write_trails
+from ats_app.engine.market.feed_sources import Backoff, SourceResolver, feed_url, socket_silent
+from ats_app.engine.market.tickbus import (
     FeedSettings,
     decode_tick,
     encode_tick,
@@ -32,8 +30,11 @@ from ats_app.engine.tickbus import (
     shard_of,
     tick_channel,
 )
-from ats_app.engine.tracker import Tracked, on_price
-from ats_app.engine.watchlist import Watchlist, tracked_from, write_trails
+from ats_app.engine.services.feed import FeedSocket
+from ats_app.engine.services.monitor import Monitor
+from ats_app.engine.store.db import session_scope
+from ats_app.engine.store.models import AuditEvent, Position
+from ats_app.engine.tenants import users
 
 NOW = datetime(2026, 11, 25, 4, 30, tzinfo=UTC)
 TICK = Decimal("0.05")
@@ -341,7 +342,7 @@ def test_two_monitors_one_sell_job_and_the_trail_survives_a_restart(
 
 def test_a_failed_claim_rearms_every_position_of_the_tick_and_the_next_tick_sells_them(
         database_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ats_app.engine import monitor as monitor_mod
+    from ats_app.engine.services import monitor as monitor_mod
 
     monkeypatch.setenv("ATS_SIMULATOR", "false")
     r = redis.Redis.from_url(redis_url)
@@ -382,7 +383,7 @@ def test_positions_list_json(database_url: str, redis_url: str,
 
 
 def test_trails_flush_to_the_database_but_never_onto_a_closed_row(database_url: str) -> None:
-    from ats_app.engine.watchlist import save_trails_to_db
+    from ats_app.engine.exits.watchlist import save_trails_to_db
 
     open_id, closed_id = _position(user="ray"), _position("CLOSED", "target", user="sam")
     save_trails_to_db({open_id: (10400, 10195), closed_id: (10400, 10195)})

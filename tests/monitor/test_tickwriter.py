@@ -14,9 +14,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ats_app.engine.prices import ltp_payload_paise, read_tick
-from ats_app.engine.tickbus import decode_tick, encode_tick
-from ats_app.engine.tickwriter import TickWriter
+from ats_app.engine.broker.prices import ltp_payload_paise, read_tick
+from ats_app.engine.market.tickbus import decode_tick, encode_tick
+from ats_app.engine.market.tickwriter import TickWriter
 
 
 def _collect(ps: Any, want: int, timeout: float = 10.0) -> list[tuple[str, int, float]]:
@@ -90,7 +90,7 @@ def test_a_lone_tick_nobody_flushes_goes_out_by_the_backstop(redis_url: str) -> 
 
 def test_redis_down_drops_ticks_without_failing_and_the_queue_is_bounded(
         redis_url: str) -> None:
-    from ats_app.engine.embedded_redis import free_port
+    from ats_app.engine.services.embedded_redis import free_port
 
     # No client-side retries: redis-py's default back-off would only make the test slow.
     dead = redis.Redis(port=free_port(), socket_connect_timeout=0.2,
@@ -135,8 +135,8 @@ def test_a_bad_batch_does_not_kill_the_writer(redis_url: str) -> None:
 
 def test_the_feed_flushes_at_the_end_of_a_burst_or_when_a_burst_runs_long(
         redis_url: str) -> None:
-    from ats_app.engine.feed import FeedProcess
-    from ats_app.engine.tickbus import FeedSettings
+    from ats_app.engine.market.tickbus import FeedSettings
+    from ats_app.engine.services.feed import FeedProcess
 
     r = redis.Redis.from_url(redis_url)
     ps = _subscriber(redis_url)

@@ -30,8 +30,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-import ats_app.engine.notify_models  # noqa: F401 - registers the tables on SQLModel.metadata
-from ats_app.engine.embedded_redis import free_port
+import ats_app.engine.store.models  # noqa: F401 - registers the tables on SQLModel.metadata
+from ats_app.engine.services.embedded_redis import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SMTP_USER, SMTP_PASSWORD = "ats-bot", "smtp-Pa55-w0rd-9f3k"
@@ -191,8 +191,8 @@ def notify_env(database_url: str, redis_url: str) -> dict[str, str]:
 # Apprise and the database layer loaded (as a production worker that imports its jobs would).
 _WORKER = """
 import sys
-import ats_app.engine.notify
-ats_app.engine.notify.preload()
+import ats_app.engine.notify.notices
+ats_app.engine.notify.notices.preload()
 from redis import Redis
 from rq import Queue, Worker
 conn = Redis.from_url(sys.argv[1])

@@ -8,8 +8,8 @@ import time
 import pytest
 import redis.connection
 
-from ats_app.engine import notify_targets as nt
-from ats_app.engine.notify import Event, emit
+from ats_app.engine.notify import targets as nt
+from ats_app.engine.notify.notices import Event, emit
 
 from .conftest import HttpSink
 from .test_notify_delivery import SAMPLES, _user

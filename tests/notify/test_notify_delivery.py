@@ -13,11 +13,12 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 
-from ats_app.engine import notify, users
-from ats_app.engine import notify_targets as nt
-from ats_app.engine.db import session_scope
-from ats_app.engine.notify import Event, emit
-from ats_app.engine.notify_format import format_message
+from ats_app.engine.notify import notices as notify
+from ats_app.engine.notify import targets as nt
+from ats_app.engine.notify.messages import format_message
+from ats_app.engine.notify.notices import Event, emit
+from ats_app.engine.store.db import session_scope
+from ats_app.engine.tenants import users
 
 from .conftest import HTTP_PASSWORD, SMTP_PASSWORD, HttpSink, SmtpSink, wait_for
 
@@ -176,7 +177,7 @@ def test_down_target_delays_nothing_and_is_retried_until_it_takes_the_message(
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_emit_never_raises(notify_env: dict, http_sink: HttpSink,
                            monkeypatch: pytest.MonkeyPatch) -> None:
-    from ats_app.engine import config
+    from ats_app.engine.core import config
 
     alice = _user("alice", http_sink.url("/alice"))
     assert emit(alice, "order_exploded") is None

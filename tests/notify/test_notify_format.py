@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from ats_app.engine.notify_format import Event, format_message, rupees
+from ats_app.engine.notify.messages import Event, format_message, rupees
 
 FILL = {"side": "buy", "symbol": "NIFTY25NOV24000CE", "exchange": "NFO", "quantity": 75,
         "price_paise": 12350, "paper": False, "account": "main"}

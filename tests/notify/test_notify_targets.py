@@ -12,10 +12,10 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from ats_app.engine import notify_targets as nt
-from ats_app.engine import users
-from ats_app.engine.db import get_engine
-from ats_app.engine.errors import NotFound, ValidationError
+from ats_app.engine.core.errors import NotFound, ValidationError
+from ats_app.engine.notify import targets as nt
+from ats_app.engine.store.db import get_engine
+from ats_app.engine.tenants import users
 
 from .conftest import HTTP_PASSWORD, SMTP_PASSWORD, HttpSink, SmtpSink
 

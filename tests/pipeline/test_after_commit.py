@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 from sqlmodel import Session
 
-from ats_app.engine import audit, order_store
-from ats_app.engine.db import get_engine
+from ats_app.engine.execution import order_store
+from ats_app.engine.store import audit
+from ats_app.engine.store.db import get_engine
 
 
 def test_a_failing_step_does_not_stop_the_others(database_url: str) -> None:
@@ -44,10 +45,10 @@ def test_an_order_locked_by_a_transition_is_remembered_until_the_transaction_end
 ) -> None:
     """`order_store.locked` spares a second locked read of the row within the transaction that
     locked it (`positions.open_from_entry` after the fill), and only there."""
-    from ats_app.engine import users
-    from ats_app.engine.db import session_scope
-    from ats_app.engine.fsm import OrderEvent
-    from ats_app.engine.models import Order
+    from ats_app.engine.core.fsm import OrderEvent
+    from ats_app.engine.store.db import session_scope
+    from ats_app.engine.store.models import Order
+    from ats_app.engine.tenants import users
 
     with session_scope() as s:
         uid = users.create_user(s, "trader", "password123", "T", "R").id

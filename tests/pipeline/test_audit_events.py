@@ -8,9 +8,9 @@ import json
 from sqlalchemy import event
 from sqlmodel import Session, col, select
 
-from ats_app.engine import audit
-from ats_app.engine.db import get_engine
-from ats_app.engine.models import AuditEvent
+from ats_app.engine.store import audit
+from ats_app.engine.store.db import get_engine
+from ats_app.engine.store.models import AuditEvent
 
 
 def _events() -> list[tuple[str, str | None, str]]:

@@ -12,12 +12,14 @@ from rq.job import Job, JobStatus
 from sqlalchemy import text
 from sqlmodel import select
 
-from ats_app.engine import exits, pipeline, queueing
-from ats_app.engine.db import get_engine, session_scope
-from ats_app.engine.exit_claims import claim_exit, exit_job_id, finish_pending_exits
-from ats_app.engine.models import Alert, AuditEvent, Order, Position, utcnow
-from ats_app.engine.queueing import alert_job_id, enqueue_exit
-from ats_app.engine.recovery import requeue_lost_alerts
+from ats_app.engine.execution import entry as pipeline
+from ats_app.engine.execution.recovery import requeue_lost_alerts
+from ats_app.engine.exits import rules
+from ats_app.engine.exits.claims import claim_exit, exit_job_id, finish_pending_exits
+from ats_app.engine.store import queueing
+from ats_app.engine.store.db import get_engine, session_scope
+from ats_app.engine.store.models import Alert, AuditEvent, Order, Position, utcnow
+from ats_app.engine.store.queueing import alert_job_id, enqueue_exit
 from tests.pipeline.test_pipeline import _orders, _post, _run_burst_worker
 
 
@@ -100,7 +102,7 @@ def test_a_failed_exit_job_is_rerun_until_the_position_is_sold(
     pid = position.id
     assert pid is not None
     assert position.status == "OPEN"
-    decision = exits.ExitDecision(exits.ExitReason.STOP_LOSS, 1, 1, utcnow())
+    decision = rules.ExitDecision(rules.ExitReason.STOP_LOSS, 1, 1, utcnow())
     assert claim_exit(pid, decision, source="test")
     _refuse("positions", "CLOSED")
     enqueue_exit(pid, "stop_loss", conn)

@@ -10,12 +10,13 @@ import pytest
 from sqlalchemy import event
 from sqlmodel import select
 
-from ats_app.engine import db, pipeline
 from ats_app.engine.broker.factory import broker_for
-from ats_app.engine.db import session_scope
-from ats_app.engine.errors import NotFound
-from ats_app.engine.models import Alert, BrokerAccount, Position
-from ats_app.engine.queueing import connection
+from ats_app.engine.core.errors import NotFound
+from ats_app.engine.execution import entry as pipeline
+from ats_app.engine.store import db
+from ats_app.engine.store.db import session_scope
+from ats_app.engine.store.models import Alert, BrokerAccount, Position
+from ats_app.engine.store.queueing import connection
 from tests.pipeline.test_pipeline import _post
 
 # Measured at 16 / 10 / 10 statements on SQLite (15 / 10 / 9 on PostgreSQL); before the

@@ -12,16 +12,17 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from ats_app.engine import accounts, order_store, order_updates, positions
 from ats_app.engine.broker.base import Contract, OrderRequest, OrderType, Side
 from ats_app.engine.broker.factory import angel_broker, broker_for
-from ats_app.engine.db import session_scope
-from ats_app.engine.models import AuditEvent, Order, Position, WebhookLink
-from ats_app.engine.money import to_paise
-from ats_app.engine.order_update_stream import OrderUpdateProcess
-from ats_app.engine.pipeline import FILL_WAIT_SECONDS, drive
-from ats_app.engine.queueing import connection
-from ats_app.engine.simulator.server import ServerThread
+from ats_app.engine.core.money import to_paise
+from ats_app.engine.execution import order_store, order_updates, positions
+from ats_app.engine.execution.entry import FILL_WAIT_SECONDS, drive
+from ats_app.engine.services.order_update_stream import OrderUpdateProcess
+from ats_app.engine.store.db import session_scope
+from ats_app.engine.store.models import AuditEvent, Order, Position, WebhookLink
+from ats_app.engine.store.queueing import connection
+from ats_app.engine.tenants import accounts
+from ats_app.simulator.server import ServerThread
 from tests.pipeline.test_pipeline import _orders, _post, _run_burst_worker
 from tests.simulator.sim_kit import wait_for
 
@@ -216,7 +217,7 @@ def test_catch_up_opens_only_todays_orphaned_entries(world: dict) -> None:
     # on connect - but not one from an earlier day: Angel squared that intraday fill off.
     from datetime import timedelta
 
-    from ats_app.engine.models import utcnow
+    from ats_app.engine.store.models import utcnow
 
     rows = {}
     for tag, age in (("ORPH-OLD", timedelta(days=3)), ("ORPH-NEW", timedelta(0))):
@@ -238,7 +239,7 @@ def test_socket_unreachable_the_consumer_polls_the_book_and_the_fill_opens_the_p
 ) -> None:
     """Angel's order-update socket down while REST works: an order no job follows any more
     still fills and gets its position (and stop-loss) from the consumer's order-book polls."""
-    from ats_app.engine import order_update_stream
+    from ats_app.engine.services import order_update_stream
 
     monkeypatch.setattr(order_update_stream, "order_update_url",
                         lambda base_url: "ws://127.0.0.1:9/smart-order-update")  # refused

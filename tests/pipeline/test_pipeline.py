@@ -24,13 +24,14 @@ from sqlmodel import select
 from starlette.testclient import TestClient
 
 from ats_app.api import build_api
-from ats_app.engine import accounts, bot, strategies, users, webhooks
-from ats_app.engine.config import reset_settings_cache
-from ats_app.engine.db import session_scope
-from ats_app.engine.models import Alert, Order, Position
-from ats_app.engine.recovery import cleanup_abandoned_jobs
-from ats_app.engine.simulator.config import AccountSpec, SimConfig, demo_account
-from ats_app.engine.simulator.server import ServerThread
+from ats_app.engine.core.config import reset_settings_cache
+from ats_app.engine.execution.recovery import cleanup_abandoned_jobs
+from ats_app.engine.risk import bot
+from ats_app.engine.store.db import session_scope
+from ats_app.engine.store.models import Alert, Order, Position
+from ats_app.engine.tenants import accounts, strategies, users, webhooks
+from ats_app.simulator.config import AccountSpec, SimConfig, demo_account
+from ats_app.simulator.server import ServerThread
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT, PIN, SECRET, API_KEY = "T2001", "2468", "KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU", "k1"
@@ -371,9 +372,9 @@ def test_redis_restart_between_accept_and_execution_loses_nothing(
 ) -> None:
     """Alerts accepted, then Redis restarts empty (no persistence): recovery re-enqueues
     them from the database and each still trades exactly once."""
-    from ats_app.engine import queueing
-    from ats_app.engine.embedded_redis import free_port, redis_server_binary
-    from ats_app.engine.recovery import requeue_lost_alerts
+    from ats_app.engine.execution.recovery import requeue_lost_alerts
+    from ats_app.engine.services.embedded_redis import free_port, redis_server_binary
+    from ats_app.engine.store import redis_conn
 
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0"
@@ -395,14 +396,14 @@ def test_redis_restart_between_accept_and_execution_loses_nothing(
     server = start()
     monkeypatch.setenv("REDIS_URL", url)
     reset_settings_cache()
-    queueing._conn.cache_clear()
+    redis_conn.forget_shared()
     try:
         ids = [_post(world["live"], action="buy", id="rr-1")["alert_id"]]
         assert Queue("alerts", connection=redis.Redis.from_url(url)).count == 1
         server.terminate()
         server.wait(10)
         server = start()  # back, but empty: the job is gone
-        queueing._conn.cache_clear()
+        redis_conn.forget_shared()
         assert Queue("alerts", connection=redis.Redis.from_url(url)).count == 0
         assert requeue_lost_alerts(redis.Redis.from_url(url)) == ids
         _run_burst_worker()
@@ -411,16 +412,16 @@ def test_redis_restart_between_accept_and_execution_loses_nothing(
     finally:
         server.terminate()
         server.wait(10)
-        queueing._conn.cache_clear()
+        redis_conn.forget_shared()
 
 
 def test_two_workers_cannot_both_take_the_last_position_slot(world: dict) -> None:
     """max_open_positions=1, two links' alerts executed at the same moment by two workers:
     the check and the order row are taken together, so exactly one order is placed."""
-    from ats_app.engine import risk_gate
+    from ats_app.engine.risk import gate
 
     with session_scope() as s:
-        risk_gate.set_limits(s, world["user"], max_open_positions=1)
+        gate.set_limits(s, world["user"], max_open_positions=1)
         second, secret = webhooks.create_link(
             s, world["user"], name="second", strategy_id=None, stop_loss_pct=5,
             target_pct=None, trailing_stop_pct=None, paper=False,
@@ -444,7 +445,7 @@ def test_entry_outside_hours_waits_for_the_open_when_the_link_allows(
 ) -> None:
     from rq.registry import ScheduledJobRegistry
 
-    from ats_app.engine.pipeline import handle_alert
+    from ats_app.engine.execution.entry import handle_alert
 
     monkeypatch.setenv("ATS_FAKE_NOW", "2026-12-02T16:00:00+05:30")  # Wednesday, after close
     reset_settings_cache()

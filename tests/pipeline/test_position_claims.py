@@ -9,9 +9,10 @@ from decimal import Decimal
 
 from sqlmodel import func, select
 
-from ats_app.engine import positions, users, webhooks
-from ats_app.engine.db import session_scope
-from ats_app.engine.models import AuditEvent, Order, Position
+from ats_app.engine.execution import positions
+from ats_app.engine.store.db import session_scope
+from ats_app.engine.store.models import AuditEvent, Order, Position
+from ats_app.engine.tenants import users, webhooks
 
 TICK = Decimal("0.05")
 

@@ -14,11 +14,12 @@ from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
 from sqlmodel import select
 
-from ats_app.engine import queueing, webhooks
-from ats_app.engine.config import reset_settings_cache
-from ats_app.engine.db import session_scope
-from ats_app.engine.models import Alert, Position
-from ats_app.engine.recovery import requeue_lost_alerts
+from ats_app.engine.core.config import reset_settings_cache
+from ats_app.engine.execution.recovery import requeue_lost_alerts
+from ats_app.engine.store import queueing
+from ats_app.engine.store.db import session_scope
+from ats_app.engine.store.models import Alert, Position
+from ats_app.engine.tenants import webhooks
 from tests.pipeline.test_failed_jobs import _actions, _allow, _refuse
 from tests.pipeline.test_pipeline import _orders, _post, _run_burst_worker
 
@@ -115,7 +116,7 @@ def test_an_open_job_that_failed_for_good_is_rerun_and_trades_once(
 def test_an_open_job_rerun_after_a_crash_before_its_order_still_trades(
     world: dict, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ats_app.engine import pipeline
+    from ats_app.engine.execution import entry as pipeline
 
     alert_id = _queued_alert(world, monkeypatch)
     _at_the_open(monkeypatch)

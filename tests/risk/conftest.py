@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from ats_app.engine import accounts, bot, webhooks
-from ats_app.engine import users as users_mod
-from ats_app.engine.config import reset_settings_cache
-from ats_app.engine.db import session_scope
-from ats_app.engine.simulator.config import AccountSpec, SimConfig, demo_account
-from ats_app.engine.simulator.server import ServerThread
+from ats_app.engine.core.config import reset_settings_cache
+from ats_app.engine.risk import bot
+from ats_app.engine.store.db import session_scope
+from ats_app.engine.tenants import accounts, webhooks
+from ats_app.engine.tenants import users as users_mod
+from ats_app.simulator.config import AccountSpec, SimConfig, demo_account
+from ats_app.simulator.server import ServerThread
 from tests.risk.kit import API_KEY, CLIENT, CLIENT2, CLIENT3, IN_SESSION, PIN, SECRET
 
 

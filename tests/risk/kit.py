@@ -12,8 +12,8 @@ from sqlmodel import select
 from starlette.testclient import TestClient
 
 from ats_app.api import build_api
-from ats_app.engine.db import session_scope
-from ats_app.engine.models import AuditEvent, Order, Position
+from ats_app.engine.store.db import session_scope
+from ats_app.engine.store.models import AuditEvent, Order, Position
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT, PIN, SECRET, API_KEY = "T3001", "2468", "KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU", "k1"

@@ -17,14 +17,17 @@ import redis
 from rq import Queue
 from rq.job import Job
 
-from ats_app.engine import accounts, halt, market_hours, order_store, risk_gate, schedules
 from ats_app.engine.broker.base import Contract, OrderRequest, OrderType, Side
 from ats_app.engine.broker.factory import broker_for
-from ats_app.engine.config import reset_settings_cache
-from ats_app.engine.db import session_scope
-from ats_app.engine.fsm import OrderEvent, OrderStatus, is_terminal
-from ats_app.engine.models import Alert, Order
-from ats_app.engine.redis_conn import EXITS_QUEUE
+from ats_app.engine.core.config import reset_settings_cache
+from ats_app.engine.core.fsm import OrderEvent, OrderStatus, is_terminal
+from ats_app.engine.execution import halt, order_store
+from ats_app.engine.market import hours as market_hours
+from ats_app.engine.risk import gate, schedules
+from ats_app.engine.store.db import session_scope
+from ats_app.engine.store.models import Alert, Order
+from ats_app.engine.store.redis_conn import EXITS_QUEUE
+from ats_app.engine.tenants import accounts
 from tests.risk.kit import (
     API_KEY,
     CLIENT2,
@@ -106,7 +109,7 @@ def test_kill_switch_leaves_no_open_position_or_order(world: dict, redis_url: st
 def test_square_off_exits_everything_once(world: dict, redis_url: str) -> None:
     _open_two_positions(world)
     with session_scope() as s:
-        risk_gate.set_limits(s, world["user"], square_off_at="15:20")
+        gate.set_limits(s, world["user"], square_off_at="15:20")
     assert schedules.run_square_off(TRADING_DAY, "15:15")["exits"] == {}  # not this user's time
     first = schedules.run_square_off(TRADING_DAY, "15:20")
     second = schedules.run_square_off(TRADING_DAY, "15:20")
@@ -161,7 +164,7 @@ def _assert_logged_in_once_each(world: dict) -> None:
 
 def test_pre_open_runs_once_with_three_racing_processes(world: dict) -> None:
     _add_accounts(world)
-    code = ("import json, sys; from ats_app.engine.schedules import run_pre_open; "
+    code = ("import json, sys; from ats_app.engine.risk.schedules import run_pre_open; "
             f"print(json.dumps(run_pre_open({TRADING_DAY!r})['status']))")
     procs = [subprocess.Popen([sys.executable, "-c", code], env=worker_env(), cwd=os.getcwd(),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -10,11 +10,13 @@ from datetime import datetime, timedelta
 import pytest
 
 from ats_app.cli_risk import add_risk_commands
-from ats_app.engine import bot, halt, risk_gate, users
-from ats_app.engine.db import session_scope
-from ats_app.engine.errors import ValidationError
-from ats_app.engine.models import Alert, Order, Position
-from ats_app.engine.risk_models import RiskLimits
+from ats_app.engine.core.errors import ValidationError
+from ats_app.engine.execution import halt
+from ats_app.engine.risk import bot
+from ats_app.engine.risk import gate as risk_gate
+from ats_app.engine.store.db import session_scope
+from ats_app.engine.store.models import Alert, Order, Position, RiskLimits
+from ats_app.engine.tenants import users
 from tests.risk.kit import (
     IN_SESSION,
     TRADING_DAY,
@@ -166,7 +168,7 @@ def test_gate_reads_limits_kill_switch_and_day_fresh_in_one_statement(trader: in
     check under the lock) sees a limit or kill switch changed since the first."""
     from sqlalchemy import event
 
-    from ats_app.engine.db import get_engine
+    from ats_app.engine.store.db import get_engine
 
     statements: list[str] = []
 

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from ats_app.engine import market_hours, risk, schedules
-from ats_app.engine.market_hours import Calendar
-from ats_app.engine.risk import Approved, Denied, Limits, OrderContext, RiskState
+from ats_app.engine.market import hours as market_hours
+from ats_app.engine.market.hours import Calendar
+from ats_app.engine.risk import policy, schedules
+from ats_app.engine.risk.policy import Approved, Denied, Limits, OrderContext, RiskState
 
 CAL = Calendar({date(2026, 11, 24): "Guru Nanak Jayanti"})
 WED = "2026-12-02"
@@ -23,7 +24,7 @@ def at(hhmmss: str, day: str = WED) -> datetime:
 
 
 def decide(limits: Limits, lots: int | None = 1, when: str = "10:00:00", **state: object):
-    return risk.check(OrderContext(at=at(when), lots=lots), limits,
+    return policy.check(OrderContext(at=at(when), lots=lots), limits,
                       RiskState(calendar=CAL, **state))  # type: ignore[arg-type]
 
 
@@ -83,16 +84,16 @@ def test_a_profit_never_trips_the_loss_limit() -> None:
 )
 def test_market_hours_and_square_off_time(when: str, day: str, approved: bool,
                                           words: str) -> None:
-    d = risk.check(OrderContext(at=at(when, day)), OFF, RiskState(calendar=CAL))
+    d = policy.check(OrderContext(at=at(when, day)), OFF, RiskState(calendar=CAL))
     assert d.approved is approved, d
     assert words in d.reason
 
 
 def test_session_ends_at_15_30_exclusive_whatever_the_square_off() -> None:
     late = Limits(square_off_at=time(15, 30))
-    assert isinstance(risk.check(OrderContext(at=at("15:29:59")), late, RiskState(calendar=CAL)),
+    assert isinstance(policy.check(OrderContext(at=at("15:29:59")), late, RiskState(calendar=CAL)),
                       Approved)
-    d = risk.check(OrderContext(at=at("15:30:00")), late, RiskState(calendar=CAL))
+    d = policy.check(OrderContext(at=at("15:30:00")), late, RiskState(calendar=CAL))
     assert isinstance(d, Denied) and d.rule == "market_hours"
 
 
@@ -106,8 +107,8 @@ def test_utc_input_is_judged_in_ist() -> None:
 
 def test_always_mode_trades_at_any_hour_but_the_kill_switch_still_holds() -> None:
     sunday_night = OrderContext(at=at("23:00:00", "2026-12-06"))
-    assert isinstance(risk.check(sunday_night, OFF, RiskState(market_mode="always")), Approved)
-    d = risk.check(sunday_night, OFF, RiskState(market_mode="always", halted=True))
+    assert isinstance(policy.check(sunday_night, OFF, RiskState(market_mode="always")), Approved)
+    d = policy.check(sunday_night, OFF, RiskState(market_mode="always", halted=True))
     assert isinstance(d, Denied) and d.rule == "halted"
 
 

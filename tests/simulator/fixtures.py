@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ats_app.engine.simulator.server import ServerThread
+from ats_app.simulator.server import ServerThread
 from tests.simulator.sim_kit import Sim, make_config
 
 

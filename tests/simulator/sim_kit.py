@@ -17,9 +17,9 @@ from SmartApi import SmartConnect
 from SmartApi.smartWebSocketOrderUpdate import SmartWebSocketOrderUpdate
 from SmartApi.smartWebSocketV2 import SmartWebSocketV2
 
-from ats_app.engine.simulator.clock import IST
-from ats_app.engine.simulator.config import AccountSpec, SimConfig
-from ats_app.engine.simulator.server import ServerThread
+from ats_app.simulator.clock import IST
+from ats_app.simulator.config import AccountSpec, SimConfig
+from ats_app.simulator.server import ServerThread
 
 CLIENT, PIN = "T1001", "4321"
 SECRET = "KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU"  # fixed base32 so failures are reproducible

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from ats_app.engine.simulator.accounts import Account
-from ats_app.engine.simulator.clock import Clock
-from ats_app.engine.simulator.market import Market
-from ats_app.engine.simulator.orders import OrderBook
-from ats_app.engine.simulator.positions import Positions
-from ats_app.engine.simulator.scripmaster import ScripMaster, build_instruments
+from ats_app.simulator.accounts import Account
+from ats_app.simulator.clock import Clock
+from ats_app.simulator.market import Market
+from ats_app.simulator.orders import OrderBook
+from ats_app.simulator.positions import Positions
+from ats_app.simulator.scripmaster import ScripMaster, build_instruments
 
 
 def _engine(cash: float = 1_000_000.0) -> tuple[OrderBook, Market, list[tuple[str, str]]]:

@@ -11,7 +11,7 @@ from sim_kit import CLIENT, PIN, SECRET, OrderFeed, Sim, order, wait_for
 from SmartApi import SmartConnect
 from SmartApi.smartExceptions import DataException
 
-from ats_app.engine.simulator.config import AccountSpec
+from ats_app.simulator.config import AccountSpec
 
 
 def _book(sc: SmartConnect) -> list[dict]:

@@ -9,13 +9,13 @@ from datetime import date, datetime
 import pytest
 from SmartApi.smartWebSocketV2 import SmartWebSocketV2
 
-from ats_app.engine.simulator import candles, ticks
-from ats_app.engine.simulator.clock import IST, Clock, nse_open
-from ats_app.engine.simulator.config import parse_account
-from ats_app.engine.simulator.faults import FaultStore
-from ats_app.engine.simulator.pricing import bid_ask, black_scholes, to_paise_on_tick
-from ats_app.engine.simulator.ratelimit import SlidingWindowLimiter
-from ats_app.engine.simulator.scripmaster import ScripMaster, build_instruments
+from ats_app.simulator import candles, ticks
+from ats_app.simulator.clock import IST, Clock, nse_open
+from ats_app.simulator.config import parse_account
+from ats_app.simulator.faults import FaultStore
+from ats_app.simulator.pricing import bid_ask, black_scholes, to_paise_on_tick
+from ats_app.simulator.ratelimit import SlidingWindowLimiter
+from ats_app.simulator.scripmaster import ScripMaster, build_instruments
 
 
 def _sdk_parser() -> SmartWebSocketV2:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ats_app.engine.broker_status import from_angel_report, from_angel_status, normalise_status
-from ats_app.engine.fsm import OrderEvent, OrderStatus, apply
+from ats_app.engine.broker.status import from_angel_report, from_angel_status, normalise_status
+from ats_app.engine.core.fsm import OrderEvent, OrderStatus, apply
 
 E = OrderEvent
 

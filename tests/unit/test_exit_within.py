@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_hanging_shutdown_still_ends_within_the_grace_period() -> None:
-    hang = ("from ats_app.engine.processes import exit_within\n"
+    hang = ("from ats_app.engine.services.processes import exit_within\n"
             "exit_within(0.5)\n"
             "import time; time.sleep(60)  # a shutdown that never finishes\n")
     started = time.monotonic()

@@ -9,7 +9,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from ats_app.engine.exits import (
+from ats_app.engine.exits.rules import (
     ExitDecision,
     ExitReason,
     ExitRules,

@@ -14,8 +14,8 @@ def test_startup_objects_leave_the_collectors_sight() -> None:
     # In a child: freezing is process-wide and would change this test process's collector.
     probe = (
         "import gc\n"
-        "import ats_app.engine.pipeline\n"
-        "from ats_app.engine.processes import freeze_startup_heap\n"
+        "import ats_app.engine.execution.entry\n"
+        "from ats_app.engine.services.processes import freeze_startup_heap\n"
         "before = len(gc.get_objects())\n"
         "freeze_startup_heap()\n"
         "print(gc.get_freeze_count(), before, len(gc.get_objects()))\n"

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from ats_app.engine.fsm import (
+from ats_app.engine.core.fsm import (
     TRANSITIONS,
     InvalidTransition,
     OrderEvent,

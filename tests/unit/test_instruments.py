@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from ats_app.engine.errors import ValidationError
-from ats_app.engine.instruments import (
+from ats_app.engine.core.errors import ValidationError
+from ats_app.engine.market.instruments import (
     InstrumentIndex,
     StrikeChoice,
     as_of,

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from ats_app.engine.fsm import OrderStatus
-from ats_app.engine.order_updates import parse_message
+from ats_app.engine.core.fsm import OrderStatus
+from ats_app.engine.execution.order_updates import parse_message
 
 
 def _msg(code: str, **data: object) -> str:
@@ -88,8 +88,9 @@ def test_an_update_that_cannot_be_applied_makes_the_stream_reconnect_and_catch_u
 ) -> None:
     # The socket never repeats a message, and the job may have left the order to the stream:
     # a lost update must send jobs back to polling and the consumer through its catch-up.
-    from ats_app.engine import order_update_stream, order_updates
-    from ats_app.engine.accounts import Credentials
+    from ats_app.engine.execution import order_updates
+    from ats_app.engine.services import order_update_stream
+    from ats_app.engine.tenants.accounts import Credentials
 
     creds = Credentials(account_id=7, client_id="T1", base_url=None, egress_proxy=None,
                         api_key="k", pin="1234", totp_secret="JBSWY3DPEHPK3PXP")

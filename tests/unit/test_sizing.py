@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ats_app.engine.errors import ValidationError
-from ats_app.engine.sizing import lots_from_quantity, order_quantity, validate_quantity
+from ats_app.engine.core.errors import ValidationError
+from ats_app.engine.execution.sizing import lots_from_quantity, order_quantity, validate_quantity
 
 
 @pytest.mark.parametrize(

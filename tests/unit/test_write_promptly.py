@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from ats_app.engine import db
+from ats_app.engine.store import db
 
 
 @pytest.fixture

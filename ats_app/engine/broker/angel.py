@@ -41,7 +41,7 @@ from ats_app.engine.broker.errors import (
 from ats_app.engine.broker.ratelimit import RateLimiter
 from ats_app.engine.broker.sdk import AngelClient, egress_session
 from ats_app.engine.broker.session import AngelSession
-from ats_app.engine.fsm import OrderStatus, is_terminal
+from ats_app.engine.core.fsm import OrderStatus, is_terminal
 
 __all__ = ["AngelBroker", "build_order_params", "discover_egress_ip"]
 

@@ -12,7 +12,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
-from ats_app.engine.fsm import OrderStatus
+from ats_app.engine.core.fsm import OrderStatus
 
 
 class Side(StrEnum):

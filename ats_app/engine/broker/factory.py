@@ -20,23 +20,23 @@ import threading
 import redis
 from sqlmodel import Session
 
-from ats_app.engine import accounts
-from ats_app.engine.accounts import Credentials
 from ats_app.engine.broker.angel import DEFAULT_IP_ECHO_URL, AngelBroker
 from ats_app.engine.broker.base import Broker, ConnectionReport
 from ats_app.engine.broker.paper import PaperBroker
-from ats_app.engine.broker.ratelimit import RateLimiter
-from ats_app.engine.broker.session import AngelSession
-from ats_app.engine.config import settings
-from ats_app.engine.errors import ValidationError
-from ats_app.engine.prices import (
+from ats_app.engine.broker.prices import (
     BrokerPriceSource,
     FallbackPriceSource,
     PriceSource,
     RedisPriceSource,
     SharedQuoteCache,
 )
-from ats_app.engine.redis_conn import connect
+from ats_app.engine.broker.ratelimit import RateLimiter
+from ats_app.engine.broker.session import AngelSession
+from ats_app.engine.core.config import settings
+from ats_app.engine.core.errors import ValidationError
+from ats_app.engine.store.redis_conn import connect
+from ats_app.engine.tenants import accounts
+from ats_app.engine.tenants.accounts import Credentials
 
 __all__ = [
     "angel_broker",
@@ -75,7 +75,7 @@ def simulator_credentials() -> Credentials | None:
     s = settings()
     if not s.simulator_enabled:
         return None
-    from ats_app.engine.simulator.config import demo_account
+    from ats_app.simulator.config import demo_account
 
     demo = demo_account()
     return Credentials(account_id=SIMULATOR_ACCOUNT_ID, client_id=demo.client_code,

@@ -26,7 +26,7 @@ from typing import Any
 
 import redis
 
-from ats_app.engine import charges
+from ats_app.engine.broker import charges
 from ats_app.engine.broker.base import (
     BrokerOrder,
     BrokerPosition,
@@ -39,8 +39,8 @@ from ats_app.engine.broker.base import (
     Side,
 )
 from ats_app.engine.broker.errors import OrderRejected
-from ats_app.engine.fsm import OrderStatus
-from ats_app.engine.prices import PriceSource
+from ats_app.engine.broker.prices import PriceSource
+from ats_app.engine.core.fsm import OrderStatus
 
 __all__ = ["PaperBroker", "fill_price"]
 

@@ -38,9 +38,9 @@ from ats_app.engine.broker.errors import (
     TotpRefused,
     UnknownOutcome,
 )
-from ats_app.engine.broker_status import from_angel_report
-from ats_app.engine.fsm import OrderEvent, OrderStatus
-from ats_app.engine.instruments import IST
+from ats_app.engine.broker.status import from_angel_report
+from ats_app.engine.core.fsm import OrderEvent, OrderStatus
+from ats_app.engine.market.instruments import IST
 
 __all__ = [
     "LOGIN_ROUTE",

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from ats_app.engine.broker.base import BrokerOrder
 from ats_app.engine.broker.parsing import event_for_status
-from ats_app.engine.fsm import OrderEvent, OrderStatus, apply, needs_reconciliation
+from ats_app.engine.core.fsm import OrderEvent, OrderStatus, apply, needs_reconciliation
 
 __all__ = ["Decision", "PendingOrder", "reconcile"]
 

@@ -26,7 +26,6 @@ import pyotp
 import redis
 from redis.exceptions import LockError
 
-from ats_app.engine.accounts import Credentials
 from ats_app.engine.broker import parsing
 from ats_app.engine.broker.errors import (
     BrokerDown,
@@ -37,8 +36,9 @@ from ats_app.engine.broker.errors import (
 )
 from ats_app.engine.broker.ratelimit import RateLimiter
 from ats_app.engine.broker.sdk import AngelClient, SourceAddressUnavailable, proxies_for
-from ats_app.engine.instruments import IST
-from ats_app.engine.secrets_box import default_box
+from ats_app.engine.market.instruments import IST
+from ats_app.engine.tenants.accounts import Credentials
+from ats_app.engine.tenants.secrets_box import default_box
 
 __all__ = ["AngelSession", "Tokens", "session_key"]
 

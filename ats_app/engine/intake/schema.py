@@ -1,0 +1,240 @@
+"""The TradingView alert message: parsing and validation (pure, no I/O).
+
+Schema (JSON object; keys case-insensitive; numbers may arrive as strings, as TradingView
+placeholders produce them):
+
+| key | required | values |
+|---|---|---|
+| secret | yes | the webhook link's secret (checked by `alerts`, never stored) |
+| action | yes | buy, sell or exit (any case); sell and exit close the link's open position |
+| symbol | yes, unless tradingsymbol+exchange | underlying: NIFTY, BANKNIFTY, RELIANCE ("NSE:" ok) |
+| option | no | CE or PE (CALL/PUT accepted); absent for cash/equity |
+| strike | no (ATM) | ATM, ITM1..ITMn, OTM1..OTMn or a strike price |
+| expiry | no (nearest) | nearest, next or a date 2026-11-24 |
+| lots | no (1) | whole lots; or |
+| quantity | no | units, which must be a multiple of the lot size (checked against the contract) |
+| tradingsymbol + exchange | no | an explicit contract, e.g. NIFTY24NOV2626000CE on NFO |
+| price | no | the price the signal saw (the slippage reference); positive |
+| time | no | ISO 8601 or epoch seconds/ms; older than the staleness limit → refused |
+| id | no | the alert's own id; repeats of one id are duplicates |
+
+Unknown keys are refused (a typo such as "qty" must not silently trade one lot).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from ats_app.engine.core.errors import ValidationError
+from ats_app.engine.market.instruments import (
+    ExpiryChoice,
+    StrikeChoice,
+    parse_expiry_choice,
+    parse_option_type,
+    parse_strike_choice,
+)
+
+ACTIONS = ("buy", "sell", "exit")
+KNOWN_KEYS = frozenset(
+    {
+        "secret",
+        "action",
+        "symbol",
+        "option",
+        "strike",
+        "expiry",
+        "lots",
+        "quantity",
+        "tradingsymbol",
+        "exchange",
+        "price",
+        "time",
+        "id",
+    }
+)
+EXCHANGES = ("NSE", "NFO", "BSE", "BFO", "MCX", "CDS")
+MAX_ID_LENGTH = 64
+MAX_LOTS = 1000
+
+
+@dataclass(frozen=True)
+class AlertSignal:
+    action: str  # buy / sell / exit
+    symbol: str  # underlying ("" when only an explicit tradingsymbol is given)
+    option: str | None
+    strike: StrikeChoice
+    expiry: ExpiryChoice
+    lots: int | None
+    quantity: int | None
+    tradingsymbol: str | None
+    exchange: str | None
+    price: Decimal | None
+    time: datetime | None
+    alert_id: str | None
+
+    @property
+    def is_entry(self) -> bool:
+        return self.action == "buy"
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or ValidationError(field=None) for a 400."""
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValidationError(
+            "body must be a JSON object (TradingView: put JSON in the alert message)"
+        ) from exc
+    if not isinstance(data, dict):
+        raise ValidationError("body must be a JSON object, not a JSON " + type(data).__name__)
+    return {str(k).strip().lower(): v for k, v in data.items()}
+
+
+def _text(data: dict[str, Any], key: str, *, limit: int = 64) -> str | None:
+    value = data.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValidationError(f"{key} must be text", key)
+    text = str(value).strip()
+    if len(text) > limit:
+        raise ValidationError(f"{key} must be at most {limit} characters", key)
+    return text
+
+
+def _whole(data: dict[str, Any], key: str, upper: int) -> int | None:
+    value = data.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation as exc:
+        raise ValidationError(f"{key} must be a whole number, got {value!r}", key) from exc
+    if isinstance(value, bool) or number != number.to_integral_value() or number <= 0:
+        raise ValidationError(f"{key} must be a whole number above 0, got {value!r}", key)
+    if number > upper:
+        raise ValidationError(f"{key} must be at most {upper}", key)
+    return int(number)
+
+
+def _price(data: dict[str, Any]) -> Decimal | None:
+    value = data.get("price")
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        price = Decimal(str(value).strip())
+    except InvalidOperation as exc:
+        raise ValidationError(f"price must be a number, got {value!r}", "price") from exc
+    if not price.is_finite() or price <= 0:
+        raise ValidationError(f"price must be above 0, got {value!r}", "price")
+    return price
+
+
+def parse_time(value: object) -> datetime | None:
+    """ISO 8601 (TradingView's {{timenow}}: 2026-11-25T04:30:00Z) or epoch seconds / ms."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ValidationError(
+                f"time must be ISO 8601 or epoch seconds, got {value!r}", "time"
+            ) from exc
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    seconds = number / 1000 if number > 1e11 else number  # epoch ms from Pine's timenow
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _symbol(data: dict[str, Any]) -> str:
+    raw = _text(data, "symbol") or ""
+    # TradingView's {{ticker}} may carry an exchange prefix ("NSE:NIFTY"); drop it.
+    return raw.split(":")[-1].strip().upper()
+
+
+def parse_alert(data: dict[str, Any]) -> AlertSignal:
+    """Validate a parsed alert body; ValidationError names the offending field."""
+    unknown = sorted(set(data) - KNOWN_KEYS)
+    if unknown:
+        raise ValidationError(f"unknown field(s): {', '.join(unknown)}", unknown[0])
+    action = (_text(data, "action") or "").lower()
+    if action not in ACTIONS:
+        raise ValidationError("action is required: buy, sell or exit", "action")
+    tradingsymbol = _text(data, "tradingsymbol")
+    exchange = (_text(data, "exchange") or "").upper() or None
+    if (tradingsymbol is None) != (exchange is None):
+        field = "exchange" if tradingsymbol else "tradingsymbol"
+        raise ValidationError("tradingsymbol and exchange go together", field)
+    if exchange is not None and exchange not in EXCHANGES:
+        raise ValidationError(f"exchange must be one of {', '.join(EXCHANGES)}", "exchange")
+    symbol = _symbol(data)
+    if not symbol and tradingsymbol is None:
+        raise ValidationError("symbol is required (e.g. NIFTY)", "symbol")
+    option_raw = _text(data, "option")
+    option = parse_option_type(option_raw) if option_raw else None
+    lots = _whole(data, "lots", MAX_LOTS)
+    quantity = _whole(data, "quantity", 10_000_000)
+    if lots is not None and quantity is not None:
+        raise ValidationError("give lots or quantity (units), not both", "quantity")
+    strike_raw = data.get("strike")
+    expiry_raw = data.get("expiry")
+    return AlertSignal(
+        action=action,
+        symbol=symbol,
+        option=option,
+        strike=parse_strike_choice(strike_raw)
+        if strike_raw not in (None, "")
+        else StrikeChoice("ATM"),
+        expiry=parse_expiry_choice(expiry_raw) if expiry_raw not in (None, "") else "nearest",
+        lots=lots,
+        quantity=quantity,
+        tradingsymbol=tradingsymbol.upper() if tradingsymbol else None,
+        exchange=exchange,
+        price=_price(data),
+        time=parse_time(data.get("time")),
+        alert_id=_text(data, "id", limit=MAX_ID_LENGTH),
+    )
+
+
+def check_fresh(signal: AlertSignal, now: datetime, max_age_seconds: int) -> None:
+    """A late entry is a wrong entry: refuse alerts older than the limit (0 disables)."""
+    if signal.time is None or max_age_seconds <= 0:
+        return
+    age = (now - signal.time).total_seconds()
+    if age > max_age_seconds:
+        raise ValidationError(
+            f"alert is stale: its time is {age:.0f}s old (limit {max_age_seconds}s)", "time"
+        )
+
+
+def dedup_key(
+    data: dict[str, Any], signal: AlertSignal, received: datetime, window_seconds: int
+) -> str:
+    """Same alert twice → same key (UNIQUE per link in the database).
+
+    With an `id`: the id, forever. Without one: a hash of the normalized body (secret left
+    out); with a `time` field the hash alone (the time makes it unique), else the hash plus
+    the `window_seconds` bucket the alert arrived in, so an identical body sent again after
+    the window is a new signal.
+    """
+    if signal.alert_id:
+        return "id:" + signal.alert_id[:MAX_ID_LENGTH]
+    body = {k: v for k, v in data.items() if k != "secret"}
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+    if signal.time is not None:
+        return "h:" + digest
+    bucket = int(received.timestamp()) // max(window_seconds, 1)
+    return f"hw:{digest}:{bucket}"
+
+
+def stored_payload(data: dict[str, Any]) -> str:
+    """The alert as kept in the database: everything but the secret."""
+    return json.dumps({k: v for k, v in data.items() if k != "secret"}, sort_keys=True, default=str)

@@ -1,0 +1,122 @@
+"""Database engine and sessions. The one place that knows which database is in use."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import sqlalchemy as sa
+from sqlmodel import Session, create_engine
+
+from ats_app.engine.core.config import PROJECT_ROOT, settings
+
+_engines: dict[str, sa.Engine] = {}
+SQLITE_BUSY_TIMEOUT_MS = 5000
+SQLITE_BUSY_POLL_S = 0.0005
+T = TypeVar("T")
+_sqlite_writer = threading.Lock()
+
+
+def normalize_url(url: str) -> str:
+    """Use psycopg 3 for plain postgresql:// URLs (psycopg2 is not installed)."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
+    cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")  # web + worker + monitor write concurrently
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cur.close()
+
+
+def get_engine(url: str | None = None) -> sa.Engine:
+    url = normalize_url(url or settings().database_url)
+    engine = _engines.get(url)
+    if engine is None:
+        if url.startswith("sqlite"):
+            path = url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_engine(url, pool_pre_ping=True)
+        _engines[url] = engine
+    return engine
+
+
+def write_promptly(work: Callable[[sa.Connection], T], url: str | None = None) -> T:
+    """Run `work` in a transaction of its own, and commit.
+
+    On SQLite, a writer that finds the database locked (another process committing) is made
+    to wait by SQLite's busy handler in sleeps of 1, 2, 5, 10 ... 100 ms: a 1 ms wait for a
+    worker's commit became tens of milliseconds of the webhook ack. Here it re-tries every
+    0.5 ms instead, for as long as the busy timeout allows."""
+    engine = get_engine(url)
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as c:
+            return work(c)
+    # This process's own writers queue on a lock (no spinning, no GIL churn): only another
+    # process's lock is waited out by re-trying.
+    with _sqlite_writer, engine.connect() as c:
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+        _set_busy_timeout(c, 0)
+        try:
+            while True:
+                try:
+                    with c.begin():
+                        return work(c)
+                except sa.exc.OperationalError as exc:
+                    if "locked" not in str(exc.orig) or time.monotonic() > deadline:
+                        raise
+                time.sleep(SQLITE_BUSY_POLL_S)
+        finally:
+            _set_busy_timeout(c, SQLITE_BUSY_TIMEOUT_MS)
+
+
+def _set_busy_timeout(c: sa.Connection, ms: int) -> None:
+    c.exec_driver_sql(f"PRAGMA busy_timeout={ms}")
+    c.commit()  # SQLAlchemy's autobegun transaction (the pragma itself takes no lock)
+
+
+def dispose_engines() -> None:
+    for engine in _engines.values():
+        engine.dispose()
+    _engines.clear()
+
+
+@contextmanager
+def session_scope(url: str | None = None) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error."""
+    with Session(get_engine(url), expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def alembic_config(url: str | None = None):
+    from alembic.config import Config
+
+    cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(PROJECT_ROOT / "alembic"))
+    cfg.set_main_option("sqlalchemy.url", normalize_url(url or settings().database_url))
+    return cfg
+
+
+def upgrade(url: str | None = None, revision: str = "head") -> None:
+    """Apply migrations up to `revision` (head by default)."""
+    from alembic import command
+
+    command.upgrade(alembic_config(url), revision)

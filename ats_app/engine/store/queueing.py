@@ -1,0 +1,132 @@
+"""RQ queues and enqueueing: job ids are deterministic so a repeat enqueue is harmless."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import UTC, datetime, timedelta
+
+import redis
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus, Retry
+from rq.registry import FailedJobRegistry
+
+from ats_app.engine.market import hours
+from ats_app.engine.store.redis_conn import ALERTS_QUEUE, EXITS_QUEUE, shared
+
+ALERT_JOB_TIMEOUT = 120  # seconds a handle_alert run may take before RQ kills it
+RESULT_TTL = 24 * 3600
+# By dotted path: the web process enqueues without importing the broker stack.
+HANDLE_ALERT = "ats_app.engine.execution.entry.handle_alert"
+HANDLE_EXIT = "ats_app.engine.execution.entry.handle_exit"
+FAILURE_TTL = 7 * 24 * 3600  # failed jobs stay visible for a week
+
+
+def connection() -> redis.Redis:
+    return shared()
+
+
+def alert_job_id(alert_id: int, queued_until: datetime | None = None) -> str:
+    """The id of the job that carries an alert: its own, or, once it was queued for the
+    market open, the one that runs it at that open (`Alert.queued_until`)."""
+    if queued_until is None:
+        return f"alert-{alert_id}"
+    return f"alert-{alert_id}-open-{hours.ist(queued_until):%Y%m%d}"
+
+
+def enqueue_alert(
+    alert_id: int, conn: redis.Redis | None = None, *, queued_until: datetime | None = None
+) -> Job:
+    """Enqueue an alert's job now, or, with `queued_until` still ahead, for that open."""
+    q = Queue(ALERTS_QUEUE, connection=conn or connection())
+    # Retrying is safe: handle_alert is idempotent (orders keyed by deterministic ids).
+    # Retries go straight back on the queue (no interval): a scheduled retry would wait for
+    # RQ's scheduler lock, which a killed worker holds for up to a minute.
+    job_id, retry = alert_job_id(alert_id, queued_until), Retry(max=3)
+    if queued_until is not None:
+        due = hours.wall_clock(queued_until)  # RQ's scheduler runs on the real clock
+        if due > datetime.now(UTC):
+            return q.enqueue_at(due, HANDLE_ALERT, alert_id, job_id=job_id,  # type: ignore[arg-type]
+                                job_timeout=ALERT_JOB_TIMEOUT, result_ttl=RESULT_TTL,
+                                failure_ttl=FAILURE_TTL, retry=retry)
+    (job,) = _enqueue_now(q, [(HANDLE_ALERT, (alert_id,), job_id, retry)])
+    return job
+
+
+def enqueue_exit(position_id: int, reason: str, conn: redis.Redis | None = None) -> Job:
+    (job,) = enqueue_exits([(position_id, reason)], conn)
+    return job
+
+
+def enqueue_exits(sells: Sequence[tuple[int, str]], conn: redis.Redis | None = None) -> list[Job]:
+    """The sell jobs of (position id, reason) pairs, in one Redis round trip."""
+    q = Queue(EXITS_QUEUE, connection=conn or connection())
+    return _enqueue_now(q, [(HANDLE_EXIT, (position_id, reason), f"exit-{position_id}",
+                             Retry(max=5)) for position_id, reason in sells])
+
+
+def _enqueue_now(q: Queue, jobs: Sequence[tuple[str, tuple[object, ...], str, Retry]]
+                 ) -> list[Job]:
+    """Jobs (function, args, id, retry) on `q` in one Redis round trip: `Queue.enqueue` takes
+    three (the queue's registration, then the job), and an alert's job waits for them."""
+    return q.enqueue_many([
+        Queue.prepare_data(func, args=args, job_id=job_id, timeout=ALERT_JOB_TIMEOUT,
+                           result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL, retry=retry)
+        for func, args, job_id, retry in jobs
+    ])
+
+
+def existing_jobs(job_ids: Collection[str], conn: redis.Redis) -> set[str]:
+    """Which of these jobs exist, in one round trip: recovery asks about every pending alert
+    and claimed exit, and a backlog (workers down) is exactly when there are thousands."""
+    ids = list(job_ids)
+    if not ids:
+        return set()
+    pipe = conn.pipeline(transaction=False)
+    for job_id in ids:
+        pipe.exists(Job.key_for(job_id))
+    return {job_id for job_id, n in zip(ids, pipe.execute(), strict=True) if n}
+
+
+# A job that failed for good (its own quick retries spent, e.g. the database was down for all
+# of them) may leave an order SUBMITTING or a position EXITING: only a later run reconciles
+# it with the broker. Recovery re-runs such a job after a pause, a bounded number of times.
+RERUN_PAUSE = timedelta(seconds=30)
+MAX_RERUNS = 10
+_RERUNS = "ats_reruns"
+
+
+def failed_job_ids(queue_name: str, conn: redis.Redis) -> set[str]:
+    """The ids in a queue's failed registry: one read per recovery pass, so that only those
+    jobs are fetched, not every pending alert's."""
+    registry = FailedJobRegistry(queue=Queue(queue_name, connection=conn))
+    return set(registry.get_job_ids(cleanup=False))
+
+
+def rerun_if_failed(job_id: str, conn: redis.Redis, *, now: datetime | None = None) -> bool:
+    """Put a FAILED job back on its queue (idempotent jobs only); True when it was."""
+    try:
+        job = Job.fetch(job_id, connection=conn)
+    except NoSuchJobError:
+        return False
+    if job.get_status(refresh=False) != JobStatus.FAILED:
+        return False
+    now = now or datetime.now(UTC)
+    ended = job.ended_at
+    if ended is not None and ended.tzinfo is None:
+        ended = ended.replace(tzinfo=UTC)  # RQ stores naive UTC
+    runs = int(job.meta.get(_RERUNS, 0))
+    if runs >= MAX_RERUNS or (ended is not None and now - ended < RERUN_PAUSE):
+        return False
+    job.meta[_RERUNS] = runs + 1
+    job.save_meta()
+    job.requeue()
+    return True
+
+
+def reruns(job_id: str, conn: redis.Redis) -> int:
+    """How many times recovery has re-run this job."""
+    try:
+        return int(Job.fetch(job_id, connection=conn).meta.get(_RERUNS, 0))
+    except NoSuchJobError:
+        return 0

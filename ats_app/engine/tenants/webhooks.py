@@ -1,0 +1,285 @@
+"""Webhook links: the URL + secret a TradingView alert posts to, and what it trades."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+
+from sqlmodel import Session, col, delete, select
+
+from ats_app.engine.core.config import settings
+from ats_app.engine.core.errors import NotFound, ValidationError
+from ats_app.engine.store import audit
+from ats_app.engine.store.models import (
+    BrokerAccount,
+    Strategy,
+    WebhookLink,
+    WebhookLinkAccount,
+    utcnow,
+)
+from ats_app.engine.tenants.secrets_box import default_box
+
+TOKEN_BYTES = 24  # 192 bits: unguessable link id
+SECRET_BYTES = 18
+
+
+@dataclass(frozen=True)
+class LinkAccount:
+    account_id: int
+    lot_multiplier: int
+
+
+@dataclass(frozen=True)
+class LinkView:
+    id: int
+    name: str
+    token: str
+    url: str
+    strategy_id: int | None
+    stop_loss_pct: float | None
+    target_pct: float | None
+    trailing_stop_pct: float | None
+    paper: bool
+    enabled: bool
+    accounts: tuple[LinkAccount, ...]
+    queue_outside_hours: bool = False
+
+
+def webhook_url(token: str) -> str:
+    return f"{settings().public_base_url}/webhook/{token}"
+
+
+PCT_LABELS = {
+    "stop_loss_pct": "Stop-loss %",
+    "target_pct": "Target %",
+    "trailing_stop_pct": "Trailing stop %",
+}
+
+
+def validate_pct(value: float | str | None, field: str, upper: float) -> float | None:
+    """A percentage in (0, upper], or None when not set. Messages name the field both ways:
+    as the form labels it and as the API/CLI calls it."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    label = f"{PCT_LABELS.get(field, field)} ({field})"
+    try:
+        v = float(value)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"{label} must be a number, got {value!r}", field) from exc
+    if not (0 < v <= upper):
+        raise ValidationError(f"{label} must be greater than 0 and at most {upper:g}", field)
+    return v
+
+
+def _validate_rules(sl: object, target: object, tsl: object) -> tuple[float | None, ...]:
+    return (
+        validate_pct(sl, "stop_loss_pct", 99),  # type: ignore[arg-type]
+        validate_pct(target, "target_pct", 1000),  # type: ignore[arg-type]
+        validate_pct(tsl, "trailing_stop_pct", 99),  # type: ignore[arg-type]
+    )
+
+
+def _view(session: Session, link: WebhookLink) -> LinkView:
+    assert link.id is not None
+    rows = session.exec(
+        select(WebhookLinkAccount)
+        .where(WebhookLinkAccount.link_id == link.id)
+        .order_by(WebhookLinkAccount.account_id)
+    ).all()
+    return LinkView(
+        id=link.id,
+        name=link.name,
+        token=link.token,
+        url=webhook_url(link.token),
+        strategy_id=link.strategy_id,
+        stop_loss_pct=link.stop_loss_pct,
+        target_pct=link.target_pct,
+        trailing_stop_pct=link.trailing_stop_pct,
+        paper=link.paper,
+        enabled=link.enabled,
+        accounts=tuple(LinkAccount(r.account_id, r.lot_multiplier) for r in rows),
+        queue_outside_hours=link.queue_outside_hours,
+    )
+
+
+def _owned(session: Session, user_id: int, link_id: int) -> WebhookLink:
+    row = session.exec(
+        select(WebhookLink).where(WebhookLink.id == link_id).where(WebhookLink.user_id == user_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"webhook link {link_id} not found")
+    return row
+
+
+def _check_refs(
+    session: Session, user_id: int, strategy_id: int | None, accounts: list[LinkAccount]
+) -> None:
+    """Strategy and accounts must exist and belong to the same user."""
+    if strategy_id is not None:
+        s = session.get(Strategy, strategy_id)
+        if s is None or s.user_id != user_id:
+            raise ValidationError(f"strategy {strategy_id} not found", "strategy_id")
+    seen: set[int] = set()
+    for acc in accounts:
+        a = session.get(BrokerAccount, acc.account_id)
+        if a is None or a.user_id != user_id:
+            raise ValidationError(f"broker account {acc.account_id} not found", "accounts")
+        if acc.account_id in seen:
+            raise ValidationError(f"broker account {acc.account_id} listed twice", "accounts")
+        seen.add(acc.account_id)
+        if not (1 <= acc.lot_multiplier <= 100):
+            raise ValidationError("lot multiplier must be between 1 and 100", "lot_multiplier")
+
+
+def _set_accounts(
+    session: Session, user_id: int, link_id: int, accounts: list[LinkAccount]
+) -> None:
+    session.exec(delete(WebhookLinkAccount).where(col(WebhookLinkAccount.link_id) == link_id))  # type: ignore[call-overload]
+    for acc in accounts:
+        session.add(
+            WebhookLinkAccount(
+                user_id=user_id,
+                link_id=link_id,
+                account_id=acc.account_id,
+                lot_multiplier=acc.lot_multiplier,
+            )
+        )
+
+
+def create_link(
+    session: Session,
+    user_id: int,
+    *,
+    name: str,
+    accounts: list[LinkAccount],
+    strategy_id: int | None,
+    stop_loss_pct: float | str | None,
+    target_pct: float | str | None,
+    trailing_stop_pct: float | str | None,
+    paper: bool = True,
+    enabled: bool = True,
+    queue_outside_hours: bool = False,
+) -> tuple[LinkView, str]:
+    """Create a link; returns it and its secret (shown once here, revealable later)."""
+    n = name.strip()
+    if not n or len(n) > 100:
+        raise ValidationError("link name is required (at most 100 characters)", "name")
+    sl, target, tsl = _validate_rules(stop_loss_pct, target_pct, trailing_stop_pct)
+    _check_refs(session, user_id, strategy_id, accounts)
+    if not paper and not accounts:
+        raise ValidationError("a live link needs at least one broker account", "accounts")
+    secret = secrets.token_urlsafe(SECRET_BYTES)
+    link = WebhookLink(
+        user_id=user_id,
+        name=n,
+        token=secrets.token_urlsafe(TOKEN_BYTES),
+        secret_enc=default_box().encrypt(secret),
+        strategy_id=strategy_id,
+        stop_loss_pct=sl,
+        target_pct=target,
+        trailing_stop_pct=tsl,
+        paper=paper,
+        enabled=enabled,
+        queue_outside_hours=queue_outside_hours,
+    )
+    session.add(link)
+    session.flush()
+    assert link.id is not None
+    _set_accounts(session, user_id, link.id, accounts)
+    session.flush()
+    audit.record(session, "webhook.created", user_id=user_id, subject=str(link.id), paper=paper)
+    return _view(session, link), secret
+
+
+def update_link(
+    session: Session,
+    user_id: int,
+    link_id: int,
+    *,
+    name: str,
+    accounts: list[LinkAccount],
+    strategy_id: int | None,
+    stop_loss_pct: float | str | None,
+    target_pct: float | str | None,
+    trailing_stop_pct: float | str | None,
+    paper: bool,
+    enabled: bool,
+    queue_outside_hours: bool = False,
+) -> LinkView:
+    link = _owned(session, user_id, link_id)
+    n = name.strip()
+    if not n or len(n) > 100:
+        raise ValidationError("link name is required (at most 100 characters)", "name")
+    sl, target, tsl = _validate_rules(stop_loss_pct, target_pct, trailing_stop_pct)
+    _check_refs(session, user_id, strategy_id, accounts)
+    if not paper and not accounts:
+        raise ValidationError("a live link needs at least one broker account", "accounts")
+    link.name, link.strategy_id, link.paper, link.enabled = n, strategy_id, paper, enabled
+    link.queue_outside_hours = queue_outside_hours
+    link.stop_loss_pct, link.target_pct, link.trailing_stop_pct = sl, target, tsl
+    link.updated_at = utcnow()
+    session.add(link)
+    _set_accounts(session, user_id, link_id, accounts)
+    session.flush()
+    audit.record(session, "webhook.updated", user_id=user_id, subject=str(link_id))
+    return _view(session, link)
+
+
+def delete_link(session: Session, user_id: int, link_id: int) -> None:
+    session.delete(_owned(session, user_id, link_id))
+    audit.record(session, "webhook.deleted", user_id=user_id, subject=str(link_id))
+
+
+def list_links(session: Session, user_id: int) -> list[LinkView]:
+    rows = session.exec(
+        select(WebhookLink).where(WebhookLink.user_id == user_id).order_by(WebhookLink.id)
+    ).all()
+    return [_view(session, r) for r in rows]
+
+
+def get_link(session: Session, user_id: int, link_id: int) -> LinkView:
+    return _view(session, _owned(session, user_id, link_id))
+
+
+def reveal_secret(session: Session, user_id: int, link_id: int) -> str:
+    link = _owned(session, user_id, link_id)
+    audit.record(session, "webhook.secret_revealed", user_id=user_id, subject=str(link_id))
+    return default_box().decrypt(link.secret_enc)
+
+
+def rotate_secret(session: Session, user_id: int, link_id: int) -> str:
+    link = _owned(session, user_id, link_id)
+    secret = secrets.token_urlsafe(SECRET_BYTES)
+    link.secret_enc = default_box().encrypt(secret)
+    link.updated_at = utcnow()
+    session.add(link)
+    audit.record(session, "webhook.secret_rotated", user_id=user_id, subject=str(link_id))
+    return secret
+
+
+def rotate_token(session: Session, user_id: int, link_id: int) -> LinkView:
+    """New URL for the link; the old URL answers 404 from now on."""
+    link = _owned(session, user_id, link_id)
+    link.token = secrets.token_urlsafe(TOKEN_BYTES)
+    link.updated_at = utcnow()
+    session.add(link)
+    audit.record(session, "webhook.token_rotated", user_id=user_id, subject=str(link_id))
+    return _view(session, link)
+
+
+def alert_message_template(secret: str) -> str:
+    """A ready-to-paste TradingView alert message for this link."""
+    return json.dumps(
+        {
+            "secret": secret,
+            "id": "{{strategy.order.id}}-{{timenow}}",
+            "action": "{{strategy.order.action}}",
+            "symbol": "{{ticker}}",
+            "exchange": "{{exchange}}",
+            "quantity": "{{strategy.order.contracts}}",
+            "price": "{{close}}",
+            "time": "{{timenow}}",
+        },
+        indent=2,
+    )
