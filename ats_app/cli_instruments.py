@@ -17,13 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ats_app.engine.core.errors import ValidationError
-from ats_app.engine.market.instruments import (
-    IST,
-    Instrument,
-    InstrumentIndex,
-    resolve_option,
-    resolve_symbol,
-)
+from ats_app.engine.market.instruments import IST, Instrument, InstrumentIndex
+from ats_app.engine.market.resolve import resolve_option, resolve_symbol
 
 __all__ = ["add_instruments_commands", "cmd_instruments_resolve", "instrument_view"]
 

@@ -15,7 +15,8 @@ import pytest
 
 from ats_app.cli import main as instruments_cli
 from ats_app.engine.core.config import reset_settings_cache
-from ats_app.engine.market.instruments import IST, resolve_option
+from ats_app.engine.market.instruments import IST
+from ats_app.engine.market.resolve import resolve_option
 from ats_app.engine.market.scrip_master import (
     DEFAULT_SCRIP_MASTER_URL,
     SCRIP_MASTER_PATH,

@@ -1,4 +1,4 @@
-"""order_store.after_commit: steps run once their transaction commits, never after a
+"""db.after_commit: steps run once their transaction commits, never after a
 rollback, and one failing step does not cost the others theirs."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 from sqlmodel import Session
 
 from ats_app.engine.execution import order_store
-from ats_app.engine.store import audit
+from ats_app.engine.store import audit, db
 from ats_app.engine.store.db import get_engine
 
 
@@ -19,8 +19,8 @@ def test_a_failing_step_does_not_stop_the_others(database_url: str) -> None:
         raise RuntimeError("Redis down")
 
     with Session(get_engine()) as s:
-        order_store.after_commit(s, broken)
-        order_store.after_commit(s, lambda: ran.append("notice"))
+        db.after_commit(s, broken)
+        db.after_commit(s, lambda: ran.append("notice"))
         with pytest.raises(RuntimeError, match="Redis down"):  # still told to the caller
             s.commit()
     assert ran == ["broken", "notice"]
@@ -29,12 +29,12 @@ def test_a_failing_step_does_not_stop_the_others(database_url: str) -> None:
 def test_steps_are_dropped_on_rollback_and_run_once(database_url: str) -> None:
     ran: list[str] = []
     with Session(get_engine()) as s:
-        order_store.after_commit(s, lambda: ran.append("dropped"))
+        db.after_commit(s, lambda: ran.append("dropped"))
         s.rollback()
         audit.record(s, "test.pending")  # added, never flushed: the rollback emits no SQL
-        order_store.after_commit(s, lambda: ran.append("dropped too"))
+        db.after_commit(s, lambda: ran.append("dropped too"))
         s.rollback()
-        order_store.after_commit(s, lambda: ran.append("kept"))
+        db.after_commit(s, lambda: ran.append("kept"))
         s.commit()
         s.commit()  # a second commit has nothing left to run
     assert ran == ["kept"]

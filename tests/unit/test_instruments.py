@@ -8,15 +8,12 @@ from decimal import Decimal
 import pytest
 
 from ats_app.engine.core.errors import ValidationError
-from ats_app.engine.market.instruments import (
-    InstrumentIndex,
+from ats_app.engine.market.instruments import InstrumentIndex, parse_expiry, parse_master, parse_row
+from ats_app.engine.market.resolve import (
     StrikeChoice,
     as_of,
     atm_strike,
-    parse_expiry,
     parse_expiry_choice,
-    parse_master,
-    parse_row,
     parse_strike_choice,
     resolve_option,
     resolve_symbol,

@@ -39,8 +39,8 @@ from ats_app.engine.broker.errors import (
     UnknownOutcome,
 )
 from ats_app.engine.broker.status import from_angel_report
+from ats_app.engine.core.clock import IST
 from ats_app.engine.core.fsm import OrderEvent, OrderStatus
-from ats_app.engine.market.instruments import IST
 
 __all__ = [
     "LOGIN_ROUTE",

@@ -36,7 +36,7 @@ from ats_app.engine.broker.errors import (
 )
 from ats_app.engine.broker.ratelimit import RateLimiter
 from ats_app.engine.broker.sdk import AngelClient, SourceAddressUnavailable, proxies_for
-from ats_app.engine.market.instruments import IST
+from ats_app.engine.core.clock import IST
 from ats_app.engine.tenants.accounts import Credentials
 from ats_app.engine.tenants.secrets_box import default_box
 

@@ -12,8 +12,9 @@ from ats_app.engine.broker.base import Contract
 from ats_app.engine.core.errors import ValidationError
 from ats_app.engine.execution import sizing
 from ats_app.engine.intake.schema import AlertSignal
-from ats_app.engine.market import instruments, scrip_master
+from ats_app.engine.market import scrip_master
 from ats_app.engine.market.instruments import Instrument, InstrumentIndex
+from ats_app.engine.market.resolve import resolve_option, resolve_symbol
 
 INDEX_MAX_AGE = 6 * 3600  # the master changes daily; reloading from the disk cache is cheap
 
@@ -50,13 +51,13 @@ def resolve(
     """The contract an entry alert asks for. `spot` prices the underlying (for ATM)."""
     if signal.tradingsymbol and signal.exchange:
         return to_contract(
-            instruments.resolve_symbol(
+            resolve_symbol(
                 index, exchange=signal.exchange, tradingsymbol=signal.tradingsymbol, on=now
             )
         )
     if signal.option is None:  # cash equity: the NSE "-EQ" series
         return to_contract(
-            instruments.resolve_symbol(
+            resolve_symbol(
                 index, exchange="NSE", tradingsymbol=f"{signal.symbol}-EQ", on=now
             )
         )
@@ -75,7 +76,7 @@ def resolve(
             "ATM" if signal.strike.kind == "ATM" else f"{signal.strike.kind}{signal.strike.steps}"
         )
     )
-    inst = instruments.resolve_option(
+    inst = resolve_option(
         index,
         underlying=signal.symbol,
         option_type=signal.option,

@@ -28,11 +28,12 @@ from ats_app.engine.core.errors import AtsError
 from ats_app.engine.core.fsm import OrderEvent, OrderStatus, is_terminal
 from ats_app.engine.core.money import to_paise, to_rupees
 from ats_app.engine.execution import contracts, order_store, order_updates, positions
+from ats_app.engine.exits.claims import claim_for_exit
 from ats_app.engine.intake.schema import AlertSignal, parse_alert
 from ats_app.engine.market import hours as market_hours
 from ats_app.engine.risk import gate as risk_gate
 from ats_app.engine.store import audit
-from ats_app.engine.store.db import get_engine
+from ats_app.engine.store.db import after_commit, get_engine, joined
 from ats_app.engine.store.models import (
     Alert,
     BrokerAccount,
@@ -72,7 +73,7 @@ class Target:
 #     across them);
 #   - the outcome (fill, position, alert status) at the end.
 # Notices and pub/sub messages wait for the commit that makes their change durable
-# (`order_store.after_commit`).
+# (`store.db.after_commit`).
 @contextmanager
 def _job_session() -> Iterator[Session]:
     with get_engine().connect() as conn, Session(bind=conn, expire_on_commit=False) as s:
@@ -145,7 +146,7 @@ def _set_alert(s: Session, alert: Alert, status: str, reason: str | None = None)
             notices.emit(user_id, "alert_refused", once=f"refused-{alert_id}", reason=reason,
                         alert_id=alert_id)
 
-        order_store.after_commit(s, refused)
+        after_commit(s, refused)
 
 
 QUEUED_REASON = "queued for the market open"
@@ -433,7 +434,7 @@ def drive(
     """Take an order from wherever it stands to a terminal or working state — never resending.
 
     With `session` (a job's), its last step may be left for the caller to commit."""
-    with order_store.joined(session, _job_session) as s:
+    with joined(session, _job_session) as s:
         order = order_store.get(order_id, session=s)
         status = OrderStatus(order.status)
         if status == OrderStatus.SUBMITTING:
@@ -513,8 +514,8 @@ def exit_position(
     session: Session | None = None,
 ) -> str:
     """Sell an open position exactly once (the OPEN -> EXITING claim makes racers lose)."""
-    with order_store.joined(session, _job_session) as s:
-        position = positions.claim_for_exit(position_id, session=s)
+    with joined(session, _job_session) as s:
+        position = claim_for_exit(position_id, session=s)
         if position is None:
             current = s.get(Position, position_id, populate_existing=True)
             state = current.status if current else "missing"

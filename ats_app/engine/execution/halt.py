@@ -1,5 +1,6 @@
-"""The kill switch, per user. Shaped like rq's suspension module: `engage` / `is_engaged` /
-`release`, plus `kill`, the one action the dashboard's red button and `cli kill` run.
+"""The kill switch's action: `kill`, the one thing the dashboard's red button and `cli kill`
+run. The switch's state (`engage` / `is_engaged` / `release` / `halted`) is `risk.kill_switch`,
+re-exported here so callers of the kill switch need one module.
 
 `kill(user_id)`:
 1. stops the bot and engages the switch in one transaction (entries are refused by the risk
@@ -20,48 +21,24 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import redis
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
 from ats_app.engine.broker.errors import BrokerError
 from ats_app.engine.core.errors import AtsError
 from ats_app.engine.core.fsm import OrderEvent, OrderStatus, is_terminal
 from ats_app.engine.execution import order_store
-from ats_app.engine.risk import bot
-from ats_app.engine.risk.gate import exit_all
-from ats_app.engine.risk.gate import is_halted as is_engaged
+from ats_app.engine.exits.claims import exit_all
+from ats_app.engine.risk.kill_switch import engage, halted, is_engaged, release
 from ats_app.engine.store import audit
 from ats_app.engine.store.db import session_scope
-from ats_app.engine.store.models import BotState, Order, RiskLimits, utcnow
+from ats_app.engine.store.models import Order, utcnow
 
-__all__ = ["KillReport", "engage", "is_engaged", "kill", "release"]
+__all__ = ["KillReport", "engage", "halted", "is_engaged", "kill", "release"]
 
 log = logging.getLogger("ats.halt")
 
 IN_FLIGHT = (OrderStatus.CREATED, OrderStatus.SUBMITTING, OrderStatus.UNKNOWN)
 POLL_SECONDS = 0.5
-
-
-def engage(session: Session, user_id: int) -> None:
-    """Stop the bot and hold the switch (until the bot is started again, or `release`)."""
-    bot.set_running(session, user_id, False)
-    state = session.get(BotState, user_id)
-    assert state is not None
-    row = session.get(RiskLimits, user_id) or RiskLimits(user_id=user_id)
-    row.halted_at = state.updated_at
-    session.add(row)
-    audit.record(session, "kill_switch.engaged", user_id=user_id)
-
-
-def release(session: Session, user_id: int) -> bool:
-    """Release the switch without starting the bot. True if it was engaged."""
-    row = session.get(RiskLimits, user_id)
-    if row is None or row.halted_at is None:
-        return False
-    row.halted_at = None
-    row.updated_at = utcnow()
-    session.add(row)
-    audit.record(session, "kill_switch.released", user_id=user_id)
-    return True
 
 
 @dataclass
@@ -151,8 +128,3 @@ def kill(user_id: int, *, conn: redis.Redis | None = None,
     audit.record_now("kill_switch.done", user_id=user_id, **details)
     log.warning("kill switch for user %s: %s", user_id, report.as_dict())
     return report
-
-
-def halted(user_id: int) -> bool:
-    with session_scope() as s:
-        return is_engaged(s, user_id)

@@ -2,14 +2,13 @@
 
 Each change has two forms: without `session` it runs in its own transaction (the order-update
 consumer, the CLI, tests); with `session` it joins the caller's transaction (a pipeline job
-doing one order's steps in a few commits) and its notice waits for that commit (`after_commit`).
+doing one order's steps in a few commits) and its notice waits for that commit
+(`store.db.after_commit`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -23,7 +22,7 @@ from ats_app.engine.core import fsm
 from ats_app.engine.core.fsm import OrderEvent, OrderStatus
 from ats_app.engine.core.money import to_paise
 from ats_app.engine.store import audit
-from ats_app.engine.store.db import session_scope
+from ats_app.engine.store.db import after_commit, joined
 from ats_app.engine.store.models import Order, utcnow
 
 log = logging.getLogger("ats.orders")
@@ -37,59 +36,6 @@ _EVENT_FOR: dict[OrderStatus, OrderEvent] = {
     OrderStatus.CANCELLED: OrderEvent.CANCEL,
     OrderStatus.REJECTED: OrderEvent.REJECT,
 }
-
-_HOOKS = "ats_after_commit"
-
-
-def after_commit(session: Session, fn: Callable[[], None]) -> None:
-    """Run `fn` once `session`'s current transaction commits; drop it if it rolls back.
-
-    For what others act on (notices, pub/sub, enqueued jobs): they must never see a change
-    that is not durable yet, nor one that was rolled back.
-    """
-    if not session.in_transaction():
-        session.begin()  # the step belongs to a transaction, even one with no SQL yet
-    hooks: list[Callable[[], None]] | None = session.info.get(_HOOKS)
-    if hooks is None:
-        hooks = session.info[_HOOKS] = []
-        event.listen(session, "after_commit", _run_hooks)
-        # Any rollback, also one that never reached the database (nothing was flushed yet):
-        # "after_rollback" fires only for those that did, and kept such steps for later.
-        event.listen(session, "after_soft_rollback", _drop_hooks)
-    hooks.append(fn)
-
-
-def _run_hooks(session: Session) -> None:
-    hooks = session.info.get(_HOOKS) or []
-    session.info[_HOOKS] = []
-    failed: Exception | None = None
-    for fn in hooks:
-        try:
-            fn()
-        except Exception as exc:  # the others still run: each tells of its own change
-            log.exception("a step after a commit failed (the change itself is committed)")
-            failed = failed or exc
-    if failed is not None:
-        raise failed  # to the caller as before (e.g. RQ re-runs the idempotent job)
-
-
-def _drop_hooks(session: Session, previous: SessionTransaction) -> None:
-    if not previous.nested:  # a savepoint's rollback leaves the outer transaction standing
-        session.info[_HOOKS] = []
-
-
-@contextmanager
-def joined(
-    session: Session | None,
-    own: Callable[[], AbstractContextManager[Session]] = session_scope,
-) -> Iterator[Session]:
-    """The caller's session as is (it commits), else a transaction of our own (`own`)."""
-    if session is not None:
-        yield session
-        return
-    with own() as s:
-        yield s
-
 
 def by_client_id(session: Session, client_order_id: str) -> Order | None:
     return session.exec(select(Order).where(Order.client_order_id == client_order_id)).first()

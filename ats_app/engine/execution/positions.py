@@ -18,9 +18,10 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from ats_app.engine.core.money import to_paise, to_rupees
-from ats_app.engine.execution.order_store import after_commit, joined, locked
+from ats_app.engine.execution.order_store import locked
 from ats_app.engine.exits import rules as exits
 from ats_app.engine.store import audit, live
+from ats_app.engine.store.db import after_commit, joined
 from ats_app.engine.store.models import Order, Position, WebhookLink, utcnow
 
 log = logging.getLogger("ats.positions")
@@ -151,20 +152,6 @@ def open_from_entry(
         )
         after_commit(s, lambda: _publish(conn, "opened", position))
     return position
-
-
-def claim_for_exit(position_id: int, *, session: Session | None = None) -> Position | None:
-    """OPEN -> EXITING atomically: of two racing exit triggers only one gets the position."""
-    with joined(session) as s:
-        result = s.exec(
-            update(Position)
-            .where(col(Position.id) == position_id)  # type: ignore[call-overload]
-            .where(col(Position.status) == "OPEN")
-            .values(status="EXITING")
-        )
-        if result.rowcount != 1:
-            return None
-        return s.get(Position, position_id, populate_existing=True)
 
 
 def release_exit(position_id: int, reason: str, *, session: Session | None = None) -> None:

@@ -1,6 +1,6 @@
 """Turning an exit decision into exactly one sell job, and finishing claims a crash left behind.
 
-`claim_exit` is `positions.claim_for_exit` plus the reason, in the same UPDATE: the reason
+`claim_exit` is `claim_for_exit` plus the reason, in the same UPDATE: the reason
 must be durable together with the claim, because a monitor killed between the claim and the
 enqueue leaves an EXITING position that only the database remembers, and the restarted monitor
 has to enqueue that sell with the right reason. The trigger level and the observed price go
@@ -21,13 +21,14 @@ from typing import Any
 
 import redis
 import sqlalchemy as sa
-from sqlmodel import select
+from sqlmodel import Session, col, select, update
 
 from ats_app.engine.exits import rules as exits
 from ats_app.engine.store import audit
-from ats_app.engine.store.db import session_scope, write_promptly
+from ats_app.engine.store.db import joined, session_scope, write_promptly
 from ats_app.engine.store.models import Order, Position
 from ats_app.engine.store.queueing import (
+    connection,
     enqueue_exit,
     existing_jobs,
     failed_job_ids,
@@ -161,3 +162,36 @@ def exit_orders(position_id: int) -> list[Order]:
                 .where(Order.purpose == "EXIT")
             ).all()
         )
+
+
+# --- claiming for an exit, one position or all of a user's ----------------------------
+
+def claim_for_exit(position_id: int, *, session: Session | None = None) -> Position | None:
+    """OPEN -> EXITING atomically: of two racing exit triggers only one gets the position."""
+    with joined(session) as s:
+        result = s.exec(
+            update(Position)
+            .where(col(Position.id) == position_id)  # type: ignore[call-overload]
+            .where(col(Position.status) == "OPEN")
+            .values(status="EXITING")
+        )
+        if result.rowcount != 1:
+            return None
+        return s.get(Position, position_id, populate_existing=True)
+
+
+def exit_all(user_id: int, reason: str, conn: redis.Redis | None = None) -> list[int]:
+    """Claim every OPEN position of the user and enqueue its exit (the exit job sells it)."""
+    conn = conn or connection()
+    with session_scope() as s:
+        ids = [p for p in s.exec(select(Position.id).where(Position.user_id == user_id)
+                                 .where(Position.status == "OPEN")).all() if p is not None]
+    exited = []
+    for pid in ids:
+        if claim_for_exit(pid) is None:
+            continue  # someone else is exiting or closed it
+        enqueue_exit(pid, reason, conn)
+        exited.append(pid)
+    if exited:
+        audit.record_now("risk.exit_all", user_id=user_id, reason=reason, positions=exited)
+    return exited

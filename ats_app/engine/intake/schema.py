@@ -31,8 +31,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ats_app.engine.core.errors import ValidationError
-from ats_app.engine.market.instruments import (
-    ExpiryChoice,
+from ats_app.engine.market.instruments import ExpiryChoice
+from ats_app.engine.market.resolve import (
     StrikeChoice,
     parse_expiry_choice,
     parse_option_type,

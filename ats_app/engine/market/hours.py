@@ -12,11 +12,7 @@ Holidays: `ats_app/data/nse_holidays.json` ships with the code; `NSE_HOLIDAYS_FI
 the operator's own copy (same format: `{"holidays": [{"date": "2026-01-26", "name": "..."}]}`).
 The file is re-read when it changes, so an update needs no restart.
 
-Clock: `now()` is the wall clock, except that outside production `ATS_FAKE_NOW` (an ISO
-datetime with offset, e.g. `2026-12-02T10:00:00+05:30`) freezes it, so tests that run real
-worker processes can put the trading day wherever they need it. RQ's scheduler keeps the wall
-clock: `wall_clock(at)` turns a time on our clock into the wall-clock time as far away from
-now, so a run planned for 15:15 on a frozen 10:00 is due in 5 h 15 min, not at once.
+Clock: `now()`, `ist()` and `wall_clock()` come from `core.clock` (the fake-able clock).
 """
 
 from __future__ import annotations
@@ -26,15 +22,16 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
+from ats_app.engine.core.clock import FAKE_NOW_ENV, IST, ist, now, wall_clock
 from ats_app.engine.core.errors import ValidationError
 
 __all__ = [
     "CLOSE",
     "DEFAULT_HOLIDAYS_FILE",
+    "FAKE_NOW_ENV",
     "IST",
     "OPEN",
     "Calendar",
@@ -49,11 +46,9 @@ __all__ = [
     "wall_clock",
 ]
 
-IST = ZoneInfo("Asia/Kolkata")
 OPEN = time(9, 15)
 CLOSE = time(15, 30)
 DEFAULT_HOLIDAYS_FILE = Path(__file__).resolve().parents[2] / "data" / "nse_holidays.json"
-FAKE_NOW_ENV = "ATS_FAKE_NOW"
 
 log = logging.getLogger("ats.market_hours")
 
@@ -67,12 +62,6 @@ class Calendar:
 
     def holiday(self, day: date) -> str | None:
         return self.holidays.get(day)
-
-
-def ist(at: datetime) -> datetime:
-    if at.tzinfo is None:
-        raise ValueError("naive datetime: pass a timezone-aware time")
-    return at.astimezone(IST)
 
 
 def trading_day_of(at: datetime) -> date:
@@ -162,28 +151,3 @@ def default_calendar() -> Calendar:
             _cache.clear()
             _cache[key] = cal
         return cal
-
-
-def now() -> datetime:
-    """Aware UTC now; `ATS_FAKE_NOW` freezes it outside production (see module docstring)."""
-    fake = os.environ.get(FAKE_NOW_ENV, "").strip()
-    if fake:
-        if os.environ.get("ATS_ENV", "").strip().lower() in ("prod", "production"):
-            log.error("%s is ignored in production", FAKE_NOW_ENV)
-        else:
-            try:
-                return ist(datetime.fromisoformat(fake)).astimezone(UTC)
-            except ValueError as exc:
-                raise ValidationError(f"{FAKE_NOW_ENV} must be an ISO datetime with an offset, "
-                                      f"got {fake!r}", field=FAKE_NOW_ENV) from exc
-    return datetime.now(UTC)
-
-
-def wall_clock(at: datetime) -> datetime:
-    """`at` (on `now()`'s clock) as a wall-clock UTC time: for RQ's scheduler, which knows
-    no fake clock. The same time when the clock is not faked."""
-    clock = now()
-    wall = datetime.now(UTC)
-    if abs(clock - wall) < timedelta(seconds=1):
-        return at.astimezone(UTC)
-    return wall + (at - clock)

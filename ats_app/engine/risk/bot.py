@@ -1,11 +1,14 @@
-"""Bot state per user: when stopped, alerts are recorded but nothing is traded."""
+"""Bot state per user: when stopped, alerts are recorded but nothing is traded.
+
+Starting the bot releases the kill switch (`release`); engaging it lives in `kill_switch`.
+"""
 
 from __future__ import annotations
 
 from sqlmodel import Session
 
 from ats_app.engine.store import audit
-from ats_app.engine.store.models import BotState, utcnow
+from ats_app.engine.store.models import BotState, RiskLimits, utcnow
 
 
 def is_running(session: Session, user_id: int) -> bool:
@@ -23,9 +26,7 @@ def set_running(session: Session, user_id: int, running: bool) -> bool:
         session, "bot.started" if running else "bot.stopped", user_id=user_id, changed=changed
     )
     if running:
-        from ats_app.engine.execution import halt  # lazy: halt itself stops the bot through here
-
-        halt.release(session, user_id)  # Start after a kill switch resumes trading
+        release(session, user_id)  # Start after a kill switch resumes trading
     if changed:
         from ats_app.engine.notify import (
             notices as notify,  # lazy: keeps Apprise out of processes that never notify
@@ -33,3 +34,15 @@ def set_running(session: Session, user_id: int, running: bool) -> bool:
 
         notify.emit(user_id, "bot_started" if running else "bot_stopped")
     return running
+
+
+def release(session: Session, user_id: int) -> bool:
+    """Release the switch without starting the bot. True if it was engaged."""
+    row = session.get(RiskLimits, user_id)
+    if row is None or row.halted_at is None:
+        return False
+    row.halted_at = None
+    row.updated_at = utcnow()
+    session.add(row)
+    audit.record(session, "kill_switch.released", user_id=user_id)
+    return True

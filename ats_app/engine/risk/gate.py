@@ -24,11 +24,11 @@ from sqlmodel import Session, col, select
 from ats_app.engine.core.config import settings
 from ats_app.engine.core.errors import ValidationError
 from ats_app.engine.core.money import to_paise, to_rupees
-from ats_app.engine.execution.order_store import after_commit, joined
+from ats_app.engine.exits.claims import exit_all
 from ats_app.engine.market import hours
 from ats_app.engine.risk import policy as risk
 from ats_app.engine.store import audit
-from ats_app.engine.store.db import session_scope
+from ats_app.engine.store.db import after_commit, joined, session_scope
 from ats_app.engine.store.models import BotState, Order, Position, RiskLimits, utcnow
 
 log = logging.getLogger("ats.risk")
@@ -277,26 +277,6 @@ def check_entry(user_id: int, *, lots: int | None = None, alert_id: int | None =
         if decision.rule == "daily_loss" and limits.exit_on_loss_limit and state.open_positions:
             after_commit(s, lambda: exit_all(user_id, "loss_limit", conn))
     return f"risk: {decision.reason}"
-
-
-def exit_all(user_id: int, reason: str, conn: redis.Redis | None = None) -> list[int]:
-    """Claim every OPEN position of the user and enqueue its exit (the exit job sells it)."""
-    from ats_app.engine.execution import positions
-    from ats_app.engine.store.queueing import connection, enqueue_exit
-
-    conn = conn or connection()
-    with session_scope() as s:
-        ids = [p for p in s.exec(select(Position.id).where(Position.user_id == user_id)
-                                 .where(Position.status == "OPEN")).all() if p is not None]
-    exited = []
-    for pid in ids:
-        if positions.claim_for_exit(pid) is None:
-            continue  # someone else is exiting or closed it
-        enqueue_exit(pid, reason, conn)
-        exited.append(pid)
-    if exited:
-        audit.record_now("risk.exit_all", user_id=user_id, reason=reason, positions=exited)
-    return exited
 
 
 def loss_breached(user_id: int, at: datetime, conn: redis.Redis | None) -> bool:

@@ -37,11 +37,12 @@ from rq.exceptions import DuplicateJobError
 from sqlmodel import col, select
 
 from ats_app.engine.core.config import settings
+from ats_app.engine.exits.claims import exit_all
 from ats_app.engine.market import hours
 from ats_app.engine.market.hours import IST, Calendar
 from ats_app.engine.risk import daily_summary
 from ats_app.engine.risk import policy as risk
-from ats_app.engine.risk.gate import exit_all, get_limits, loss_breached
+from ats_app.engine.risk.gate import get_limits, loss_breached
 from ats_app.engine.store import audit, live
 from ats_app.engine.store.db import session_scope
 from ats_app.engine.store.models import BrokerAccount, Position, RiskLimits

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, create_engine
 
 from ats_app.engine.core.config import PROJECT_ROOT, settings
@@ -104,6 +107,63 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+# --- steps that wait for a commit, and joining a caller's transaction -------------------
+
+log = logging.getLogger("ats.db")
+_HOOKS = "ats_after_commit"
+
+
+def after_commit(session: Session, fn: Callable[[], None]) -> None:
+    """Run `fn` once `session`'s current transaction commits; drop it if it rolls back.
+
+    For what others act on (notices, pub/sub, enqueued jobs): they must never see a change
+    that is not durable yet, nor one that was rolled back.
+    """
+    if not session.in_transaction():
+        session.begin()  # the step belongs to a transaction, even one with no SQL yet
+    hooks: list[Callable[[], None]] | None = session.info.get(_HOOKS)
+    if hooks is None:
+        hooks = session.info[_HOOKS] = []
+        event.listen(session, "after_commit", _run_hooks)
+        # Any rollback, also one that never reached the database (nothing was flushed yet):
+        # "after_rollback" fires only for those that did, and kept such steps for later.
+        event.listen(session, "after_soft_rollback", _drop_hooks)
+    hooks.append(fn)
+
+
+def _run_hooks(session: Session) -> None:
+    hooks = session.info.get(_HOOKS) or []
+    session.info[_HOOKS] = []
+    failed: Exception | None = None
+    for fn in hooks:
+        try:
+            fn()
+        except Exception as exc:  # the others still run: each tells of its own change
+            log.exception("a step after a commit failed (the change itself is committed)")
+            failed = failed or exc
+    if failed is not None:
+        raise failed  # to the caller as before (e.g. RQ re-runs the idempotent job)
+
+
+def _drop_hooks(session: Session, previous: SessionTransaction) -> None:
+    if not previous.nested:  # a savepoint's rollback leaves the outer transaction standing
+        session.info[_HOOKS] = []
+
+
+@contextmanager
+def joined(
+    session: Session | None,
+    own: Callable[[], AbstractContextManager[Session]] = session_scope,
+) -> Iterator[Session]:
+    """The caller's session as is (it commits), else a transaction of our own (`own`)."""
+    if session is not None:
+        yield session
+        return
+    with own() as s:
+        yield s
+
 
 
 def alembic_config(url: str | None = None):

@@ -11,7 +11,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus, Retry
 from rq.registry import FailedJobRegistry
 
-from ats_app.engine.market import hours
+from ats_app.engine.core import clock
 from ats_app.engine.store.redis_conn import ALERTS_QUEUE, EXITS_QUEUE, shared
 
 ALERT_JOB_TIMEOUT = 120  # seconds a handle_alert run may take before RQ kills it
@@ -31,7 +31,7 @@ def alert_job_id(alert_id: int, queued_until: datetime | None = None) -> str:
     market open, the one that runs it at that open (`Alert.queued_until`)."""
     if queued_until is None:
         return f"alert-{alert_id}"
-    return f"alert-{alert_id}-open-{hours.ist(queued_until):%Y%m%d}"
+    return f"alert-{alert_id}-open-{clock.ist(queued_until):%Y%m%d}"
 
 
 def enqueue_alert(
@@ -44,7 +44,7 @@ def enqueue_alert(
     # RQ's scheduler lock, which a killed worker holds for up to a minute.
     job_id, retry = alert_job_id(alert_id, queued_until), Retry(max=3)
     if queued_until is not None:
-        due = hours.wall_clock(queued_until)  # RQ's scheduler runs on the real clock
+        due = clock.wall_clock(queued_until)  # RQ's scheduler runs on the real clock
         if due > datetime.now(UTC):
             return q.enqueue_at(due, HANDLE_ALERT, alert_id, job_id=job_id,  # type: ignore[arg-type]
                                 job_timeout=ALERT_JOB_TIMEOUT, result_ttl=RESULT_TTL,

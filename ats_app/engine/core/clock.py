@@ -1,0 +1,53 @@
+"""The clock: IST, and `now()` that tests running real worker processes can freeze.
+
+`now()` is the wall clock, except that outside production `ATS_FAKE_NOW` (an ISO
+datetime with offset, e.g. `2026-12-02T10:00:00+05:30`) freezes it, so tests that run real
+worker processes can put the trading day wherever they need it. RQ's scheduler keeps the wall
+clock: `wall_clock(at)` turns a time on our clock into the wall-clock time as far away from
+now, so a run planned for 15:15 on a frozen 10:00 is due in 5 h 15 min, not at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from ats_app.engine.core.errors import ValidationError
+
+IST = ZoneInfo("Asia/Kolkata")
+FAKE_NOW_ENV = "ATS_FAKE_NOW"
+
+log = logging.getLogger("ats.market_hours")
+
+
+def ist(at: datetime) -> datetime:
+    if at.tzinfo is None:
+        raise ValueError("naive datetime: pass a timezone-aware time")
+    return at.astimezone(IST)
+
+
+def now() -> datetime:
+    """Aware UTC now; `ATS_FAKE_NOW` freezes it outside production (see module docstring)."""
+    fake = os.environ.get(FAKE_NOW_ENV, "").strip()
+    if fake:
+        if os.environ.get("ATS_ENV", "").strip().lower() in ("prod", "production"):
+            log.error("%s is ignored in production", FAKE_NOW_ENV)
+        else:
+            try:
+                return ist(datetime.fromisoformat(fake)).astimezone(UTC)
+            except ValueError as exc:
+                raise ValidationError(f"{FAKE_NOW_ENV} must be an ISO datetime with an offset, "
+                                      f"got {fake!r}", field=FAKE_NOW_ENV) from exc
+    return datetime.now(UTC)
+
+
+def wall_clock(at: datetime) -> datetime:
+    """`at` (on `now()`'s clock) as a wall-clock UTC time: for RQ's scheduler, which knows
+    no fake clock. The same time when the clock is not faked."""
+    clock = now()
+    wall = datetime.now(UTC)
+    if abs(clock - wall) < timedelta(seconds=1):
+        return at.astimezone(UTC)
+    return wall + (at - clock)
