@@ -1,11 +1,15 @@
-"""The RQ worker class the trading workers run (`engine.worker.TradingWorker`)."""
+"""The RQ worker class the trading workers run (`engine.services.worker.TradingWorker`)."""
 
 from __future__ import annotations
 
+import importlib
+
+import pytest
 import redis
 from rq import Queue
 
-from ats_app.engine.services.worker import TradingWorker
+from ats_app.engine.services.worker import TradingJob, TradingWorker
+from ats_app.engine.store.queueing import current_job_path
 from ats_app.engine.store.redis_conn import ALERTS_QUEUE
 
 
@@ -38,3 +42,29 @@ def test_the_worker_runs_jobs(redis_url: str) -> None:
     assert TradingWorker([queue], connection=conn).work(burst=True, logging_level="WARNING")
     assert job.get_status(refresh=True) == "finished"
     assert job.return_value()["nonce"] == "n-1"
+
+
+def test_a_job_queued_under_an_old_module_path_still_runs(redis_url: str) -> None:
+    """Jobs in Redis from before the engine's package layout (queued alerts, scheduled runs,
+    failed jobs awaiting a rerun) name their function by its old path: after an upgrade the
+    worker must still run them, not fail them on an import."""
+    conn = redis.Redis.from_url(redis_url)
+    queue = Queue("default", connection=conn, job_class=TradingJob)
+    job = queue.enqueue("ats_app.engine.jobs.ping", "old-path")
+    worker = TradingWorker([queue], connection=conn, job_class=TradingJob)
+    assert worker.work(burst=True, logging_level="WARNING")
+    assert job.get_status(refresh=True) == "finished"
+    assert job.return_value()["nonce"] == "old-path"
+
+
+@pytest.mark.parametrize(("old", "new"), [
+    ("ats_app.engine.pipeline.handle_alert", "ats_app.engine.execution.entry.handle_alert"),
+    ("ats_app.engine.pipeline.handle_exit", "ats_app.engine.execution.exit_order.handle_exit"),
+    ("ats_app.engine.notify.send_job", "ats_app.engine.notify.notices.send_job"),
+    ("ats_app.engine.schedules.run_square_off", "ats_app.engine.risk.schedules.run_square_off"),
+    ("ats_app.engine.execution.entry.handle_alert", "ats_app.engine.execution.entry.handle_alert"),
+])
+def test_old_job_paths_name_todays_functions(old: str, new: str) -> None:
+    assert current_job_path(old) == new
+    module, _, name = new.rpartition(".")
+    assert callable(getattr(importlib.import_module(module), name))

@@ -13,6 +13,7 @@ from sqlmodel import select
 from ats_app.engine.broker.factory import broker_for
 from ats_app.engine.core.errors import NotFound
 from ats_app.engine.execution import entry as pipeline
+from ats_app.engine.execution import exit_order
 from ats_app.engine.store import db
 from ats_app.engine.store.db import session_scope
 from ats_app.engine.store.models import Alert, BrokerAccount, Position
@@ -58,7 +59,7 @@ def test_paper_jobs_stay_within_their_statement_budget(world: dict) -> None:
     assert pipeline.handle_alert(warm).startswith("filled")
     with session_scope() as s:
         (position,) = s.exec(select(Position)).all()
-    assert pipeline.handle_exit(position.id, "stop_loss").startswith("closed")  # type: ignore[arg-type]
+    assert exit_order.handle_exit(position.id, "stop_loss").startswith("closed")  # type: ignore[arg-type]
 
     entry = _post(world["paper"], id="entry")["alert_id"]
     outcome, entry_cost = _run(lambda: pipeline.handle_alert(entry))
@@ -69,7 +70,7 @@ def test_paper_jobs_stay_within_their_statement_budget(world: dict) -> None:
     with session_scope() as s:
         position = s.exec(select(Position).where(Position.status == "OPEN")).one()
         assert s.get(Alert, entry).status == "DONE" and s.get(Alert, again).status == "DONE"
-    outcome, exit_cost = _run(lambda: pipeline.handle_exit(position.id, "stop_loss"))  # type: ignore[arg-type]
+    outcome, exit_cost = _run(lambda: exit_order.handle_exit(position.id, "stop_loss"))  # type: ignore[arg-type]
     assert outcome.startswith("closed"), outcome
 
     assert entry_cost["statements"] <= MAX_ENTRY, entry_cost

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from ats_app.engine.broker.base import BrokerOrder
 from ats_app.engine.core.fsm import OrderEvent, OrderStatus
-from ats_app.engine.execution import entry, order_store
+from ats_app.engine.execution import order_store, submit
 from ats_app.engine.store.db import session_scope
 from ats_app.engine.store.models import Order
 from ats_app.engine.tenants import users
@@ -36,7 +36,7 @@ def test_the_jobs_open_report_never_overwrites_the_consumers_fill(database_url: 
             errors.append(exc)
 
     t = threading.Thread(target=consumer)
-    with entry._job_session() as s:
+    with submit.job_session() as s:
         # The job applies the REST answer (OPEN) in its own transaction, as `_send` does...
         order_store.apply_report(order.id, opened, quiet=True, session=s)
         # ... and the socket's fill arrives before that transaction commits.

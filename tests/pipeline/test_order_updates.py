@@ -16,7 +16,7 @@ from ats_app.engine.broker.base import Contract, OrderRequest, OrderType, Side
 from ats_app.engine.broker.factory import angel_broker, broker_for
 from ats_app.engine.core.money import to_paise
 from ats_app.engine.execution import order_store, order_updates, positions
-from ats_app.engine.execution.entry import FILL_WAIT_SECONDS, drive
+from ats_app.engine.execution.submit import FILL_WAIT_SECONDS, drive
 from ats_app.engine.services.order_update_stream import OrderUpdateProcess
 from ats_app.engine.store.db import session_scope
 from ats_app.engine.store.models import AuditEvent, Order, Position, WebhookLink

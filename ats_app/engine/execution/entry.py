@@ -1,9 +1,9 @@
-"""RQ jobs that turn an accepted alert into orders, and an exit decision into a sell.
+"""The entry job: an accepted alert becomes one order per account its link trades.
 
-Idempotent by construction: every order's client order id is derived from (alert, account,
-purpose) or (position, attempt), and its row is written in SUBMITTING before the broker is
-called. A job run twice, or retried after its worker was killed mid-call, finds that row and
-reconciles it with the broker's order book instead of sending the order again.
+`handle_alert` (RQ, enqueued by `intake.alerts`) reads the alert and its link, parses the
+signal, resolves the contract, asks the risk gate and sends each account's order through
+`submit` (SUBMITTING before the broker call; reconcile, never resend). A `sell`/`exit` alert
+hands the open position to the exit job (`exit_order`).
 """
 
 from __future__ import annotations
@@ -12,33 +12,43 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from decimal import Decimal
 
 from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
-from ats_app.engine.broker.base import Broker, BrokerOrder, Contract, OrderRequest, Side
-from ats_app.engine.broker.errors import BrokerError, OrderRejected, UnknownOutcome
+from ats_app.engine.broker.base import Broker
+from ats_app.engine.broker.errors import BrokerError
 from ats_app.engine.broker.factory import broker_for, live_prices, simulator_credentials
 from ats_app.engine.core.config import settings
 from ats_app.engine.core.errors import AtsError
-from ats_app.engine.core.fsm import OrderEvent, OrderStatus, is_terminal
-from ats_app.engine.core.money import to_paise, to_rupees
-from ats_app.engine.execution import contracts, order_store, order_updates, positions
-from ats_app.engine.exits.claims import claim_for_exit
+from ats_app.engine.core.fsm import OrderStatus, is_terminal
+from ats_app.engine.core.money import to_paise
+from ats_app.engine.execution import contracts, positions
+from ats_app.engine.execution.exit_order import exit_position
+from ats_app.engine.execution.submit import (
+    MAX_SEND_ATTEMPTS,
+    as_attempt,
+    attempt_of,
+    drive,
+    job_session,
+    latest_attempt,
+    log_outcome,
+    never_reached_broker,
+    request_for,
+    send_or_drive,
+    tick_of,
+    write_submitting,
+)
 from ats_app.engine.intake.schema import AlertSignal, parse_alert
 from ats_app.engine.market import hours as market_hours
 from ats_app.engine.risk import gate as risk_gate
 from ats_app.engine.store import audit
-from ats_app.engine.store.db import after_commit, get_engine, joined
+from ats_app.engine.store.db import after_commit
 from ats_app.engine.store.models import (
     Alert,
     BrokerAccount,
     Order,
-    Position,
     WebhookLink,
     WebhookLinkAccount,
     utcnow,
@@ -47,8 +57,6 @@ from ats_app.engine.store.queueing import connection, enqueue_alert
 
 log = logging.getLogger("ats.pipeline")
 
-RECONCILE_TRIES = 3  # order-book look-ups (1/s limit) before an unseen order counts as absent
-FILL_WAIT_SECONDS = 10.0  # how long a job follows a working order before leaving it to sync
 # A waiting worker re-tries the user's risk lock this often. The lock is held for a check and
 # one insert (milliseconds); redis-py's default 0.1 s poll made a burst of one user's alerts
 # queue up in 100 ms steps.
@@ -60,29 +68,6 @@ class Target:
     account_id: int | None  # None: paper trading without a broker account
     multiplier: int
     base_url: str | None
-
-
-# One session on one pooled connection per job (one checkout, so one pre-ping on PostgreSQL).
-# It commits where a change must be durable before someone else may act on it:
-#   - PROCESSING, as soon as the job starts (the alert is being worked on);
-#   - an order row, already SUBMITTING, before the broker call: a rerun then finds it and
-#     reconciles instead of sending again (and, for an entry, inside the user's risk lock,
-#     so the next alert's check counts it);
-#   - a risk refusal before the alert's final status (it may exit every position);
-#   - every change before a broker call, a sleep or another target (no lock is held
-#     across them);
-#   - the outcome (fill, position, alert status) at the end.
-# Notices and pub/sub messages wait for the commit that makes their change durable
-# (`store.db.after_commit`).
-@contextmanager
-def _job_session() -> Iterator[Session]:
-    with get_engine().connect() as conn, Session(bind=conn, expire_on_commit=False) as s:
-        try:
-            yield s
-            s.commit()
-        except BaseException:
-            s.rollback()
-            raise
 
 
 # Built once (bound parameters): the job's reads of its alert and its link's accounts; built
@@ -170,15 +155,10 @@ def _queue_until_open(s: Session, alert: Alert) -> str | None:
 def handle_alert(alert_id: int) -> str:
     """The RQ job for one accepted alert: one order per targeted account, at most."""
     started = time.perf_counter()
-    with _job_session() as s:
+    with job_session() as s:
         outcome = _handle_alert(s, alert_id)
-    _log_outcome(f"alert {alert_id}", outcome, started)
+    log_outcome(f"alert {alert_id}", outcome, started)
     return outcome
-
-
-def _log_outcome(what: str, outcome: str, started: float) -> None:
-    """The worker's one line per job (RQ's own per-job lines are off: see `worker`)."""
-    log.info("%s: %s (%.1f ms)", what, outcome, (time.perf_counter() - started) * 1000)
 
 
 def _handle_alert(s: Session, alert_id: int) -> str:
@@ -277,7 +257,7 @@ def _run_target(
             position_id, "signal", alert_id=alert_id, broker=make_broker(), session=s
         )
     client_id = f"A{alert_id}E{target.account_id or 0}"
-    existing = _latest_attempt(s, client_id) if has_orders else None
+    existing = latest_attempt(s, client_id) if has_orders else None
     open_position_id = positions.open_position_id(s, link.id, target.account_id)  # type: ignore[arg-type]
     if existing is None and open_position_id is not None:
         audit.record(
@@ -327,250 +307,21 @@ def _run_target(
                 paper=paper,
                 reason="entry signal",
             )
-            order = _write_submitting(s, candidate)
-        order = _send_or_drive(s, order, candidate, broker, tick)
+            order = write_submitting(s, candidate)
+        order = send_or_drive(s, order, candidate, broker, tick)
     else:
-        tick = _tick_of(s, existing)
-        order = drive(existing.id, broker, _request(existing, tick), session=s)  # type: ignore[arg-type]
-    attempt = _attempt_of(order.client_order_id)
-    while _never_reached_broker(order) and attempt < MAX_SEND_ATTEMPTS:
+        tick = tick_of(s, existing)
+        order = drive(existing.id, broker, request_for(existing, tick), session=s)  # type: ignore[arg-type]
+    attempt = attempt_of(order.client_order_id)
+    while never_reached_broker(order) and attempt < MAX_SEND_ATTEMPTS:
         # The broker's book settled without it (e.g. the worker died before the request left):
         # sending again, under a new ordertag, cannot double it.
         attempt += 1
         s.commit()  # the failed attempt stays failed whatever happens to the next insert
-        candidate = _as_attempt(order, client_id, attempt)
-        order = _send_or_drive(s, _write_submitting(s, candidate), candidate, broker, tick)
+        candidate = as_attempt(order, client_id, attempt)
+        order = send_or_drive(s, write_submitting(s, candidate), candidate, broker, tick)
     if order.filled_quantity > 0 and is_terminal(OrderStatus(order.status)):
         positions.open_from_entry(order.id, tick, conn, session=s)  # type: ignore[arg-type]
     return f"{order.status.lower()}: {order.client_order_id}"
 
 
-MAX_SEND_ATTEMPTS = 2
-NOT_IN_BOOK = "not in the broker's order book"
-
-
-def _write_submitting(s: Session, candidate: Order) -> Order:
-    """Insert `candidate` already SUBMITTING and commit it: required before the broker call,
-    so that a rerun finds the row and reconciles instead of sending again. Returns the row a
-    concurrent run of the job wrote instead, when there is one."""
-    order = order_store.create(candidate, session=s, submit=True)
-    s.commit()
-    return order
-
-
-def _send_or_drive(s: Session, order: Order, candidate: Order, broker: Broker,
-                   tick: Decimal) -> Order:
-    request = _request(order, tick)
-    if order is candidate:  # ours, just committed as SUBMITTING: send it
-        return _send(s, order.id, broker, request)  # type: ignore[arg-type]
-    return drive(order.id, broker, request, session=s)  # type: ignore[arg-type]
-
-
-def _never_reached_broker(order: Order) -> bool:
-    return order.status == OrderStatus.FAILED and (order.reason or "").startswith(NOT_IN_BOOK)
-
-
-def _attempt_of(client_order_id: str) -> int:
-    _, sep, n = client_order_id.rpartition("R")
-    return int(n) if sep and n.isdigit() else 1
-
-
-def _latest_attempt(session: Session, base_id: str) -> Order | None:
-    latest = order_store.by_client_id(session, base_id)
-    for n in range(2, MAX_SEND_ATTEMPTS + 1):
-        if latest is None:
-            break
-        later = order_store.by_client_id(session, f"{base_id}R{n}")
-        if later is None:
-            break
-        latest = later
-    return latest
-
-
-def _as_attempt(order: Order, base_id: str, attempt: int) -> Order:
-    fields = order.model_dump(
-        exclude={
-            "id",
-            "client_order_id",
-            "status",
-            "broker_order_id",
-            "filled_quantity",
-            "average_price_paise",
-            "reason",
-            "created_at",
-            "updated_at",
-        }
-    )
-    return Order(
-        **fields, client_order_id=f"{base_id}R{attempt}", reason=f"entry signal (attempt {attempt})"
-    )
-
-
-def _tick_of(s: Session, order: Order) -> Decimal:
-    pos = s.get(Position, order.position_id) if order.position_id else None
-    return to_rupees(pos.tick_size_paise) if pos else Decimal("0.05")  # type: ignore[return-value]
-
-
-def _request(order: Order, tick: Decimal) -> OrderRequest:
-    contract = Contract(
-        exchange=order.exchange,
-        tradingsymbol=order.symbol,
-        symboltoken=order.symbol_token,
-        lot_size=1,
-        tick_size=tick,
-    )
-    return OrderRequest(
-        client_order_id=order.client_order_id,
-        contract=contract,
-        side=Side(order.side),
-        quantity=order.quantity,
-        price=to_rupees(order.price_paise),
-    )
-
-
-def drive(
-    order_id: int, broker: Broker, request: OrderRequest, *, session: Session | None = None
-) -> Order:
-    """Take an order from wherever it stands to a terminal or working state — never resending.
-
-    With `session` (a job's), its last step may be left for the caller to commit."""
-    with joined(session, _job_session) as s:
-        order = order_store.get(order_id, session=s)
-        status = OrderStatus(order.status)
-        if status == OrderStatus.SUBMITTING:
-            # A previous run died mid-call: the broker may have it. Look, don't resend.
-            order = order_store.transition(
-                order_id, OrderEvent.TIMEOUT, reason="job restarted while submitting", session=s
-            )
-        elif status == OrderStatus.CREATED:
-            order_store.transition(order_id, OrderEvent.SUBMIT, session=s)
-            s.commit()  # required: SUBMITTING is durable before the broker call
-            return _send(s, order_id, broker, request)
-        return _settle(s, order_id, broker, request, order)
-
-
-def _send(s: Session, order_id: int, broker: Broker, request: OrderRequest) -> Order:
-    """Place an order committed as SUBMITTING, then follow it."""
-    try:
-        report = broker.place_order(request)
-    except UnknownOutcome as exc:
-        order = order_store.transition(order_id, OrderEvent.TIMEOUT, reason=str(exc), session=s)
-    except OrderRejected as exc:
-        return order_store.transition(
-            order_id, OrderEvent.REJECT, reason=exc.broker_message or str(exc), session=s
-        )
-    except BrokerError as exc:  # refused before processing: nothing reached the book
-        return order_store.transition(order_id, OrderEvent.FAIL, reason=str(exc), session=s)
-    else:  # quiet: the order-update socket may have reported it (or its fill) first
-        order = order_store.apply_report(order_id, report, quiet=True, session=s)
-    return _settle(s, order_id, broker, request, order)
-
-
-def _settle(s: Session, order_id: int, broker: Broker, request: OrderRequest,
-            order: Order) -> Order:
-    if OrderStatus(order.status) == OrderStatus.UNKNOWN:
-        s.commit()  # UNKNOWN is durable before we go and look (no lock held across calls)
-        order = _reconcile(s, order_id, broker, request.client_order_id)
-    return _follow(s, order_id, broker, request.client_order_id, order)
-
-
-def _reconcile(s: Session, order_id: int, broker: Broker, client_order_id: str) -> Order:
-    for attempt in range(RECONCILE_TRIES):
-        found = broker.find_order(client_order_id)
-        if found is not None:
-            return order_store.apply_report(order_id, found, reconciled=True, session=s)
-        time.sleep(1.0 + attempt)
-    return order_store.transition(
-        order_id, OrderEvent.RECONCILE_NOT_FOUND, reason=NOT_IN_BOOK, session=s
-    )
-
-
-def _follow(s: Session, order_id: int, broker: Broker, client_order_id: str,
-            order: Order) -> Order:
-    """Follow a working order until it finishes or we stop: through the order-update stream
-    while it is up, else by polling the order book (inside its 1/s rate limit)."""
-    deadline = time.monotonic() + FILL_WAIT_SECONDS
-    while not is_terminal(OrderStatus(order.status)) and time.monotonic() < deadline:
-        s.commit()  # nothing of ours held while we wait (the consumer may move the order)
-        if not broker.is_paper:
-            streamed = order_updates.follow(
-                order_id, client_order_id, order.account_id, connection(), deadline
-            )
-            if streamed is not None:  # read by another session: ours sees it too
-                return order_store.get(order_id, session=s)
-        time.sleep(0.5 if broker.is_paper else 1.0)
-        report: BrokerOrder | None = broker.find_order(client_order_id)
-        if report is not None and report.status != order.status:
-            order = order_store.apply_report(order_id, report, quiet=True, session=s)
-    return order
-
-
-def exit_position(
-    position_id: int,
-    reason: str,
-    *,
-    alert_id: int | None = None,
-    broker: Broker | None = None,
-    session: Session | None = None,
-) -> str:
-    """Sell an open position exactly once (the OPEN -> EXITING claim makes racers lose)."""
-    with joined(session, _job_session) as s:
-        position = claim_for_exit(position_id, session=s)
-        if position is None:
-            current = s.get(Position, position_id, populate_existing=True)
-            state = current.status if current else "missing"
-            if state != "EXITING":
-                return f"ignored: position {state.lower()}"
-            position = current  # a retried exit job resumes its own claim
-        assert position is not None
-        if broker is None:
-            broker = broker_for(
-                s, position.user_id, position.account_id, paper=position.paper, redis=connection()
-            )
-        attempts = s.exec(
-            select(Order).where(Order.position_id == position_id).where(Order.purpose == "EXIT")
-        ).all()
-        live = [
-            o
-            for o in attempts
-            if not is_terminal(OrderStatus(o.status)) or OrderStatus(o.status) == OrderStatus.FILLED
-        ]
-        tick = to_rupees(position.tick_size_paise) or Decimal("0.05")
-        s.commit()  # the claim stands alone: a lost insert race below rolls back
-        if live:
-            order = drive(live[0].id, broker, _request(live[0], tick), session=s)  # type: ignore[arg-type]
-        else:
-            candidate = Order(
-                user_id=position.user_id,
-                alert_id=alert_id,
-                account_id=position.account_id,
-                link_id=position.link_id,
-                position_id=position_id,
-                client_order_id=f"P{position_id}X{len(attempts)}",
-                purpose="EXIT",
-                exchange=position.exchange,
-                symbol=position.symbol,
-                symbol_token=position.symbol_token,
-                side="SELL",
-                quantity=position.quantity,
-                paper=position.paper,
-                reason=reason,
-            )
-            order = _send_or_drive(s, _write_submitting(s, candidate), candidate, broker, tick)
-        if OrderStatus(order.status) == OrderStatus.FILLED:
-            positions.close_from_exit(position_id, order.id, reason, connection(), session=s)  # type: ignore[arg-type]
-            return f"closed: {order.client_order_id}"
-        if is_terminal(OrderStatus(order.status)):
-            positions.release_exit(
-                position_id, f"exit order {order.status.lower()}: {order.reason}", session=s
-            )
-            return f"exit {order.status.lower()}: {order.reason}"
-        return f"exit working: {order.client_order_id}"
-
-
-def handle_exit(position_id: int, reason: str) -> str:
-    """The RQ job the monitor enqueues when a stop-loss, target or trailing stop is hit."""
-    started = time.perf_counter()
-    outcome = exit_position(position_id, reason)
-    _log_outcome(f"exit of position {position_id} ({reason})", outcome, started)
-    return outcome

@@ -8,10 +8,23 @@ import os
 import redis
 from redis.client import Pipeline
 from rq import Queue, SimpleWorker
+from rq.job import Job
+from rq.utils import import_attribute
 
 from ats_app.engine.core.config import settings
 from ats_app.engine.services.processes import freeze_startup_heap
+from ats_app.engine.store.queueing import current_job_path
 from ats_app.engine.store.redis_conn import ALERTS_QUEUE, ALL_QUEUES, NOTIFY_QUEUE, connect
+
+
+class TradingJob(Job):
+    """A job whose function is looked up under today's layout (`current_job_path`)."""
+
+    @property
+    def func(self):  # type: ignore[no-untyped-def]
+        if self.func_name is None or self.instance:
+            return super().func
+        return import_attribute(current_job_path(self.func_name))
 
 
 class TradingWorker(SimpleWorker):
@@ -44,15 +57,15 @@ def run_worker(burst: bool = False, queue_names: list[str] | None = None) -> boo
     if ALERTS_QUEUE in names:
         _warm_order_path()
     freeze_startup_heap()
-    queues = [Queue(name, connection=conn) for name in names]
+    queues = [Queue(name, connection=conn, job_class=TradingJob) for name in names]
     # A SimpleWorker runs jobs in this process instead of forking one per job: no fork cost on
     # the order path, and the instrument index and broker sessions stay cached across jobs.
     # A crash still loses nothing: the job is abandoned, then retried by registry cleanup,
     # and every job is idempotent.
-    worker = TradingWorker(queues, connection=conn)
+    worker = TradingWorker(queues, connection=conn, job_class=TradingJob)
     # RQ logs three INFO lines per job (~1 ms of a 2-core machine's CPU per job, next to the
     # webhook): it logs warnings and errors only, and each job logs one line of its own,
-    # with its outcome (`pipeline.handle_alert`, `handle_exit`).
+    # with its outcome (`entry.handle_alert`, `exit_order.handle_exit`).
     logging.getLogger("ats.worker").info("worker %s on %s", worker.name, ", ".join(names))
     # The scheduler lets jobs be enqueued for later (risk/day schedules); RQ elects one
     # scheduler among workers, so several workers still run each schedule once.
@@ -62,13 +75,12 @@ def run_worker(burst: bool = False, queue_names: list[str] | None = None) -> boo
 def _warm_order_path() -> None:
     """Import the order path and load the instrument indexes now, not inside the first
     alert's job (~0.5 s of imports, then a scrip-master parse per server)."""
-    from ats_app.engine.execution import contracts
-    from ats_app.engine.execution import entry as pipeline
+    from ats_app.engine.execution import contracts, entry
     from ats_app.engine.store.db import session_scope
 
     try:
         with session_scope() as s:
-            servers = pipeline.instrument_servers(s)
+            servers = entry.instrument_servers(s)
         for url in servers:
             contracts.index_for(url)
     except Exception as exc:  # not fatal: the first job that needs one loads it

@@ -18,8 +18,27 @@ ALERT_JOB_TIMEOUT = 120  # seconds a handle_alert run may take before RQ kills i
 RESULT_TTL = 24 * 3600
 # By dotted path: the web process enqueues without importing the broker stack.
 HANDLE_ALERT = "ats_app.engine.execution.entry.handle_alert"
-HANDLE_EXIT = "ats_app.engine.execution.entry.handle_exit"
+HANDLE_EXIT = "ats_app.engine.execution.exit_order.handle_exit"
 FAILURE_TTL = 7 * 24 * 3600  # failed jobs stay visible for a week
+
+# Jobs already in Redis when the engine became packages name their function by its old
+# path (queued alerts, scheduled runs, failed jobs awaiting a rerun). The worker runs them
+# under the new one, so an upgrade never turns a queued alert into an import error.
+LEGACY_JOB_PREFIXES = (
+    ("ats_app.engine.pipeline.handle_alert", "ats_app.engine.execution.entry.handle_alert"),
+    ("ats_app.engine.pipeline.handle_exit", "ats_app.engine.execution.exit_order.handle_exit"),
+    ("ats_app.engine.notify.send_job", "ats_app.engine.notify.notices.send_job"),
+    ("ats_app.engine.jobs.", "ats_app.engine.services.jobs."),
+    ("ats_app.engine.schedules.", "ats_app.engine.risk.schedules."),
+)
+
+
+def current_job_path(func_name: str) -> str:
+    """The function a job names, under today's module layout."""
+    for old, new in LEGACY_JOB_PREFIXES:
+        if func_name.startswith(old):
+            return new + func_name[len(old):]
+    return func_name
 
 
 def connection() -> redis.Redis:
