@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ats_app.cli import main
-from ats_app.cli_instruments import add_instruments_commands
+from ats_app.cli.instruments import add_commands as add_instruments_commands
 from ats_app.engine.core.errors import ValidationError
 
 ROWS = [

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from ats_app.cli_risk import add_risk_commands
+from ats_app.cli.risk import add_commands as add_risk_commands
 from ats_app.engine.core.errors import ValidationError
 from ats_app.engine.execution import halt
 from ats_app.engine.risk import bot

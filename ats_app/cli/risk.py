@@ -17,7 +17,7 @@ from typing import Any
 
 from ats_app.engine.core.errors import ValidationError
 
-__all__ = ["add_risk_commands"]
+__all__ = ["add_commands"]
 
 
 def _user_id(ref: str) -> int:
@@ -120,7 +120,7 @@ def cmd_schedules_ensure(args: argparse.Namespace) -> dict[str, Any]:
     return {"scheduled": schedules.ensure_scheduled()}
 
 
-def add_risk_commands(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
+def add_commands(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
     """Add the `risk`, `kill` and `schedules` groups to the CLI's top-level subparsers."""
     group = subparsers.add_parser("risk", help="per-user risk limits")
     cmds = group.add_subparsers(dest="cmd", required=True)

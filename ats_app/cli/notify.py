@@ -23,7 +23,7 @@ from ats_app.engine.core.errors import ValidationError
 from ats_app.engine.notify import targets as notify_targets
 from ats_app.engine.tenants import users
 
-__all__ = ["add_notify_commands"]
+__all__ = ["add_commands"]
 
 
 def _session_cmd(fn: Any) -> Any:
@@ -82,7 +82,7 @@ def cmd_notify_events(session: Session, uid: int, args: argparse.Namespace) -> d
     return {"user_id": uid, "events": switches}
 
 
-def add_notify_commands(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
+def add_commands(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
     """Add the `notify` group to the CLI's top-level subparsers."""
     group = subparsers.add_parser("notify", help="notification targets and event switches")
     cmds = group.add_subparsers(dest="cmd", required=True)

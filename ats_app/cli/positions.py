@@ -1,10 +1,9 @@
-"""`feed` and `positions` CLI commands.
+"""`feed`, `order-updates` and `positions` CLI commands.
 
     python -m ats_app.cli feed                                  # run the market-data process
     python -m ats_app.cli positions list --user U [--status OPEN] --json
 
-`add_monitor_commands` plugs into `ats_app.cli.build_parser`; `main` runs the same parser on
-its own (`python -m ats_app.cli_monitor positions list ...`). With `--json`, `positions list`
+With `--json`, `positions list`
 prints a JSON array (one object per position, newest first: id, link, tradingsymbol,
 symboltoken, exchange, quantity, entry_price, peak_price, stop_price, target_price, status,
 exit_reason, exit_price, ltp, pnl, ...; prices are decimal strings in rupees). It prints that
@@ -22,7 +21,7 @@ from sqlmodel import Session
 
 from ats_app.engine.tenants import users
 
-__all__ = ["add_monitor_commands", "cmd_feed", "cmd_positions_list"]
+__all__ = ["add_commands", "cmd_feed", "cmd_positions_list"]
 
 STATUSES = ("OPEN", "EXITING", "CLOSED")
 
@@ -93,7 +92,7 @@ def cmd_order_updates(args: argparse.Namespace) -> dict[str, Any]:
     return {}
 
 
-def add_monitor_commands(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
+def add_commands(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
     """Add `feed`, `order-updates` and `positions list` to the CLI's top-level subparsers."""
     subparsers.add_parser(
         "feed",

@@ -3,9 +3,6 @@
     python -m ats_app.cli instruments resolve --master FILE --underlying NIFTY --option CE \\
         --strike ATM --expiry nearest --spot 24012.5 --on 2026-11-24 --json
 
-`add_instruments_commands` plugs into `ats_app.cli.build_parser`; `main` runs the same parser
-on its own (`python -m ats_app.cli_instruments instruments resolve ...`) with the same
-output and exit-status contract as `ats_app.cli`.
 """
 
 from __future__ import annotations
@@ -20,7 +17,7 @@ from ats_app.engine.core.errors import ValidationError
 from ats_app.engine.market.instruments import IST, Instrument, InstrumentIndex
 from ats_app.engine.market.resolve import resolve_option, resolve_symbol
 
-__all__ = ["add_instruments_commands", "cmd_instruments_resolve", "instrument_view"]
+__all__ = ["add_commands", "cmd_instruments_resolve", "instrument_view"]
 
 _OPTION_FLAGS = ("underlying", "option", "strike", "expiry", "spot")
 
@@ -110,7 +107,7 @@ def cmd_instruments_resolve(args: argparse.Namespace) -> dict[str, Any]:
     return instrument_view(inst)
 
 
-def add_instruments_commands(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
+def add_commands(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
     """Add the `instruments` group (with `resolve`) to the CLI's top-level subparsers."""
     group = subparsers.add_parser("instruments", help="scrip master and contract resolution")
     cmds = group.add_subparsers(dest="cmd", required=True)
