@@ -4,7 +4,7 @@ Orders change only by applying events. Anything not in the table raises `Invalid
 so a retried job that finds its order already SUBMITTING cannot "submit" it again: it must
 declare the outcome unknown (TIMEOUT) and reconcile with the broker's order book by ordertag.
 
-Pure: no I/O. Broker status strings are mapped to events in `broker_status`, not here.
+Pure: no I/O. Broker status strings are mapped to events in `broker.status`, not here.
 Statuses and events are StrEnums whose values equal their names; the database stores them.
 """
 

@@ -139,7 +139,7 @@ def day_start(at: datetime) -> datetime:
 
 
 def is_halted(session: Session, user_id: int) -> bool:
-    """The kill switch holds until the bot is started again (see `halt`)."""
+    """The kill switch holds until the bot is started again (see `risk.kill_switch`)."""
     row = session.get(RiskLimits, user_id)
     if row is None or row.halted_at is None:
         return False

@@ -12,7 +12,7 @@ Boundary semantics, one rule for every limit: a limit of N is the largest amount
   (loss == L is "hit"); a loss of L - 0.01 still trades.
 - square-off time T (IST): entries at T or later are denied (their position would be closed
   at once); one second before T is approved.
-- market hours: 09:15:00 approved, 15:30:00 denied (see `market_hours`).
+- market hours: 09:15:00 approved, 15:30:00 denied (see `market.hours`).
 A limit set to None is off. Checks run in a fixed order, the first refusal wins: kill switch,
 market hours, square-off time, daily loss, orders per day, open positions, lots per order.
 """

@@ -1,10 +1,15 @@
 """The exit engine (`python -m ats_app.cli monitor`).
 
+Why one module of ~490 lines: `Monitor` is one thread's state (the tracked positions, their
+instruments, the timers) and its hot path (`on_tick` -> `_exit`) reads that state directly;
+split across modules, the path from a tick to a sell would be harder to follow, not easier.
+The rules, tracking and claims it calls are in `exits`. See `MONITOR.md` beside it.
+
 Main thread: Redis pub/sub on the tick channels of watched instruments (`ticks:{EXCH}:{token}`)
 and on `ats:positions`; each tick is applied to every OPEN position on the instrument
 (`tracker.on_price`, integer fast path over the pure `exits` rules). The first tick that hits
 a level marks the position EXITING locally, claims it in the database right there
-(`exit_claims.claim_exits`: one winner, whatever the number of monitors or ticks; every
+(`exits.claims.claim_exits`: one winner, whatever the number of monitors or ticks; every
 position the tick exits in one transaction) and enqueues its one sell job (one round trip for
 all of them). Everything slow (database reads and writes, recovery, REST quotes)
 runs in other threads and reports back through `inbox`, so ticks are never stuck behind them.
