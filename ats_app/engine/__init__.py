@@ -5,11 +5,12 @@ The packages form one stack; a module imports only from its own package or one b
 (`tests/unit/test_layering.py` checks this, and that no import goes in a circle):
 
     services    the processes: RQ worker, monitor, feed, order-update consumer, dev supervisor
+    intake      the webhook: receive and answer an alert, the link cache
     execution   the RQ jobs: alert -> orders (entry, submit), exits (exit_order), positions,
-                the order store, order updates, recovery, the kill action (halt)
+                the order store, order updates, recovery, the kill action (halt); the
+                alert message's schema (signals, pure)
     risk        the risk gate in the order path, limits, kill switch state, bot, the day's schedule
     exits       exit rules (pure), per-tick tracking, the watchlist, exit claims
-    intake      the webhook: alert schema (pure), receive and answer, the link cache
     market      instruments and their resolution (pure), scrip master, hours, the tick bus
     broker      one interface, two adapters (Angel One SmartAPI, paper); parsing is pure
     notify      notices to the trader (Telegram, e-mail, ... through Apprise)

@@ -23,15 +23,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE = "ats_app.engine"
 
-LAYERS = ("core", "store", "tenants", "notify", "broker", "market", "intake", "exits", "risk",
-          "execution", "services")
+LAYERS = ("core", "store", "tenants", "notify", "broker", "market", "exits", "risk", "execution",
+          "intake", "services")
 
 PURE = {
     "core.errors", "core.money", "core.fsm", "core.clock",
     "broker.base", "broker.errors", "broker.parsing", "broker.status", "broker.reconcile",
     "broker.charges",
     "market.instruments", "market.resolve",
-    "intake.schema",
+    "execution.signals",
     "exits.rules", "exits.tracker",
     "execution.sizing",
     "notify.messages",

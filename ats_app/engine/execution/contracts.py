@@ -11,7 +11,7 @@ from decimal import Decimal
 from ats_app.engine.broker.base import Contract
 from ats_app.engine.core.errors import ValidationError
 from ats_app.engine.execution import sizing
-from ats_app.engine.intake.schema import AlertSignal
+from ats_app.engine.execution.signals import AlertSignal
 from ats_app.engine.market import scrip_master
 from ats_app.engine.market.instruments import Instrument, InstrumentIndex
 from ats_app.engine.market.resolve import resolve_option, resolve_symbol

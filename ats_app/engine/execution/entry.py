@@ -26,6 +26,7 @@ from ats_app.engine.core.fsm import OrderStatus, is_terminal
 from ats_app.engine.core.money import to_paise
 from ats_app.engine.execution import contracts, positions
 from ats_app.engine.execution.exit_order import exit_position
+from ats_app.engine.execution.signals import AlertSignal, parse_alert
 from ats_app.engine.execution.submit import (
     MAX_SEND_ATTEMPTS,
     as_attempt,
@@ -40,7 +41,6 @@ from ats_app.engine.execution.submit import (
     tick_of,
     write_submitting,
 )
-from ats_app.engine.intake.schema import AlertSignal, parse_alert
 from ats_app.engine.market import hours as market_hours
 from ats_app.engine.risk import gate as risk_gate
 from ats_app.engine.store import audit

@@ -25,8 +25,7 @@ from sqlmodel import Session, col, select
 
 from ats_app.engine.core.config import Settings, settings
 from ats_app.engine.core.errors import ValidationError
-from ats_app.engine.intake.link_cache import GEN_KEY, LinkCache, LinkFacts, current_generation
-from ats_app.engine.intake.schema import (
+from ats_app.engine.execution.signals import (
     AlertSignal,
     check_fresh,
     dedup_key,
@@ -34,6 +33,7 @@ from ats_app.engine.intake.schema import (
     parse_json_object,
     stored_payload,
 )
+from ats_app.engine.intake.link_cache import GEN_KEY, LinkCache, LinkFacts, current_generation
 from ats_app.engine.store import audit
 from ats_app.engine.store.db import get_engine, session_scope, write_promptly
 from ats_app.engine.store.models import Alert, AuditEvent, BotState, WebhookLink, utcnow
