@@ -1,12 +1,11 @@
-"""`feed`, `order-updates` and `positions` CLI commands.
+"""`positions` CLI commands.
 
-    python -m ats_app.cli feed                                  # run the market-data process
     python -m ats_app.cli positions list --user U [--status OPEN] --json
 
-With `--json`, `positions list`
-prints a JSON array (one object per position, newest first: id, link, tradingsymbol,
-symboltoken, exchange, quantity, entry_price, peak_price, stop_price, target_price, status,
-exit_reason, exit_price, ltp, pnl, ...; prices are decimal strings in rupees). It prints that
+With `--json`, `positions list` prints a JSON array (one object per position, newest first:
+id, link, tradingsymbol, symboltoken, exchange, quantity, entry_price, peak_price, stop_price,
+target_price, status, exit_reason, exit_price, ltp, pnl, ...; prices are decimal strings in
+rupees). It prints that
 itself and returns {} (as `orders export` does), so an empty list still prints `[]`.
 """
 
@@ -21,7 +20,7 @@ from sqlmodel import Session
 
 from ats_app.engine.tenants import users
 
-__all__ = ["add_commands", "cmd_feed", "cmd_positions_list"]
+__all__ = ["add_commands", "cmd_positions_list"]
 
 STATUSES = ("OPEN", "EXITING", "CLOSED")
 
@@ -74,36 +73,8 @@ def cmd_positions_list(args: argparse.Namespace) -> dict[str, Any]:
     return {}
 
 
-def cmd_feed(args: argparse.Namespace) -> dict[str, Any]:
-    from ats_app.engine.services.feed import run_feed
-    from ats_app.engine.services.processes import freeze_startup_heap
-
-    freeze_startup_heap()
-    run_feed()
-    return {}
-
-
-def cmd_order_updates(args: argparse.Namespace) -> dict[str, Any]:
-    from ats_app.engine.services.order_update_stream import run_order_updates
-    from ats_app.engine.services.processes import freeze_startup_heap
-
-    freeze_startup_heap()
-    run_order_updates()
-    return {}
-
-
 def add_commands(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
-    """Add `feed`, `order-updates` and `positions list` to the CLI's top-level subparsers."""
-    subparsers.add_parser(
-        "feed",
-        parents=[common_parent],
-        help="run the market-data feed (SmartWebSocketV2 -> Redis ticks)",
-    ).set_defaults(fn=cmd_feed)
-    subparsers.add_parser(
-        "order-updates",
-        parents=[common_parent],
-        help="run the order-update consumer (Angel's order-update socket -> order rows)",
-    ).set_defaults(fn=cmd_order_updates)
+    """Add `positions list` to the CLI's top-level subparsers."""
     group = subparsers.add_parser("positions", help="positions")
     cmds = group.add_subparsers(dest="cmd", required=True)
     pl = cmds.add_parser("list", parents=[common_parent], help="a user's positions")

@@ -1,12 +1,20 @@
-"""The long-running services: `worker`, `monitor` (and `sim`, dispatched before parsing).
-
-`feed` and `order-updates` are in `positions`, beside the positions they serve.
-"""
+"""The long-running services: `worker`, `monitor`, `feed`, `order-updates` (and `sim`,
+dispatched before parsing)."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
+
+
+def _serve(run: Callable[[], None]) -> dict[str, Any]:
+    """Run a service process until it stops, its start-up objects kept out of the GC's way."""
+    from ats_app.engine.services.processes import freeze_startup_heap
+
+    freeze_startup_heap()
+    run()
+    return {}
 
 
 def cmd_worker(args: argparse.Namespace) -> dict[str, Any]:
@@ -18,11 +26,20 @@ def cmd_worker(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_monitor(args: argparse.Namespace) -> dict[str, Any]:
     from ats_app.engine.services.monitor import run_monitor
-    from ats_app.engine.services.processes import freeze_startup_heap
 
-    freeze_startup_heap()
-    run_monitor()
-    return {}
+    return _serve(run_monitor)
+
+
+def cmd_feed(args: argparse.Namespace) -> dict[str, Any]:
+    from ats_app.engine.services.feed import run_feed
+
+    return _serve(run_feed)
+
+
+def cmd_order_updates(args: argparse.Namespace) -> dict[str, Any]:
+    from ats_app.engine.services.order_update_stream import run_order_updates
+
+    return _serve(run_order_updates)
 
 
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -41,3 +58,13 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     sub.add_parser("monitor", parents=[common], help="run the price monitor").set_defaults(
         fn=cmd_monitor
     )
+    sub.add_parser(
+        "feed",
+        parents=[common],
+        help="run the market-data feed (SmartWebSocketV2 -> Redis ticks)",
+    ).set_defaults(fn=cmd_feed)
+    sub.add_parser(
+        "order-updates",
+        parents=[common],
+        help="run the order-update consumer (Angel's order-update socket -> order rows)",
+    ).set_defaults(fn=cmd_order_updates)
