@@ -41,6 +41,9 @@ class SimConfig:
     feed_interval_ms: int = 100
     # How often the random walk advances and the order engine matches / runs risk checks.
     engine_interval_ms: int = 50
+    # How fast it answers and fills (`latency.PROFILES`): "instant" for tests, "angel" for
+    # benchmarks and demos that should feel like the real broker.
+    latency: str = "instant"
     jwt_ttl_s: float = 24 * 3600.0
     refresh_ttl_s: float = 48 * 3600.0
     max_ws_per_client: int = 3

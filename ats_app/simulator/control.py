@@ -76,7 +76,8 @@ async def clock(request: Request) -> Response:
 async def faults(request: Request) -> Response:
     st = _state(request)
     if request.method == "GET":
-        return JSONResponse({"ok": True, "faults": st.faults.list()})
+        return JSONResponse({"ok": True, "faults": st.faults.list(),
+                             "profile": st.pacer.profile.as_dict()})
     try:
         body = await _json(request)
     except ValueError as exc:
@@ -84,6 +85,12 @@ async def faults(request: Request) -> Response:
     if request.method == "DELETE":
         n = st.faults.clear(body.get("route"), body.get("kind"))
         return JSONResponse({"ok": True, "cleared": n})
+    if "profile" in body:  # the latency profile: {"profile": "angel"} / {"profile": "instant"}
+        try:
+            chosen = st.pacer.use(str(body["profile"]))
+        except ValueError as exc:
+            return _bad(str(exc))
+        return JSONResponse({"ok": True, "profile": chosen.as_dict()})
     if body.get("kind") == "ws_drop":
         # Dropping is an action on the sockets open now, not a standing condition.
         n = await drop_sockets(st, str(body.get("route") or "*"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +58,7 @@ class Order:
     stoploss: float = 0.0
     cancelled: int = 0
     source_ip: str = ""  # the client address it came from (tests check per-account egress)
+    fill_after: float = 0.0  # monotonic time before which an open order is not filled
 
     def book_row(self) -> dict[str, Any]:
         inst = self.inst
@@ -89,12 +91,16 @@ def _num(value: Any, default: float = 0.0) -> float:
 
 class OrderBook:
     def __init__(self, market: Market, clock: Clock, positions: Positions,
-                 nse_hours: bool, on_event: OrderEvent) -> None:
+                 nse_hours: bool, on_event: OrderEvent,
+                 fill_delay: Callable[[], float] = lambda: 0.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.market = market
         self.clock = clock
         self.positions = positions
         self.nse_hours = nse_hours
         self.on_event = on_event
+        self.fill_delay = fill_delay  # the latency profile's pause from acceptance to fill
+        self.monotonic = monotonic
         self.orders: dict[str, Order] = {}
         self.trades: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
@@ -201,7 +207,7 @@ class OrderBook:
                 self._admit(order, market_open)
             elif order.status == "trigger pending":
                 self._try_trigger(order)
-            elif order.status == "open":
+            elif order.status == "open" and self.monotonic() >= order.fill_after:
                 self._try_fill(order)
 
     def _admit(self, order: Order, market_open: bool) -> None:
@@ -239,8 +245,14 @@ class OrderBook:
                              f"{need:.2f} funds to execute this order.")
         if order.ordertype.startswith("STOPLOSS"):
             return self._set(order, "trigger pending")
+        self._open(order, q)
+
+    def _open(self, order: Order, q: Quote) -> None:
+        """At the exchange: filled now, or, under a latency profile, on a later pass."""
+        order.fill_after = self.monotonic() + self.fill_delay()
         self._set(order, "open")
-        self._try_fill(order, q)
+        if self.monotonic() >= order.fill_after:
+            self._try_fill(order, q)
 
     def _try_trigger(self, order: Order) -> None:
         q = self.market.quote(order.inst.token)
@@ -250,8 +262,7 @@ class OrderBook:
         hit = ltp >= order.triggerprice if order.transactiontype == "BUY" \
             else ltp <= order.triggerprice
         if hit:
-            self._set(order, "open")
-            self._try_fill(order, q)
+            self._open(order, q)
 
     def _try_fill(self, order: Order, q: Quote | None = None) -> None:
         q = q or self.market.quote(order.inst.token)

@@ -85,6 +85,9 @@ def endpoint(route: str, handler: Handler, *, auth: bool = True, limiter: str | 
     async def run(request: Request) -> Response:
         state: SimState = request.app.state.sim
         state.calls[route] += 1  # tests assert what a client asked for (e.g. no book polls)
+        pause = state.pacer.answer_delay(route)  # the latency profile (0 when instant)
+        if pause:
+            await asyncio.sleep(pause)
         faults = state.faults.take(route)
         refused = await _fault_response(request, state, route, faults)
         if refused is not None:

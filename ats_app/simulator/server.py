@@ -20,6 +20,7 @@ from starlette.routing import Route, WebSocketRoute
 from ats_app.simulator import control, rest
 from ats_app.simulator.config import SimConfig, parse_account
 from ats_app.simulator.feed import market_feed, order_updates
+from ats_app.simulator.latency import PROFILES
 from ats_app.simulator.state import SimState
 
 SCRIP_MASTER_PATH = "/OpenAPI_File/files/OpenAPIScripMaster.json"
@@ -114,13 +115,16 @@ def parse_args(argv: list[str] | None) -> tuple[SimConfig, str, int]:
                    help="keep NSE hours (09:15-15:30 IST weekdays) instead of 24x7")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--feed-interval-ms", type=int, default=100)
+    p.add_argument("--latency", choices=sorted(PROFILES), default="instant",
+                   help="answer and fill at a broker's pace: angel (orders 100-300 ms, order "
+                        "book ~150 ms, fills 200-500 ms after acceptance) or instant")
     args = p.parse_args(argv)
     try:
         accounts = [parse_account(a) for a in args.account]
     except ValueError as exc:
         p.error(str(exc))
     config = SimConfig(accounts=accounts, seed=args.seed, nse_hours=args.nse_hours,
-                       feed_interval_ms=args.feed_interval_ms)
+                       feed_interval_ms=args.feed_interval_ms, latency=args.latency)
     return config, args.host, args.port
 
 
@@ -132,8 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         # Printing the demo secret is deliberate: it is a public, simulator-only credential.
         log.info("demo mode: client %s, PIN %s, TOTP secret %s", demo.client_code, demo.pin,
                  demo.totp_secret)
-    log.info("SmartAPI simulator on http://%s:%d (feed ws://%s:%d/smart-stream)%s",
-             host, port, host, port, " [NSE hours]" if config.nse_hours else " [24x7]")
+    log.info("SmartAPI simulator on http://%s:%d (feed ws://%s:%d/smart-stream)%s [latency %s]",
+             host, port, host, port, " [NSE hours]" if config.nse_hours else " [24x7]",
+             config.latency)
     uvicorn.run(build_app(config), host=host, port=port, log_level="warning",
                 timeout_graceful_shutdown=2, ws_ping_interval=None)
     return 0

@@ -13,6 +13,7 @@ from ats_app.simulator.accounts import Account, Sessions
 from ats_app.simulator.clock import Clock
 from ats_app.simulator.config import SimConfig
 from ats_app.simulator.faults import FaultStore
+from ats_app.simulator.latency import Pacer
 from ats_app.simulator.market import Market
 from ats_app.simulator.orders import OrderBook
 from ats_app.simulator.positions import Positions
@@ -32,8 +33,9 @@ class SimState:
             s.client_code: Account.from_spec(s) for s in config.effective_accounts()}
         self.sessions = Sessions(config.jwt_ttl_s, config.refresh_ttl_s)
         self.positions = Positions(self.accounts, self._spot)
+        self.pacer = Pacer(config.latency, config.seed)
         self.orders = OrderBook(self.market, self.clock, self.positions, config.nse_hours,
-                                self._order_event)
+                                self._order_event, fill_delay=self.pacer.fill_delay)
         self.faults = FaultStore()
         self.limiters = {
             "order": SlidingWindowLimiter(config.order_limits),
