@@ -191,11 +191,9 @@ def _apply(
 
 
 def _emit(order: Order, notice: str) -> None:
-    from ats_app.engine.notify import (
-        notices as notify,  # lazy: only order-moving processes pay for it
-    )
+    from ats_app.engine.notify import notices  # lazy: only order-moving processes pay for it
 
-    notify.emit(
+    notices.emit(
         order.user_id,
         notice,
         once=f"{notice}-{order.client_order_id}",

@@ -28,11 +28,10 @@ def set_running(session: Session, user_id: int, running: bool) -> bool:
     if running:
         release(session, user_id)  # Start after a kill switch resumes trading
     if changed:
-        from ats_app.engine.notify import (
-            notices as notify,  # lazy: keeps Apprise out of processes that never notify
-        )
+        # lazy: keeps Apprise out of processes that never notify
+        from ats_app.engine.notify import notices
 
-        notify.emit(user_id, "bot_started" if running else "bot_stopped")
+        notices.emit(user_id, "bot_started" if running else "bot_stopped")
     return running
 
 

@@ -216,10 +216,10 @@ class Monitor:
     def _notify_users(self, instrument: str, event: str, **data: Any) -> None:
         """Once per user holding the instrument, off the tick path (the job thread); notify's
         own rate limit keeps a flapping feed from flooding anyone."""
-        from ats_app.engine.notify import notices as notify
+        from ats_app.engine.notify import notices
 
         for uid in {t.user_id for t in self.watch.by_instrument.get(instrument, [])}:
-            self._jobs.put(lambda uid=uid: notify.emit(uid, event, feed=instrument, **data))
+            self._jobs.put(lambda uid=uid: notices.emit(uid, event, feed=instrument, **data))
 
     def _update_rest(self) -> None:
         self._rest.update([self.sources[i] for i in self.stale if i in self.sources])
