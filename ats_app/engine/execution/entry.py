@@ -124,9 +124,8 @@ def _set_alert(s: Session, alert: Alert, status: str, reason: str | None = None)
         user_id, alert_id = alert.user_id, alert.id
 
         def refused() -> None:
-            from ats_app.engine.notify import (
-                notices,  # lazy: the web process never imports this module
-            )
+            # lazy: the web process never imports this module
+            from ats_app.engine.notify import notices
 
             notices.emit(user_id, "alert_refused", once=f"refused-{alert_id}", reason=reason,
                         alert_id=alert_id)

@@ -205,9 +205,8 @@ def login_account(account: BrokerAccount, conn: redis.Redis) -> tuple[bool, str]
                          errorcode=getattr(exc, "errorcode", None), when="pre_open")
         live.publish(conn, account.user_id, {"type": "account", "event": "login_failed",
                                              "account_id": account.id, "error": error})
-        from ats_app.engine.notify import (
-            notices,  # the owner hears before the open, not at a signal
-        )
+        # the owner hears before the open, not at a signal
+        from ats_app.engine.notify import notices
 
         notices.emit(account.user_id, "broker_login_failed", account=account.label,
                     client_id=account.client_id, reason=error)
