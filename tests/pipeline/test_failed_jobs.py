@@ -60,8 +60,8 @@ def test_a_failed_entry_job_is_rerun_and_reconciles_its_submitted_order(
 ) -> None:
     conn = redis.Redis.from_url(redis_url)
     alert_id = _post(world["paper"], id="stuck-entry")["alert_id"]
-    _refuse("alerts", "DONE")
-    _run_burst_worker()  # the paper order fills; the commit that records it never lands
+    _refuse("orders", "FILLED")
+    _run_burst_worker()  # the paper order fills; the update that records it never lands
     (order,) = _orders()
     # Left SUBMITTING by the first run, UNKNOWN by the retries (committed before they look).
     assert order.status in ("SUBMITTING", "UNKNOWN"), order.status
@@ -70,7 +70,7 @@ def test_a_failed_entry_job_is_rerun_and_reconciles_its_submitted_order(
     with session_scope() as s:
         assert s.get(Alert, alert_id).status == "PROCESSING"  # type: ignore[union-attr]
 
-    _allow("alerts")
+    _allow("orders")
     assert requeue_lost_alerts(conn) == []  # it just failed: not straight back in
     monkeypatch.setattr(queueing, "RERUN_PAUSE", timedelta(0))
     assert requeue_lost_alerts(conn) == [alert_id]

@@ -15,11 +15,11 @@ from sqlmodel import select
 from ats_app.engine.broker.base import Contract, OrderRequest, OrderType, Side
 from ats_app.engine.broker.factory import angel_broker, broker_for
 from ats_app.engine.core.money import to_paise
-from ats_app.engine.execution import order_store, order_updates, positions
-from ats_app.engine.execution.submit import FILL_WAIT_SECONDS, drive
+from ats_app.engine.execution import follower, order_store, order_updates, positions
+from ats_app.engine.execution.submit import drive
 from ats_app.engine.services.order_update_stream import OrderUpdateProcess
 from ats_app.engine.store.db import session_scope
-from ats_app.engine.store.models import AuditEvent, Order, Position, WebhookLink
+from ats_app.engine.store.models import Alert, AuditEvent, Order, Position, WebhookLink
 from ats_app.engine.store.queueing import connection
 from ats_app.engine.tenants import accounts
 from ats_app.simulator.server import ServerThread
@@ -92,6 +92,12 @@ def _live_broker(world: dict):
         return broker_for(s, world["user"], world["account"], paper=False, redis=connection())
 
 
+def _alert_status() -> str:
+    with session_scope() as s:
+        (alert,) = s.exec(select(Alert)).all()
+    return alert.status
+
+
 def _position_of(order_id: int) -> Position | None:
     with session_scope() as s:
         order = s.get(Order, order_id)
@@ -121,8 +127,10 @@ def test_live_alert_fills_through_the_socket_without_polling_the_book(
     books = _calls(world["sim"], "getOrderBook")
     _post(world["live"], id="ws-1")
     _run_burst_worker()
+    assert wait_for(lambda: _orders()[0].status == "FILLED", 10), _orders()[0].status
     (order,) = _orders()
-    assert order.status == "FILLED" and order.filled_quantity == order.quantity
+    assert order.filled_quantity == order.quantity
+    assert wait_for(lambda: _alert_status() == "DONE", 10)  # the consumer gave the verdict
     assert _calls(world["sim"], "getOrderBook") == books  # the fill came over the socket
     with session_scope() as s:
         (position,) = s.exec(select(Position)).all()  # job and consumer: one position
@@ -141,7 +149,7 @@ def test_limit_order_left_to_the_stream_fills_and_opens_its_position(
     books = _calls(world["sim"], "getOrderBook")
     order, took = _working_limit(world, "LIM1")
     assert order.status == "OPEN", order.reason
-    assert took < FILL_WAIT_SECONDS / 2  # the worker is free
+    assert took < 1.0  # the worker is free: it does not wait for the fill
     assert _position_of(order.id) is None
     _cross(world["sim"], SBIN.symboltoken, order.price_paise)
     assert wait_for(lambda: _position_of(order.id), 10), order_store.get(order.id).status
@@ -165,18 +173,25 @@ def test_rejection_reason_arrives_verbatim_over_the_socket(
                ).raise_for_status()
     books = _calls(world["sim"], "getOrderBook")
     row, request = _entry(world, "REJ1", OrderType.MARKET, None)
-    order = drive(row.id, _live_broker(world), request)
-    assert order.status == "REJECTED" and order.reason == reason
+    drive(row.id, _live_broker(world), request)  # accepted, then refused by Angel's RMS
+    assert wait_for(lambda: order_store.get(row.id).status == "REJECTED", 10)
+    assert order_store.get(row.id).reason == reason
     assert _calls(world["sim"], "getOrderBook") == books
 
 
-def test_consumer_down_the_job_polls_the_book_and_still_fills(world: dict) -> None:
+def test_consumer_down_the_follower_polls_the_book_and_still_fills(world: dict) -> None:
     assert not order_updates.stream_up(connection(), world["account"])
     books = _calls(world["sim"], "getOrderBook")
     row, request = _entry(world, "POLL1", OrderType.MARKET, None)
+    started = time.monotonic()
     order = drive(row.id, _live_broker(world), request)
-    assert order.status == "FILLED"
-    assert _calls(world["sim"], "getOrderBook") > books
+    assert time.monotonic() - started < 1.0  # placed and left: no wait for the fill
+    assert order.status == "OPEN" and _calls(world["sim"], "getOrderBook") == books
+    # The job armed the account's follower: one round reads the book and finishes it.
+    assert connection().exists(follower.lease_key(world["account"]))
+    follower.follow_account(world["user"], world["account"])
+    assert order_store.get(order.id).status == "FILLED"
+    assert _calls(world["sim"], "getOrderBook") == books + 1
 
 
 def test_reconnect_catches_up_changes_missed_while_down(world: dict, consumer: Consumer) -> None:

@@ -25,6 +25,7 @@ from starlette.testclient import TestClient
 
 from ats_app.api import build_api
 from ats_app.engine.core.config import reset_settings_cache
+from ats_app.engine.execution import follower
 from ats_app.engine.execution.recovery import cleanup_abandoned_jobs
 from ats_app.engine.risk import bot
 from ats_app.engine.store.db import session_scope
@@ -471,6 +472,11 @@ def test_entry_outside_hours_waits_for_the_open_when_the_link_allows(
     # At the open, long after the staleness limit, the queued entry trades.
     monkeypatch.setenv("ATS_FAKE_NOW", "2026-12-03T09:15:30+05:30")
     reset_settings_cache()
-    assert handle_alert(waiting).startswith("filled")
+    assert handle_alert(waiting).startswith("open")  # placed; the job does not wait
+    with session_scope() as s:
+        assert s.get(Alert, waiting).status == "PLACED"
+    follower.follow_account(world["user"], world["account"])  # the book shows the fill
     (order,) = _orders()
     assert order.status == "FILLED" and order.alert_id == waiting
+    with session_scope() as s:
+        assert s.get(Alert, waiting).status == "DONE"  # the follower gave the verdict

@@ -92,13 +92,13 @@ def test_an_open_job_that_failed_for_good_is_rerun_and_trades_once(
     _at_the_open(monkeypatch)
     ScheduledJobRegistry("alerts", connection=conn).remove(open_job)
     Queue("alerts", connection=conn).enqueue_job(open_job)
-    _refuse("alerts", "DONE")
-    _run_burst_worker()  # the paper order fills; the commit that records it never lands
+    _refuse("orders", "FILLED")
+    _run_burst_worker()  # the paper order fills; the update that records it never lands
     (order,) = _orders()
     assert order.status in ("SUBMITTING", "UNKNOWN"), order.status
     assert open_job.get_status() == JobStatus.FAILED
 
-    _allow("alerts")
+    _allow("orders")
     monkeypatch.setattr(queueing, "RERUN_PAUSE", timedelta(0))
     assert requeue_lost_alerts(conn) == [alert_id]
     assert requeue_lost_alerts(conn) == []

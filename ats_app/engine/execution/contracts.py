@@ -94,3 +94,13 @@ def order_quantity(signal: AlertSignal, contract: Contract, multiplier: int) -> 
     if signal.quantity is not None:
         lots = sizing.lots_from_quantity(signal.quantity, contract.lot_size)
     return sizing.order_quantity(lots, contract.lot_size, multiplier)
+
+
+def tick_for(base_url: str | None, exchange: str, symbol_token: str) -> Decimal:
+    """An instrument's tick size from its server's master; the common 0.05 when the master
+    is unavailable or does not list it (as the pipeline falls back)."""
+    try:
+        inst = index_for(base_url).by_token(exchange, symbol_token)
+    except Exception:  # master unavailable
+        inst = None
+    return to_contract(inst).tick_size if inst else Decimal("0.05")

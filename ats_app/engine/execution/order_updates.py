@@ -32,7 +32,7 @@ from sqlmodel import col, select
 from ats_app.engine.broker import parsing
 from ats_app.engine.broker.base import BrokerOrder
 from ats_app.engine.core.fsm import OrderStatus, is_terminal, is_working
-from ats_app.engine.execution import order_store, positions
+from ats_app.engine.execution import order_store, positions, verdict
 from ats_app.engine.risk.gate import day_start
 from ats_app.engine.store.db import session_scope
 from ats_app.engine.store.models import Order, utcnow
@@ -221,15 +221,15 @@ def after_report(order: Order, conn: redis.Redis | None, tick_of: TickLookup) ->
     if order.purpose == "ENTRY":
         if order.filled_quantity > 0:
             positions.open_from_entry(order.id, tick_of(order), conn)
-        return
-    if order.purpose != "EXIT" or order.position_id is None:
-        return
-    if status == OrderStatus.FILLED:
-        positions.close_from_exit(order.position_id, order.id, order.reason or "exit", conn)
-    elif _latest_exit(order):
-        # Only the newest exit attempt may reopen the position: after an older attempt
-        # failed, the monitor may already have claimed it again for a new one.
-        positions.release_exit(order.position_id, f"exit order {status.lower()}: {order.reason}")
+    elif order.purpose == "EXIT" and order.position_id is not None:
+        if status == OrderStatus.FILLED:
+            positions.close_from_exit(order.position_id, order.id, order.reason or "exit", conn)
+        elif _latest_exit(order):
+            # Only the newest exit attempt may reopen the position: after an older attempt
+            # failed, the monitor may already have claimed it again for a new one.
+            positions.release_exit(order.position_id,
+                                   f"exit order {status.lower()}: {order.reason}")
+    verdict.settle(order.alert_id)  # the alert's verdict, once all its orders are final
 
 
 def _latest_exit(order: Order) -> bool:

@@ -20,9 +20,10 @@ from rq import Queue
 from rq.registry import StartedJobRegistry
 from sqlmodel import col, select
 
+from ats_app.engine.execution import follower
 from ats_app.engine.store import audit
 from ats_app.engine.store.db import session_scope
-from ats_app.engine.store.models import Alert, utcnow
+from ats_app.engine.store.models import Alert, Order, utcnow
 from ats_app.engine.store.queueing import (
     alert_job_id,
     connection,
@@ -36,6 +37,7 @@ from ats_app.engine.store.redis_conn import ALERTS_QUEUE, ALL_QUEUES
 log = logging.getLogger("ats.recovery")
 
 LOOKBACK = timedelta(days=1)
+WORKING = ("UNKNOWN", "OPEN", "TRIGGER_PENDING", "PARTIALLY_FILLED", "CANCEL_PENDING")
 
 
 def requeue_lost_alerts(conn: redis.Redis | None = None) -> list[int]:
@@ -78,7 +80,25 @@ def requeue_lost_alerts(conn: redis.Redis | None = None) -> list[int]:
     if requeued:
         log.warning("re-enqueued %d alert(s) whose jobs were lost or failed: %s",
                     len(requeued), requeued)
+    rearm_followers(conn)
     return requeued
+
+
+def rearm_followers(conn: redis.Redis) -> int:
+    """Placed alerts wait for their working orders' verdict: make sure each account with
+    such an order has its follower (a lost follower job, a Redis restart). Returns how many
+    accounts were armed afresh."""
+    since = utcnow() - LOOKBACK
+    with session_scope() as s:
+        rows = s.exec(
+            select(Order.user_id, Order.account_id).distinct()
+            .join(Alert, col(Alert.id) == Order.alert_id)
+            .where(Alert.status == "PLACED").where(col(Alert.received_at) >= since)
+            .where(col(Order.paper).is_(False)).where(col(Order.account_id).is_not(None))
+            .where(col(Order.status).in_(WORKING))
+        ).all()
+    return sum(follower.arm(conn, user_id, account_id) for user_id, account_id in rows
+               if account_id is not None)
 
 
 def cleanup_abandoned_jobs(conn: redis.Redis | None = None, at: float | None = None) -> None:

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from decimal import Decimal
 
 from sqlmodel import Session
@@ -20,8 +21,8 @@ from ats_app.engine.broker.base import Broker, BrokerOrder, Contract, OrderReque
 from ats_app.engine.broker.errors import BrokerError, OrderRejected, UnknownOutcome
 from ats_app.engine.core.fsm import OrderEvent, OrderStatus, is_terminal
 from ats_app.engine.core.money import to_rupees
-from ats_app.engine.execution import order_store, order_updates
-from ats_app.engine.store.db import get_engine, joined
+from ats_app.engine.execution import follower, order_store
+from ats_app.engine.store.db import after_commit, get_engine, joined
 from ats_app.engine.store.models import (
     Order,
     Position,
@@ -31,7 +32,7 @@ from ats_app.engine.store.queueing import connection
 log = logging.getLogger("ats.pipeline")
 
 RECONCILE_TRIES = 3  # order-book look-ups (1/s limit) before an unseen order counts as absent
-FILL_WAIT_SECONDS = 10.0  # how long a job follows a working order before leaving it to sync
+PAPER_WAIT_SECONDS = 10.0  # how long a job looks again at a paper order still working
 
 
 # One session on one pooled connection per job (one checkout, so one pre-ping on PostgreSQL).
@@ -158,59 +159,97 @@ def drive(
             order_store.transition(order_id, OrderEvent.SUBMIT, session=s)
             s.commit()  # required: SUBMITTING is durable before the broker call
             return _send(s, order_id, broker, request)
-        return _settle(s, order_id, broker, request, order)
+        return settle(s, order_id, broker, request, order)
 
 
-def _send(s: Session, order_id: int, broker: Broker, request: OrderRequest) -> Order:
-    """Place an order committed as SUBMITTING, then follow it."""
+@dataclass(frozen=True)
+class Placement:
+    """What one placeOrder call came back with: the broker's report, or why not."""
+
+    report: BrokerOrder | None = None
+    error: BrokerError | None = None
+
+
+def place(broker: Broker, request: OrderRequest) -> Placement:
+    """The broker call alone (no database): safe in a fan-out's thread pool."""
     try:
-        report = broker.place_order(request)
-    except UnknownOutcome as exc:
-        order = order_store.transition(order_id, OrderEvent.TIMEOUT, reason=str(exc), session=s)
-    except OrderRejected as exc:
+        return Placement(report=broker.place_order(request))
+    except BrokerError as exc:
+        return Placement(error=exc)
+
+
+def apply_placement(s: Session, order_id: int, placed: Placement) -> Order:
+    """Record what placeOrder said on the order's row (the job's thread, in `s`)."""
+    exc = placed.error
+    if isinstance(exc, UnknownOutcome):
+        return order_store.transition(order_id, OrderEvent.TIMEOUT, reason=str(exc), session=s)
+    if isinstance(exc, OrderRejected):
         return order_store.transition(
             order_id, OrderEvent.REJECT, reason=exc.broker_message or str(exc), session=s
         )
-    except BrokerError as exc:  # refused before processing: nothing reached the book
+    if exc is not None:  # refused before processing: nothing reached the book
         return order_store.transition(order_id, OrderEvent.FAIL, reason=str(exc), session=s)
-    else:  # quiet: the order-update socket may have reported it (or its fill) first
-        order = order_store.apply_report(order_id, report, quiet=True, session=s)
-    return _settle(s, order_id, broker, request, order)
+    assert placed.report is not None
+    # quiet: the order-update socket may have reported it (or its fill) first
+    return order_store.apply_report(order_id, placed.report, quiet=True, session=s)
 
 
-def _settle(s: Session, order_id: int, broker: Broker, request: OrderRequest,
-            order: Order) -> Order:
-    if OrderStatus(order.status) == OrderStatus.UNKNOWN:
-        s.commit()  # UNKNOWN is durable before we go and look (no lock held across calls)
-        order = _reconcile(s, order_id, broker, request.client_order_id)
-    return _follow(s, order_id, broker, request.client_order_id, order)
-
-
-def _reconcile(s: Session, order_id: int, broker: Broker, client_order_id: str) -> Order:
+def look_up(broker: Broker, client_order_id: str) -> BrokerOrder | None:
+    """An order of unknown outcome in the broker's book (no database), a few tries apart
+    inside the book's 1/s limit; None once it is not there on the last try."""
     for attempt in range(RECONCILE_TRIES):
         found = broker.find_order(client_order_id)
         if found is not None:
-            return order_store.apply_report(order_id, found, reconciled=True, session=s)
-        time.sleep(1.0 + attempt)
+            return found
+        if attempt + 1 < RECONCILE_TRIES:
+            time.sleep(1.0 + attempt)
+    return None
+
+
+def apply_look_up(s: Session, order_id: int, found: BrokerOrder | None) -> Order:
+    if found is not None:
+        return order_store.apply_report(order_id, found, reconciled=True, session=s)
     return order_store.transition(
         order_id, OrderEvent.RECONCILE_NOT_FOUND, reason=NOT_IN_BOOK, session=s
     )
 
 
-def _follow(s: Session, order_id: int, broker: Broker, client_order_id: str,
+def _send(s: Session, order_id: int, broker: Broker, request: OrderRequest) -> Order:
+    """Place an order committed as SUBMITTING, then settle it."""
+    order = apply_placement(s, order_id, place(broker, request))
+    return settle(s, order_id, broker, request, order)
+
+
+def settle(s: Session, order_id: int, broker: Broker, request: OrderRequest,
             order: Order) -> Order:
-    """Follow a working order until it finishes or we stop: through the order-update stream
-    while it is up, else by polling the order book (inside its 1/s rate limit)."""
-    deadline = time.monotonic() + FILL_WAIT_SECONDS
+    """After the broker's answer: an unknown outcome looked up in the book (never resent);
+    a paper order still working looked at again briefly; a live one left working."""
+    if OrderStatus(order.status) == OrderStatus.UNKNOWN:
+        s.commit()  # UNKNOWN is durable before we go and look (no lock held across calls)
+        order = apply_look_up(s, order_id, look_up(broker, request.client_order_id))
+    if broker.is_paper:
+        return _follow_paper(s, order_id, broker, request.client_order_id, order)
+    leave_working(s, order)
+    return order
+
+
+def leave_working(s: Session, order: Order) -> None:
+    """A live order still working is not waited for: the order-update stream, or the
+    account's follower while the stream is down, finishes it (`follower`)."""
+    if order.paper or order.account_id is None or is_terminal(OrderStatus(order.status)):
+        return
+    user_id, account_id = order.user_id, order.account_id
+    after_commit(s, lambda: follower.arm(connection(), user_id, account_id))
+
+
+def _follow_paper(s: Session, order_id: int, broker: Broker, client_order_id: str,
+                  order: Order) -> Order:
+    """Our own paper book fills at once when it has a price; a paper order still working
+    is looked at again briefly (no broker pace to wait for)."""
+    deadline = time.monotonic() + PAPER_WAIT_SECONDS
     while not is_terminal(OrderStatus(order.status)) and time.monotonic() < deadline:
-        s.commit()  # nothing of ours held while we wait (the consumer may move the order)
-        if not broker.is_paper:
-            streamed = order_updates.follow(
-                order_id, client_order_id, order.account_id, connection(), deadline
-            )
-            if streamed is not None:  # read by another session: ours sees it too
-                return order_store.get(order_id, session=s)
-        time.sleep(0.5 if broker.is_paper else 1.0)
+        s.commit()  # nothing of ours held while we wait
+        time.sleep(0.5)
         report: BrokerOrder | None = broker.find_order(client_order_id)
         if report is not None and report.status != order.status:
             order = order_store.apply_report(order_id, report, quiet=True, session=s)

@@ -22,6 +22,7 @@ class Event(StrEnum):
     FEED_STALE = "feed_stale"
     FEED_RECONNECTED = "feed_reconnected"
     ALERT_REFUSED = "alert_refused"
+    ACCOUNT_NOT_TRADED = "account_not_traded"
     BOT_STARTED = "bot_started"
     BOT_STOPPED = "bot_stopped"
     KILL_SWITCH = "kill_switch"
@@ -37,6 +38,7 @@ RATE_LIMITED_EVENTS = frozenset(
         Event.FEED_STALE,
         Event.FEED_RECONNECTED,
         Event.ALERT_REFUSED,
+        Event.ACCOUNT_NOT_TRADED,
     }
 )
 
@@ -48,6 +50,7 @@ DESCRIPTIONS: dict[Event, str] = {
     Event.FEED_STALE: "the price feed went stale",
     Event.FEED_RECONNECTED: "the price feed reconnected",
     Event.ALERT_REFUSED: "an alert was refused (risk limit, market closed, stale)",
+    Event.ACCOUNT_NOT_TRADED: "an alert did not trade on one of its accounts (and why)",
     Event.BOT_STARTED: "the bot was started",
     Event.BOT_STOPPED: "the bot was stopped",
     Event.KILL_SWITCH: "the kill switch was pulled",
@@ -230,6 +233,20 @@ def _alert_refused(d: Mapping[str, Any]) -> tuple[str, str]:
     return title, body
 
 
+def _account_not_traded(d: Mapping[str, Any]) -> tuple[str, str]:
+    account = str(d.get("account") or "account")
+    reason = str(d.get("reason") or "not traded")
+    title = f"Not traded on {account}: {reason}"
+    body = _lines(
+        ("Account", account),
+        ("Reason", reason),
+        ("Alert", d.get("alert_id")),
+        ("Webhook", d.get("link")),
+        ("Symbol", d.get("symbol")),
+    )
+    return title, body
+
+
 def _bot(started: bool) -> Callable[[Mapping[str, Any]], tuple[str, str]]:
     def fmt(d: Mapping[str, Any]) -> tuple[str, str]:
         title = "Bot started" if started else "Bot stopped"
@@ -277,6 +294,7 @@ _FORMATTERS: dict[Event, Callable[[Mapping[str, Any]], tuple[str, str]]] = {
     Event.FEED_STALE: _feed_stale,
     Event.FEED_RECONNECTED: _feed_reconnected,
     Event.ALERT_REFUSED: _alert_refused,
+    Event.ACCOUNT_NOT_TRADED: _account_not_traded,
     Event.BOT_STARTED: _bot(True),
     Event.BOT_STOPPED: _bot(False),
     Event.KILL_SWITCH: _kill_switch,

@@ -22,14 +22,21 @@ from sqlalchemy import Select, func
 from sqlmodel import Session, col, select
 
 from ats_app.engine.core.config import settings
-from ats_app.engine.core.errors import ValidationError
+from ats_app.engine.core.errors import NotFound, ValidationError
 from ats_app.engine.core.money import to_paise, to_rupees
 from ats_app.engine.exits.claims import exit_all
 from ats_app.engine.market import hours
 from ats_app.engine.risk import policy as risk
 from ats_app.engine.store import audit
 from ats_app.engine.store.db import after_commit, joined, session_scope
-from ats_app.engine.store.models import BotState, Order, Position, RiskLimits, utcnow
+from ats_app.engine.store.models import (
+    BotState,
+    BrokerAccount,
+    Order,
+    Position,
+    RiskLimits,
+    utcnow,
+)
 
 log = logging.getLogger("ats.risk")
 
@@ -277,6 +284,89 @@ def check_entry(user_id: int, *, lots: int | None = None, alert_id: int | None =
         if decision.rule == "daily_loss" and limits.exit_on_loss_limit and state.open_positions:
             after_commit(s, lambda: exit_all(user_id, "loss_limit", conn))
     return f"risk: {decision.reason}"
+
+
+def _account_rows(session: Session, user_id: int, account_ids: list[int]
+                  ) -> dict[int, tuple[risk.AccountLimits, int]]:
+    """Each account's own limits and what it holds (positions held + entries in flight)."""
+    if not account_ids:
+        return {}
+    held = dict(session.exec(
+        select(Position.account_id, func.count()).where(Position.user_id == user_id)
+        .where(col(Position.account_id).in_(account_ids)).where(col(Position.status).in_(_HELD))
+        .group_by(col(Position.account_id))).all())
+    flying = dict(session.exec(
+        select(Order.account_id, func.count()).where(Order.user_id == user_id)
+        .where(col(Order.account_id).in_(account_ids)).where(Order.purpose == "ENTRY")
+        .where(col(Order.position_id).is_(None)).where(col(Order.status).in_(IN_FLIGHT))
+        .group_by(col(Order.account_id))).all())
+    rows = session.exec(
+        select(BrokerAccount.id, BrokerAccount.max_open_positions,
+               BrokerAccount.max_lots_per_order)
+        .where(BrokerAccount.user_id == user_id).where(col(BrokerAccount.id).in_(account_ids))
+    ).all()
+    return {aid: (risk.AccountLimits(cap, lots), int(held.get(aid, 0)) + int(flying.get(aid, 0)))
+            for aid, cap, lots in rows}
+
+
+def check_fanout(user_id: int, asks: list[tuple[int | None, int]], *, alert_id: int,
+                 conn: redis.Redis | None, session: Session,
+                 at: datetime | None = None) -> list[str | None]:
+    """The gate for one alert's entries on several accounts at once: `asks` are (account id,
+    lots) in the link's order; returns, per account, None to go ahead or the refusal's
+    reason. One read of the user's day and one of the accounts', then `risk.check_fanout`
+    (each approved entry counts for the next). Every refusal is audited with its account.
+    The caller holds the user's risk lock and writes the approved orders under it."""
+    at = at or hours.now()
+    limits, state = read_gate(session, user_id, at, conn)
+    accounts = _account_rows(session, user_id, [a for a, _ in asks if a is not None])
+    ask_rows = []
+    for account_id, lots in asks:
+        own, held = accounts.get(account_id, (risk.AccountLimits(), 0)) if account_id else (
+            risk.AccountLimits(), 0)
+        ask_rows.append(risk.AccountAsk(account_id, lots, own, held))
+    answers: list[str | None] = []
+    for ask, decision in zip(ask_rows, risk.check_fanout(at, ask_rows, limits, state),
+                             strict=True):
+        if isinstance(decision, risk.Approved):
+            answers.append(None)
+            continue
+        audit.record(session, "risk.denied", user_id=user_id, subject=str(alert_id),
+                     rule=decision.rule, reason=decision.reason, account_id=ask.account_id,
+                     lots=ask.lots, at=at.isoformat())
+        answers.append(f"risk: {decision.reason}")
+        if decision.rule == "daily_loss" and limits.exit_on_loss_limit and state.open_positions:
+            after_commit(session, lambda: exit_all(user_id, "loss_limit", conn))
+    return answers
+
+
+ACCOUNT_LIMIT_FIELDS = ("max_open_positions", "max_lots_per_order")
+
+
+def set_account_limits(session: Session, user_id: int, account_id: int,
+                       **changes: Any) -> risk.AccountLimits:
+    """Change an account's own limits (None/'off': only the user's apply). Scoped to the
+    user: another user's account is `NotFound`. Audited as `risk.account_limits_set`."""
+    unknown = set(changes) - set(ACCOUNT_LIMIT_FIELDS)
+    if unknown:
+        raise ValidationError(f"unknown account limit(s): {', '.join(sorted(unknown))}")
+    row = session.get(BrokerAccount, account_id)
+    if row is None or row.user_id != user_id:
+        raise NotFound(f"broker account {account_id} not found")
+    for name in ACCOUNT_LIMIT_FIELDS:
+        if name in changes:
+            value = changes[name]
+            off = value is None or str(value).strip().lower() in ("", "off", "none")
+            setattr(row, name, None if off else _count(value, name))
+    row.updated_at = utcnow()
+    session.add(row)
+    audit.record(session, "risk.account_limits_set", user_id=user_id, account_id=account_id,
+                 **{k: str(v) if v is not None else None for k, v in changes.items()})
+    return account_limits(row)
+
+
+def account_limits(row: BrokerAccount) -> risk.AccountLimits:
+    return risk.AccountLimits(row.max_open_positions, row.max_lots_per_order)
 
 
 def loss_breached(user_id: int, at: datetime, conn: redis.Redis | None) -> bool:

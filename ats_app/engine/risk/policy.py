@@ -19,7 +19,7 @@ market hours, square-off time, daily loss, orders per day, open positions, lots 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, time
 from decimal import Decimal
 
@@ -28,6 +28,8 @@ from ats_app.engine.market.hours import Calendar
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "AccountAsk",
+    "AccountLimits",
     "Approved",
     "Decision",
     "Denied",
@@ -35,6 +37,7 @@ __all__ = [
     "OrderContext",
     "RiskState",
     "check",
+    "check_fanout",
     "loss_limit_hit",
 ]
 
@@ -141,3 +144,56 @@ def check(order: OrderContext, limits: Limits, state: RiskState) -> Decision:
             "max_lots_per_order",
         )
     return Approved()
+
+
+# --------------------------------------------------------------------------- per account
+
+
+@dataclass(frozen=True)
+class AccountLimits:
+    """An account's own limits, beside its user's (None: only the user's apply)."""
+
+    max_open_positions: int | None = None
+    max_lots_per_order: int | None = None
+
+
+@dataclass(frozen=True)
+class AccountAsk:
+    """One account's share of a fan-out: its lots, its limits and what it holds now."""
+
+    account_id: int | None
+    lots: int
+    limits: AccountLimits = AccountLimits()
+    open_positions: int = 0  # this account's OPEN/EXITING positions and entries in flight
+
+
+def _check_account(ask: AccountAsk) -> Decision:
+    cap = ask.limits.max_open_positions
+    if cap is not None and ask.open_positions >= cap:
+        return Denied(f"account's max open positions reached ({ask.open_positions} of {cap})",
+                      "account_max_open_positions")
+    lots_cap = ask.limits.max_lots_per_order
+    if lots_cap is not None and ask.lots > lots_cap:
+        return Denied(f"{ask.lots} lots is over the account's max of {lots_cap} per order",
+                      "account_max_lots_per_order")
+    return Approved()
+
+
+def check_fanout(at: datetime, asks: list[AccountAsk], limits: Limits,
+                 state: RiskState) -> list[Decision]:
+    """One alert's entries on several accounts, decided in the link's account order: each
+    approved one counts against the user's limits for the next (an order each, a position
+    each), so N accounts cannot take N slots of a limit with one slot left. The user's rules
+    first, then the account's own."""
+    decisions: list[Decision] = []
+    taken = 0
+    for ask in asks:
+        now = replace(state, open_positions=state.open_positions + taken,
+                      orders_today=state.orders_today + taken)
+        decision = check(OrderContext(at=at, lots=ask.lots), limits, now)
+        if isinstance(decision, Approved):
+            decision = _check_account(ask)
+        if isinstance(decision, Approved):
+            taken += 1
+        decisions.append(decision)
+    return decisions

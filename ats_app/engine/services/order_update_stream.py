@@ -280,12 +280,8 @@ class AccountStream:
                 self._ws.kill()
 
     def _tick_of(self, order: Order) -> Decimal:
-        try:
-            inst = contracts.index_for(self.account.creds.base_url).by_token(
-                order.exchange, order.symbol_token)
-        except Exception:  # master unavailable: the common tick, as the pipeline falls back
-            inst = None
-        return contracts.to_contract(inst).tick_size if inst else Decimal("0.05")
+        return contracts.tick_for(self.account.creds.base_url, order.exchange,
+                                  order.symbol_token)
 
 
 def live_accounts(r: redis.Redis) -> dict[int, LiveAccount]:

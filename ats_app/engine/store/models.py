@@ -89,6 +89,9 @@ class BrokerAccount(SQLModel, table=True):
     # with egress_proxy); on EC2 a secondary private IP with its own Elastic IP.
     egress_source_ip: str | None = Field(default=None, max_length=64)
     is_simulated: bool = Field(default=False)
+    # Per-account risk limits, beside the user's (`risk_limits`): None = only the user's apply.
+    max_open_positions: int | None = Field(default=None)
+    max_lots_per_order: int | None = Field(default=None)
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
 
@@ -147,7 +150,9 @@ class Alert(SQLModel, table=True):
     payload: str = Field(sa_type=sa.Text)  # type: ignore[call-overload]  # secret removed
     action: str = Field(default="", max_length=8)  # buy / sell / exit
     symbol: str = Field(default="", max_length=64)
-    # ACCEPTED -> PROCESSING -> DONE | REJECTED | FAILED; IGNORED when the bot was stopped
+    # ACCEPTED -> PROCESSING [-> PLACED] -> DONE | REJECTED | FAILED; IGNORED when the bot
+    # was stopped. PLACED: every account's order is at the broker and some are still working;
+    # the order-update stream (or the follower's book poll) settles it (`execution.verdict`).
     status: str = Field(default="ACCEPTED", max_length=32, index=True)
     reason: str | None = Field(default=None, max_length=500)
     source_ip: str | None = Field(default=None, max_length=64)
@@ -156,6 +161,34 @@ class Alert(SQLModel, table=True):
     # Set when an entry outside market hours was queued for the open: the open it waits for,
     # and so the id of the job that carries it from then on (`queueing.alert_job_id`).
     queued_until: datetime | None = _ts_opt()
+
+
+class AlertTarget(SQLModel, table=True):
+    """What one alert did on one of its link's accounts: the order it sent, or why not.
+
+    One row per (alert, account): written before the account's order (or as its refusal),
+    so the alert's detail can say for every account what happened and nothing is skipped
+    silently. `account_key` is the account's id, 0 for paper without an account (a unique key
+    cannot hold NULLs)."""
+
+    __tablename__ = "alert_targets"
+    __table_args__ = (
+        sa.UniqueConstraint("alert_id", "account_key", name="uq_alert_targets_alert_account"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    alert_id: int = Field(foreign_key="alerts.id", index=True, ondelete="CASCADE")
+    user_id: int = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    account_id: int | None = Field(
+        default=None, foreign_key="broker_accounts.id", ondelete="SET NULL"
+    )
+    account_key: int = Field(default=0)
+    # ORDERED (order_id says the rest) / NOT_TRADED (a limit, an open position, no position
+    # to exit) / FAILED (an error before any order: contract, session, prices)
+    outcome: str = Field(max_length=12)
+    order_id: int | None = Field(default=None)  # the latest attempt's order
+    reason: str | None = Field(default=None, max_length=500)
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
 
 
 class Order(SQLModel, table=True):
