@@ -11,6 +11,8 @@ from typing import Any
 # reject them at the risk check; ws_drop: close the route's open WebSockets;
 # lost_answer: process the request (an order IS placed), then hold the answer like timeout —
 # the "accepted, but the reply never arrived" case clients must reconcile.
+# ``client``: the fault hits only that client code's requests (one account of several);
+# without it, every client's.
 KINDS = ("latency", "http500", "empty", "timeout", "invalid_token", "rate_limit", "reject",
          "ws_drop", "lost_answer")
 ANY_ROUTE = "*"
@@ -23,10 +25,11 @@ class Fault:
     ms: int = 0
     times: int | None = None  # None: until cleared
     message: str = ""
+    client: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"route": self.route, "kind": self.kind, "ms": self.ms, "times": self.times,
-                "message": self.message}
+                "message": self.message, "client": self.client}
 
 
 class FaultStore:
@@ -40,9 +43,11 @@ class FaultStore:
         times = spec.get("times")
         fault = Fault(route=str(spec.get("route") or ANY_ROUTE), kind=kind,
                       ms=int(spec.get("ms") or 0), times=None if times is None else int(times),
-                      message=str(spec.get("message") or ""))
-        # One fault per (route, kind): setting it again replaces the previous settings.
-        self._faults = [f for f in self._faults if (f.route, f.kind) != (fault.route, kind)]
+                      message=str(spec.get("message") or ""),
+                      client=str(spec["client"]) if spec.get("client") else None)
+        # One fault per (route, kind, client): setting it again replaces its settings.
+        self._faults = [f for f in self._faults
+                        if (f.route, f.kind, f.client) != (fault.route, kind, fault.client)]
         self._faults.append(fault)
         return fault
 
@@ -56,11 +61,14 @@ class FaultStore:
     def list(self) -> list[dict[str, Any]]:
         return [f.as_dict() for f in self._faults]
 
-    def take(self, route: str) -> dict[str, Fault]:
-        """Faults that apply to one request on ``route``, consuming counted ones."""
+    def take(self, route: str, client: str | None = None) -> dict[str, Fault]:
+        """Faults that apply to one request on ``route`` from ``client``, consuming counted
+        ones."""
         out: dict[str, Fault] = {}
         for f in list(self._faults):
             if f.route not in (route, ANY_ROUTE) or f.kind in out:
+                continue
+            if f.client is not None and f.client != client:
                 continue
             out[f.kind] = f
             if f.times is not None:

@@ -88,20 +88,22 @@ def endpoint(route: str, handler: Handler, *, auth: bool = True, limiter: str | 
         pause = state.pacer.answer_delay(route)  # the latency profile (0 when instant)
         if pause:
             await asyncio.sleep(pause)
-        faults = state.faults.take(route)
+        # Whose request it is, before anything else: a fault may be set for one client.
+        header = request.headers.get("authorization")
+        caller = state.sessions.check(header or "", "jwt", state.clock.epoch()) if (
+            auth and strip_bearer(header)) else None
+        faults = state.faults.take(route, caller)
         refused = await _fault_response(request, state, route, faults)
         if refused is not None:
             return refused
         body = await _body(request)
         client = ""
         if auth:
-            header = request.headers.get("authorization")
             if not strip_bearer(header):
                 return invalid_token("AG8003", "Token missing")
-            found = state.sessions.check(header or "", "jwt", state.clock.epoch())
-            if found is None:
+            if caller is None:
                 return invalid_token()
-            client = found
+            client = caller
         # Angel's limits are per client and per endpoint (orderBook and getPosition each 1/s).
         key = f"{client or body.get('clientcode', '')}:{route}"
         if limiter and not state.allow(limiter, key):

@@ -1,0 +1,198 @@
+"""One alert on many live accounts at Angel's pace: every order in flight at once.
+
+The simulator answers placeOrder 150 ms late (a latency fault), as Angel does from a cloud
+region. Served one after another, ten accounts' orders would be spread over 1.5 s; at once,
+their rows are written within a few ms of each other and the job returns when the slowest
+answer is in. One account's lost answer and another's rate-limit refusal stay their own.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from sqlmodel import col, select
+from starlette.testclient import TestClient
+
+from ats_app.api import build_api
+from ats_app.engine.core.config import reset_settings_cache
+from ats_app.engine.execution import entry, follower
+from ats_app.engine.risk import bot, gate
+from ats_app.engine.store.db import session_scope
+from ats_app.engine.store.models import Alert, AlertTarget, AuditEvent, Order, Position
+from ats_app.engine.tenants import accounts, users, webhooks
+from ats_app.simulator.config import AccountSpec, SimConfig
+from ats_app.simulator.server import ServerThread
+
+SECRET = "KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU"
+
+
+def _client(n: int) -> str:
+    return f"F{n:04d}"
+
+
+def _fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n: int) -> tuple[ServerThread, dict]:
+    monkeypatch.chdir(tmp_path)  # the SDK writes logs/ into the working directory
+    sim = ServerThread(SimConfig(accounts=[AccountSpec(_client(i), "1234", SECRET)
+                                           for i in range(n)], engine_interval_ms=20)).start()
+    monkeypatch.setenv("SIMULATOR_PORT", str(sim.port))
+    monkeypatch.setenv("ATS_SIMULATOR", "true")
+    monkeypatch.setenv("ATS_IP_ECHO_URL", "")
+    monkeypatch.delenv("SCRIP_MASTER_URL", raising=False)
+    monkeypatch.setenv("TRADING_MODE", "live")
+    monkeypatch.setenv("ATS_FAKE_NOW", "2026-12-02T10:00:00+05:30")  # a Wednesday morning
+    reset_settings_cache()
+    with session_scope() as s:
+        uid = users.create_user(s, "fleet", "password123", "F", "L").id
+        ids = [accounts.add_account(s, uid, label=f"acct-{i}", client_id=_client(i),
+                                    api_key=f"k{i}", pin="1234", totp_secret=SECRET,
+                                    base_url=sim.base_url).id for i in range(n)]
+        gate.set_limits(s, uid, max_open_positions=None, max_orders_per_day=None)
+        link, secret = webhooks.create_link(
+            s, uid, name="fleet", strategy_id=None, stop_loss_pct=5, target_pct=10,
+            trailing_stop_pct=None, paper=False,
+            accounts=[webhooks.LinkAccount(a, 1) for a in ids])  # type: ignore[arg-type]
+        bot.set_running(s, uid, True)
+    return sim, {"user": uid, "accounts": ids, "link": (link.token, secret)}
+
+
+@pytest.fixture
+def fleet(database_url: str, redis_url: str, tmp_path: Path,
+          monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest):
+    sim, world = _fleet(tmp_path, monkeypatch, getattr(request, "param", 10))
+    world["sim"] = sim
+    yield world
+    sim.stop()
+
+
+def _post(world: dict, **fields: object) -> int:
+    token, secret = world["link"]
+    body = {"secret": secret, "action": "buy", "symbol": "NIFTY", "option": "CE",
+            "strike": "ATM", "lots": 1, **fields}
+    resp = TestClient(build_api()).post(f"/webhook/{token}", content=json.dumps(body))
+    assert resp.status_code == 202, resp.text
+    return resp.json()["alert_id"]
+
+
+def _fault(sim: ServerThread, **spec: object) -> None:
+    httpx.post(f"{sim.base_url}/sim/faults", json=spec).raise_for_status()
+
+
+def _warm(world: dict) -> None:
+    """Every account logged in, the instrument index loaded: what the pre-open does."""
+    alert_id = _post(world, id="warm")
+    entry.handle_alert(alert_id)
+    with session_scope() as s:
+        assert len(s.exec(select(Order).where(Order.alert_id == alert_id)).all()) == len(
+            world["accounts"])
+    # Their positions would make the next entry "already open": close them out of the way.
+    with session_scope() as s:
+        for p in s.exec(select(Position)).all():
+            p.status = "CLOSED"
+            s.add(p)
+
+
+def _orders(alert_id: int) -> list[Order]:
+    with session_scope() as s:
+        return list(s.exec(select(Order).where(Order.alert_id == alert_id)
+                           .order_by(col(Order.id))).all())
+
+
+def _spread_ms(orders: list[Order]) -> float:
+    times = sorted(o.created_at for o in orders)
+    return (times[-1] - times[0]) / timedelta(milliseconds=1)
+
+
+def _book(sim: ServerThread) -> list[dict]:
+    return [o.book_row() for o in sim.state.orders.orders.values()]
+
+
+@pytest.mark.parametrize("fleet", [10], indirect=True)
+def test_ten_accounts_at_angels_pace_are_sent_at_once_and_each_exactly_once(fleet: dict) -> None:
+    _warm(fleet)
+    _fault(fleet["sim"], route="placeOrder", kind="latency", ms=150)
+    alert_id = _post(fleet, id="go")
+    entry.handle_alert(alert_id)
+    orders = _orders(alert_id)
+    assert len(orders) == 10 and len({o.account_id for o in orders}) == 10
+    with session_scope() as s:
+        received = s.get(Alert, alert_id).received_at  # type: ignore[union-attr]
+    # Served one after another they would be >= 9 x 150 ms apart.
+    assert _spread_ms(orders) < 100, _spread_ms(orders)
+    last = max(o.created_at for o in orders)
+    assert (last - received) / timedelta(milliseconds=1) < 1000
+    # Every order's ordertag is derived from alert + account: one each, never resent.
+    assert sorted(o.client_order_id for o in orders) == sorted(
+        f"A{alert_id}E{a}" for a in fleet["accounts"])
+    for user_id, account_id in {(o.user_id, o.account_id) for o in orders}:
+        follower.follow_account(user_id, account_id)  # type: ignore[arg-type]
+    orders = _orders(alert_id)
+    assert all(o.status == "FILLED" for o in orders), [o.status for o in orders]
+    with session_scope() as s:
+        assert s.get(Alert, alert_id).status == "DONE"  # type: ignore[union-attr]
+        targets = s.exec(select(AlertTarget).where(AlertTarget.alert_id == alert_id)).all()
+    assert {t.outcome for t in targets} == {"ORDERED"} and len(targets) == 10
+
+
+@pytest.mark.parametrize("fleet", [10], indirect=True)
+def test_a_lost_answer_and_a_rate_limit_stay_with_their_accounts(fleet: dict) -> None:
+    _warm(fleet)
+    sim = fleet["sim"]
+    _fault(sim, route="placeOrder", kind="latency", ms=150)
+    # Account 3's order is placed but its answer never arrives; account 7 is refused once
+    # for exceeding the access rate (Angel did not process it).
+    _fault(sim, route="placeOrder", kind="lost_answer", ms=20000, client=_client(3), times=1)
+    _fault(sim, route="placeOrder", kind="rate_limit", client=_client(7), times=1)
+    alert_id = _post(fleet, id="faulty")
+    entry.handle_alert(alert_id)
+    orders = {o.account_id: o for o in _orders(alert_id)}
+    lost, limited = fleet["accounts"][3], fleet["accounts"][7]
+    others = [o for a, o in orders.items() if a not in (lost, limited)]
+    assert len(others) == 8 and _spread_ms(others) < 100  # on time, whatever 3 and 7 did
+    for a in fleet["accounts"]:
+        follower.follow_account(fleet["user"], a)
+    orders = {o.account_id: o for o in _orders(alert_id)}
+    assert all(o.status == "FILLED" for o in orders.values()), {
+        a: (o.status, o.reason) for a, o in orders.items()}
+    # The lost answer was found in the book, not sent again; the refused one was retried.
+    book = _book(sim)
+    for a in fleet["accounts"]:
+        tag = f"A{alert_id}E{a}"
+        assert [o["ordertag"] for o in book].count(tag) == 1, tag
+    with session_scope() as s:
+        found = s.exec(select(AuditEvent.action).where(
+            AuditEvent.subject == orders[lost].client_order_id)).all()
+    assert "order.reconcile_found" in found
+
+
+@pytest.mark.parametrize("fleet", [4], indirect=True)
+def test_an_accounts_own_limit_cuts_its_share_and_says_why(fleet: dict) -> None:
+    with session_scope() as s:
+        gate.set_account_limits(s, fleet["user"], fleet["accounts"][1], max_open_positions=0)
+        gate.set_limits(s, fleet["user"], max_open_positions=2)  # the user's: 2 of the 3 left
+    alert_id = _post(fleet, id="cut")
+    entry.handle_alert(alert_id)
+    traded = {o.account_id for o in _orders(alert_id)}
+    assert traded == {fleet["accounts"][0], fleet["accounts"][2]}
+    with session_scope() as s:
+        rows = {t.account_id: t for t in s.exec(
+            select(AlertTarget).where(AlertTarget.alert_id == alert_id)).all()}
+        denied = s.exec(select(AuditEvent).where(AuditEvent.action == "risk.denied")).all()
+    assert rows[fleet["accounts"][1]].outcome == "REFUSED"
+    assert "account's max open positions reached (0 of 0)" in rows[fleet["accounts"][1]].reason
+    assert rows[fleet["accounts"][3]].outcome == "REFUSED"
+    assert "max open positions reached (2 of 2)" in rows[fleet["accounts"][3]].reason
+    assert {json.loads(e.detail)["account_id"] for e in denied} == {
+        fleet["accounts"][1], fleet["accounts"][3]}
+
+
+def test_follower_lease_one_job_per_account(redis_url: str) -> None:
+    conn = redis.Redis.from_url(redis_url)
+    assert follower.arm(conn, 1, 42) is True
+    assert follower.arm(conn, 1, 42) is False  # one follower per account at a time
+    assert follower.arm(conn, 1, 43) is True
+    assert conn.exists(follower.dirty_key(42))
