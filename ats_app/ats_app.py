@@ -6,6 +6,7 @@ from ats_app import routes
 from ats_app.api import build_api
 from ats_app.lifespan import services
 from ats_app.pages.accounts import accounts_page
+from ats_app.pages.alerts import alerts_page
 from ats_app.pages.audit import audit_page
 from ats_app.pages.login import login_page
 from ats_app.pages.orders import orders_page
@@ -16,6 +17,7 @@ from ats_app.pages.register import register_page
 from ats_app.pages.strategies import strategies_page
 from ats_app.pages.webhooks import webhooks_page
 from ats_app.state.accounts import AccountsState
+from ats_app.state.alerts import AlertsState
 from ats_app.state.audit import AuditState
 from ats_app.state.auth import AuthState
 from ats_app.state.orders import OrdersState
@@ -49,6 +51,7 @@ for page, route, title, loader in (
     (webhooks_page, routes.WEBHOOKS, "Webhook links", WebhooksState.load),
     (orders_page, routes.ORDERS, "Orders", OrdersState.load),
     (positions_page, routes.POSITIONS, "Positions", PositionsState.load),
+    (alerts_page, routes.ALERTS, "Alerts", AlertsState.load),
     (audit_page, routes.AUDIT, "Audit log", AuditState.load),
     (profile_page, routes.PROFILE, "Profile", SettingsState.load),
 ):

@@ -8,6 +8,7 @@ STRATEGIES = "/strategies"
 WEBHOOKS = "/webhooks"
 ORDERS = "/orders"
 POSITIONS = "/positions"
+ALERTS = "/alerts"
 AUDIT = "/audit"
 PROFILE = "/profile"
 
@@ -18,6 +19,7 @@ NAV = (
     ("Webhooks", WEBHOOKS),
     ("Orders", ORDERS),
     ("Positions", POSITIONS),
+    ("Alerts", ALERTS),
     ("Audit", AUDIT),
     ("Profile", PROFILE),
 )

@@ -28,6 +28,12 @@ def ist(at: datetime) -> datetime:
     return at.astimezone(IST)
 
 
+def ist_stamp(at: datetime) -> str:
+    """`at` as the dashboard shows a recent moment, e.g. "06 Dec 14:32:05 IST": the zone is
+    named because traders read it beside TradingView, which may show another zone."""
+    return ist(at).strftime("%d %b %H:%M:%S IST")
+
+
 def now() -> datetime:
     """Aware UTC now; `ATS_FAKE_NOW` freezes it outside production (see module docstring)."""
     fake = os.environ.get(FAKE_NOW_ENV, "").strip()

@@ -1,0 +1,165 @@
+"""The Alerts page in real headless Chromium: one alert fanned out to three simulated
+accounts, one of them held back by its own limit, and the alert's detail says so per account.
+
+Runs the whole `reflex run` with tests/test_browser.py's fixtures (its own instance: the
+first run builds the frontend, a couple of minutes on two cores).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from tests.reflex_proc import ROOT, ReflexProcess
+
+# The same fixtures as the dashboard's own browser tests (a whole `reflex run` with
+# MARKET_HOURS=always, Debian's Chromium); this module gets its own instance of each.
+from tests.test_browser import SHOTS, app, page  # noqa: F401
+
+pytestmark = pytest.mark.browser
+
+LIMITED = "Sim B (limit 0)"
+LABELS = ("Sim A", LIMITED, "Sim C")
+# The world, written by the app's own engine functions in a process with the app's
+# configuration (same database, same key): three simulated accounts on one paper link, the
+# second with its own max_open_positions = 0, and the bot running.
+SETUP = f"""
+import json
+from ats_app.engine.core.config import settings
+from ats_app.engine.risk import bot, gate
+from ats_app.engine.store.db import session_scope
+from ats_app.engine.tenants import accounts, users, webhooks
+from ats_app.simulator.config import demo_account
+
+demo = demo_account()
+with session_scope() as s:
+    uid = users.create_user(s, "priya", "correct-horse-1", "Priya", "Shah").id
+    ids = [accounts.add_account(
+        s, uid, label=label, client_id=demo.client_code, api_key="simulator", pin=demo.pin,
+        totp_secret=demo.totp_secret, is_simulated=True,
+        base_url=f"http://127.0.0.1:{{settings().simulator_port}}").id for label in {LABELS!r}]
+    gate.set_account_limits(s, uid, ids[1], max_open_positions=0)
+    link, secret = webhooks.create_link(
+        s, uid, name="Fan-out ORB", strategy_id=None, stop_loss_pct=20, target_pct=40,
+        trailing_stop_pct=None, paper=True, accounts=[webhooks.LinkAccount(a, 1) for a in ids])
+    bot.set_running(s, uid, True)
+print(json.dumps({{"token": link.token, "secret": secret, "accounts": ids}}))
+"""
+
+
+def _shot(pg, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    # The dialog fades in: a picture taken mid-way shows the page through it.
+    pg.evaluate("() => Promise.all(document.getAnimations().map(a => a.finished))")
+    pg.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def _world(proc: ReflexProcess) -> dict:
+    out = subprocess.run([sys.executable, "-c", SETUP], env=proc.env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _send(proc: ReflexProcess, world: dict, **fields: object) -> int:
+    body = {"secret": world["secret"], "symbol": "NIFTY", "option": "CE", "strike": "ATM",
+            "lots": 1, **fields}
+    resp = httpx.post(f"{proc.backend}/webhook/{world['token']}", content=json.dumps(body),
+                      timeout=10)
+    assert resp.status_code == 202, resp.text
+    return resp.json()["alert_id"]
+
+
+def _refresh_until(pg, alert_id: int, status: str) -> None:
+    """The worker settles the alert within seconds: refresh the list until it shows."""
+    row = pg.locator("#alerts tr", has=pg.locator(f"#details-{alert_id}"))
+    for _ in range(40):
+        pg.click("#alerts-refresh")
+        if row.count() and status in row.inner_text():
+            return
+        pg.wait_for_timeout(750)
+    raise AssertionError(f"alert {alert_id} not {status}: {row.all_inner_texts()}")
+
+
+def _no_overflow(pg, where: str) -> None:
+    """Nothing wider than the screen, and no cell of a table cut off at its right edge."""
+    overflow = pg.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 1, f"{where} overflows the page by {overflow}px"
+    cut = pg.evaluate("""() => [...document.querySelectorAll('td')]
+        .filter(td => td.offsetParent !== null)
+        .filter(td => td.getBoundingClientRect().right > window.innerWidth + 1)
+        .map(td => td.innerText)""")
+    assert cut == [], f"{where}: cells past the screen's edge: {cut}"
+
+
+def test_alert_detail_shows_every_account_and_why_one_did_not_trade(
+        app: ReflexProcess, page) -> None:  # noqa: F811
+    from playwright.sync_api import expect
+
+    world = _world(app)
+    buy = _send(app, world, action="buy", id="fan-1")
+
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"{app.frontend}/login")
+    page.fill("#username", "priya")
+    page.fill("#password", "correct-horse-1")
+    page.click("#login-submit")
+    expect(page.locator("#welcome")).to_contain_text("Priya Shah")
+
+    page.click("#nav-alerts")
+    expect(page).to_have_url(re.compile(r"/alerts/?$"))
+    _refresh_until(page, buy, "DONE")
+    row = page.locator("#alerts tr", has=page.locator(f"#details-{buy}"))
+    expect(row).to_contain_text("Fan-out ORB")
+    expect(row).to_contain_text("BUY NIFTY")
+    expect(row).to_contain_text("2 ordered · 1 not traded")
+    expect(row).to_contain_text(re.compile(r"\d\d [A-Z][a-z]{2} \d\d:\d\d:\d\d IST"))
+    expect(row).to_contain_text("account's max open positions reached")  # the alert's reason
+
+    page.click(f"#details-{buy}")
+    detail = page.locator("#alert-accounts")
+    expect(detail).to_be_visible()
+    expect(page.locator("#alert-detail")).to_contain_text(f"Alert #{buy}")
+    limited = detail.locator("tr", has_text=LIMITED)
+    expect(limited).to_contain_text("REFUSED")
+    expect(limited).to_contain_text("account's max open positions reached")
+    for label, account_id in ((LABELS[0], world["accounts"][0]),
+                              (LABELS[2], world["accounts"][2])):
+        traded = detail.locator("tr", has_text=label)
+        expect(traded).to_contain_text("ORDERED")
+        expect(traded).to_contain_text(f"A{buy}E{account_id}")  # the order's ordertag
+        expect(traded).to_contain_text("FILLED")
+        expect(traded).to_contain_text(re.compile(r"\d+ of \d+"))
+        expect(traded).to_contain_text(re.compile(r"\d+\.\d\d"))  # the fill price, rupees
+        expect(traded).to_contain_text(re.compile(r"\d[\d,]* ms"))  # latency from the alert
+    _shot(page, "alerts-detail-1280")
+    _no_overflow(page, "the detail at 1280px")
+    page.click("#detail-close")
+    expect(detail).not_to_be_visible()
+
+    # An exit: the two open positions close; the limited account had none to exit.
+    sell = _send(app, world, action="exit", id="fan-2")
+    _refresh_until(page, sell, "DONE")
+    _shot(page, "alerts-list-1280")
+    _no_overflow(page, "the list at 1280px")
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.reload()
+    _refresh_until(page, sell, "DONE")
+    _no_overflow(page, "the list at 390px")
+    _shot(page, "alerts-list-390")
+    page.click(f"#details-{buy}")
+    expect(detail.locator("tr", has_text=LIMITED)).to_contain_text(
+        "account's max open positions reached")
+    _no_overflow(page, "the detail at 390px")
+    _shot(page, "alerts-detail-390")
+    page.click("#detail-close")
+    page.click(f"#details-{sell}")
+    expect(detail.locator("tr", has_text=LIMITED)).to_contain_text("IGNORED")
+    _shot(page, "alerts-detail-exit-390")
