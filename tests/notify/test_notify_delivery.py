@@ -37,6 +37,8 @@ SAMPLES: dict[Event, dict] = {
     Event.FEED_STALE: {"seconds": 45},
     Event.FEED_RECONNECTED: {"down_seconds": 52},
     Event.ALERT_REFUSED: {"reason": "market closed", "link": "nifty-scalp", "symbol": "NIFTY"},
+    Event.ACCOUNT_NOT_TRADED: {"account": "wife-angel", "alert_id": 41,
+                               "reason": "risk: account's max open positions reached (2 of 2)"},
     Event.BOT_STARTED: {"by": "alice"},
     Event.BOT_STOPPED: {"by": "alice"},
     Event.KILL_SWITCH: {"by": "alice", "reason": "daily loss limit", "positions": 2},

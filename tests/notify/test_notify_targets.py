@@ -14,6 +14,7 @@ from sqlmodel import Session
 
 from ats_app.engine.core.errors import NotFound, ValidationError
 from ats_app.engine.notify import targets as nt
+from ats_app.engine.notify.messages import Event
 from ats_app.engine.store.db import get_engine
 from ats_app.engine.tenants import users
 
@@ -137,7 +138,7 @@ def test_cli_add_list_test_events_remove(session: Session, http_sink: HttpSink) 
     events = _cli("notify", "events", "--user", "carol", "--disable", "feed_stale",
                   "--disable", "bot_started", "--enable", "kill_switch")
     assert events["events"]["feed_stale"] is False and events["events"]["bot_started"] is False
-    assert len(events["events"]) == 11
+    assert set(events["events"]) == {e.value for e in Event}
     bad = _cli("notify", "events", "--user", "carol", "--enable", "nope", expect=1)
     assert "unknown event" in bad["stderr"]
     bad_url = _cli("notify", "add", "--user", "carol", "--url", "nosuchservice://x/y", expect=1)

@@ -9,8 +9,9 @@ link would buy seconds after the first. So the job works in three steps:
    account buys the same strike) and the quantity;
 2. **reserve** under the user's risk lock: one gate decision for all of them
    (`risk.gate.check_fanout`: each approved account counts against the user's limits for
-   the next, and each account's own limits apply), then each approved order row is
-   committed SUBMITTING and handed at once to a thread that makes only the broker call;
+   the next, and each account's own limits apply), then every approved order row is
+   committed SUBMITTING (one commit) and each handed at once to a thread that makes only
+   the broker call;
 3. **record** each answer as it comes back (the job's thread): the report, a rejection
    with Angel's reason, or an unknown outcome — looked up in the account's order book, in
    its thread, never resent. Working orders are left to the order-update stream and the
@@ -40,7 +41,7 @@ from ats_app.engine.broker.factory import broker_for, live_prices
 from ats_app.engine.core.errors import AtsError
 from ats_app.engine.core.fsm import OrderStatus, is_terminal
 from ats_app.engine.core.money import to_paise
-from ats_app.engine.execution import contracts, positions, verdict
+from ats_app.engine.execution import contracts, order_store, positions, verdict
 from ats_app.engine.execution.signals import AlertSignal
 from ats_app.engine.execution.submit import (
     MAX_SEND_ATTEMPTS,
@@ -212,19 +213,26 @@ def _reserve_and_send(s: Session, alert_id: int, user_id: int, link: WebhookLink
                 e.outcome = f"rejected: {refused}"
         if any(refusals):
             s.commit()  # required: the refusals now (one may exit every position)
-        for e in entries:
-            if e.outcome is not None:
-                continue
+        # Every approved account's row SUBMITTING in one commit (each insert in its own
+        # savepoint: a concurrent run's row wins alone), then every broker call at once.
+        # One account alone needs no savepoint (a lost race rolls back the whole, empty,
+        # transaction), which keeps the single-account job's statements as few as before.
+        approved = [e for e in entries if e.outcome is None]
+        nested = len(approved) > 1
+        sends = []
+        for e in approved:
             candidate = _candidate(alert_id, user_id, link, e, signal, paper)
-            order = write_submitting(s, candidate)  # committed SUBMITTING before the call
+            order = order_store.create(candidate, session=s, submit=True, nested=nested)
             e.order = order
             if order is candidate:
-                e.futures.append(pool.submit(place, e.broker, request_for(order, e.tick)))
+                sends.append(e)
             else:  # a concurrent run of this job wrote it first: follow that one
                 e.existing = order
-            # Committed with the first answer: the order row already says it was sent.
             e.row = verdict.record(s, alert_id, user_id, e.target.account_id, verdict.ORDERED,
                                    order_id=order.id, fresh=fresh)
+        s.commit()  # required: SUBMITTING is durable before any broker call
+        for e in sends:
+            e.futures.append(pool.submit(place, e.broker, request_for(e.order, e.tick)))  # type: ignore[arg-type]
 
 
 def _candidate(alert_id: int, user_id: int, link: WebhookLink, e: Entry,

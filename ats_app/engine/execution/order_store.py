@@ -41,7 +41,8 @@ def by_client_id(session: Session, client_order_id: str) -> Order | None:
     return session.exec(select(Order).where(Order.client_order_id == client_order_id)).first()
 
 
-def create(order: Order, *, session: Session | None = None, submit: bool = False) -> Order:
+def create(order: Order, *, session: Session | None = None, submit: bool = False,
+           nested: bool = False) -> Order:
     """Insert in state CREATED, or return the row a previous run of the job already wrote.
 
     `submit`: insert it already SUBMITTING (audited as created, then submitted), for a job
@@ -49,11 +50,16 @@ def create(order: Order, *, session: Session | None = None, submit: bool = False
     and no moment at which the row exists but is not yet submitting. Such a job has looked
     for earlier attempts already, so a row that exists anyway (a concurrent run) is found
     through the unique key's conflict instead of a read first.
-    """
+
+    `nested`: inside a savepoint, so that a lost race rolls back only this row (a fan-out
+    writes every account's row in one transaction)."""
     with joined(session) as s:
         existing = None if submit else by_client_id(s, order.client_order_id)
         if existing is not None:
             return existing
+        # Begun before the row is added (begin_nested flushes what is pending first).
+        savepoint = s.begin_nested() if nested else None
+        mark = audit.mark(s)
         s.add(order)
         # Its events before the flush: one flush writes the row and them, and a lost race
         # below rolls them back with it.
@@ -73,10 +79,16 @@ def create(order: Order, *, session: Session | None = None, submit: bool = False
         try:
             s.flush()
         except IntegrityError:  # a concurrent run of the same job won the insert
-            s.rollback()
+            if savepoint is not None:
+                savepoint.rollback()  # only this row: the others in the transaction stand
+                audit.drop_since(s, mark)  # and its events with it
+            else:
+                s.rollback()
             existing = by_client_id(s, order.client_order_id)
             assert existing is not None
             return existing
+        if savepoint is not None:
+            savepoint.commit()
         return order
 
 

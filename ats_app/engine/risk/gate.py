@@ -373,3 +373,22 @@ def loss_breached(user_id: int, at: datetime, conn: redis.Redis | None) -> bool:
     with session_scope() as s:
         limits, state = read_gate(s, user_id, at, conn)
     return limits.exit_on_loss_limit and risk.loss_limit_hit(limits, state)
+
+
+def accounts_view(session: Session, user_id: int) -> list[dict[str, Any]]:
+    """Every account of the user with its own limits and what it holds now (positions held
+    + entries in flight, as `check_fanout` counts them), in id order: for `risk show` and
+    the Accounts page. Only the user's own accounts are read."""
+    rows = session.exec(
+        select(BrokerAccount.id, BrokerAccount.label).where(BrokerAccount.user_id == user_id)
+        .order_by(col(BrokerAccount.id))).all()
+    held = _account_rows(session, user_id, [aid for aid, _ in rows if aid is not None])
+    out: list[dict[str, Any]] = []
+    for aid, label in rows:
+        own, open_now = held.get(aid, (risk.AccountLimits(), 0)) if aid is not None else (
+            risk.AccountLimits(), 0)
+        out.append({"account_id": aid, "label": label,
+                    "max_open_positions": own.max_open_positions,
+                    "max_lots_per_order": own.max_lots_per_order,
+                    "open_positions": open_now})
+    return out

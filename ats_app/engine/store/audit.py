@@ -39,6 +39,19 @@ def record(
 
 
 _PENDING = "ats_audit_pending"
+
+
+def mark(session: Session) -> int:
+    """Where the transaction's pending events stand (for `drop_since`)."""
+    return len(session.info.get(_PENDING, []))
+
+
+def drop_since(session: Session, at: int) -> None:
+    """Forget the events recorded after `mark` returned `at`: a savepoint that was rolled
+    back took the changes they describe with it."""
+    pending = session.info.get(_PENDING)
+    if pending is not None:
+        del pending[at:]
 # One statement object for every call: SQLAlchemy reuses its compiled form.
 _INSERT = sa.insert(AuditEvent.__table__)  # type: ignore[attr-defined]
 
