@@ -9,14 +9,15 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from ats_app.cli.common import CliError
 from ats_app.cli.risk import add_commands as add_risk_commands
-from ats_app.engine.core.errors import ValidationError
+from ats_app.engine.core.errors import NotFound, ValidationError
 from ats_app.engine.execution import halt
 from ats_app.engine.risk import bot
 from ats_app.engine.risk import gate as risk_gate
 from ats_app.engine.store.db import session_scope
-from ats_app.engine.store.models import Alert, Order, Position, RiskLimits
-from ats_app.engine.tenants import users
+from ats_app.engine.store.models import Alert, BrokerAccount, Order, Position, RiskLimits
+from ats_app.engine.tenants import accounts, users
 from tests.risk.kit import (
     IN_SESSION,
     TRADING_DAY,
@@ -140,6 +141,60 @@ def test_cli_risk_show_set_and_kill_needs_yes(trader: int) -> None:
     assert report["halted"] is True and halt.halted(trader)
     with session_scope() as s:
         assert not bot.is_running(s, trader)
+
+
+def _account(uid: int, label: str, client: str) -> int:
+    with session_scope() as s:
+        return accounts.add_account(s, uid, label=label, client_id=client, api_key="k",
+                                    pin="1234", totp_secret="JBSWY3DPEHPK3PXP").id
+
+
+def test_cli_risk_set_account_limits_are_the_accounts_own_and_scoped(trader: int) -> None:
+    parser = _parser()
+    mine = _account(trader, "main", "C1")
+    spare = _account(trader, "spare", "C2")
+    with session_scope() as s:
+        other_user = users.create_user(s, "other", "password123", "O", "U").id
+    theirs = _account(other_user, "theirs", "C3")
+
+    def run(*argv: str) -> dict:
+        args = parser.parse_args(["risk", "set", "--user", "trader", *argv])
+        return args.fn(args)
+
+    out = run("--account", str(mine), "--max-open-positions", "2", "--max-lots-per-order", "4")
+    assert out["account"] == {"account_id": mine, "label": "main", "max_open_positions": 2,
+                              "max_lots_per_order": 4, "open_positions": 0}
+    # The user's own limits and the other account are untouched.
+    assert out["max_open_positions"] == 5 and out["max_lots_per_order"] == 10
+    by_id = {a["account_id"]: a for a in out["accounts"]}
+    assert set(by_id) == {mine, spare}  # only this user's accounts are listed
+    assert by_id[spare]["max_open_positions"] is None and by_id[spare]["max_lots_per_order"] is None
+    # 'off' clears one limit and keeps the other.
+    out = run("--account", str(mine), "--max-open-positions", "off")
+    assert (out["account"]["max_open_positions"], out["account"]["max_lots_per_order"]) == (None, 4)
+    args = parser.parse_args(["risk", "show", "--user", "trader"])
+    shown = {a["account_id"]: a for a in args.fn(args)["accounts"]}
+    assert shown[mine]["max_lots_per_order"] == 4 and shown[mine]["max_open_positions"] is None
+    last = json.loads(audit_events("risk.account_limits_set")[-1].detail)
+    assert last["account_id"] == mine and last["max_open_positions"] is None
+
+    # Another user's account is not found and keeps its limits.
+    with pytest.raises(NotFound):
+        run("--account", str(theirs), "--max-open-positions", "1")
+    # A user-wide flag with --account is bad usage (exit 2), and nothing changes.
+    for flag in (["--max-orders-per-day", "3"], ["--daily-loss-limit", "100"],
+                 ["--no-exit-on-loss-limit"], ["--square-off", "15:00"]):
+        with pytest.raises(CliError, match="user-wide") as err:
+            run("--account", str(mine), "--max-lots-per-order", "1", *flag)
+        assert err.value.code == 2
+    with pytest.raises(ValidationError, match="nothing to set"):
+        run("--account", str(mine))
+    with pytest.raises(ValidationError, match="whole number"):
+        run("--account", str(mine), "--max-lots-per-order", "two")
+    with session_scope() as s:
+        assert s.get(BrokerAccount, theirs).max_open_positions is None
+        row = s.get(BrokerAccount, mine)
+        assert (row.max_open_positions, row.max_lots_per_order) == (None, 4)
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
