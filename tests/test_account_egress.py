@@ -14,10 +14,11 @@ import pytest
 from sqlmodel import select
 
 from ats_app.engine.core.errors import ValidationError
+from ats_app.engine.risk import gate
 from ats_app.engine.store.db import session_scope
 from ats_app.engine.store.models import AuditEvent, BrokerAccount
 from ats_app.engine.tenants import accounts, users
-from ats_app.state.accounts import _row, edit_values, save_account
+from ats_app.state.accounts import account_rows, edit_values, save_account
 
 TOTP = "JBSWY3DPEHPK3PXP"
 PROXY = "http://10.0.0.2:8888"
@@ -42,10 +43,14 @@ def _rows() -> list[dict[str, Any]]:
         return [r.model_dump() for r in s.exec(select(BrokerAccount)).all()]
 
 
-def _refusals() -> list[dict[str, Any]]:
+def _events(action: str) -> list[AuditEvent]:
     with session_scope() as s:
-        events = s.exec(select(AuditEvent).where(AuditEvent.action == "account.refused")).all()
-        return [{"subject": e.subject, **json.loads(e.detail)} for e in events]
+        return list(s.exec(select(AuditEvent).where(AuditEvent.action == action)
+                           .order_by(AuditEvent.id)).all())
+
+
+def _refusals() -> list[dict[str, Any]]:
+    return [{"subject": e.subject, **json.loads(e.detail)} for e in _events("account.refused")]
 
 
 def _form(**kw: str) -> dict[str, str]:
@@ -127,10 +132,51 @@ def test_editing_only_the_label_keeps_every_other_value(uid: int,
     secrets stay blank, the trader renames; the server, egress and IPs must survive."""
     acct = _add(uid, base_url="http://127.0.0.1:9100", egress_ip="203.0.113.7", **egress)
     with session_scope() as s:
+        gate.set_account_limits(s, uid, acct.id, max_lots_per_order=3)
         before = accounts.get_account(s, uid, acct.id)
-    form = {**edit_values(_row(before)), "label": "renamed", "api_key": "", "pin": "",
+        (row,) = account_rows(s, uid)
+    form = {**edit_values(row), "label": "renamed", "api_key": "", "pin": "",
             "totp_secret": ""}
     assert save_account(uid, acct.id, form) == "Account updated."
     with session_scope() as s:
         after = accounts.get_account(s, uid, acct.id)
+        (row,) = account_rows(s, uid)
     assert asdict(after) == {**asdict(before), "label": "renamed"}
+    assert (row["max_open_positions"], row["max_lots_per_order"]) == ("", "3")  # kept
+
+
+def test_the_form_sets_and_clears_an_accounts_own_limits(uid: int) -> None:
+    assert save_account(uid, 0, _form(max_open_positions="2")) == "Account added."
+    with session_scope() as s:
+        (row,) = account_rows(s, uid)
+    assert row["limits"] == "holds 0 · max 2 open"
+    account_id = int(row["id"])
+    form = {**edit_values(row), "max_lots_per_order": "4"}
+    save_account(uid, account_id, form)
+    with session_scope() as s:
+        (row,) = account_rows(s, uid)
+    assert row["limits"] == "holds 0 · max 2 open · max 4 lots/order"
+    # Emptied: only the user's limits apply.
+    save_account(uid, account_id, {**edit_values(row), "max_open_positions": "",
+                                   "max_lots_per_order": ""})
+    with session_scope() as s:
+        (row,) = account_rows(s, uid)
+    assert row["limits"] == "holds 0 · your limits only"
+    changes = [json.loads(e.detail) for e in _events("risk.account_limits_set")]
+    assert changes == [{"account_id": account_id, "max_open_positions": "2"},
+                       {"account_id": account_id, "max_lots_per_order": "4"},
+                       {"account_id": account_id, "max_open_positions": None,
+                        "max_lots_per_order": None}]
+
+
+@pytest.mark.parametrize("value", ["-1", "two", "1.5"])
+def test_a_bad_account_limit_changes_nothing_and_is_audited(uid: int, value: str) -> None:
+    acct = _add(uid)
+    before = _rows()
+    with pytest.raises(ValidationError, match="max open positions must be a whole number"):
+        save_account(uid, acct.id, {"label": "renamed", "max_open_positions": value})
+    assert _rows() == before  # the rename in the same form is not saved either
+    assert _refusals()[-1]["field"] == "max_open_positions"
+    with pytest.raises(ValidationError, match="max lots per order"):
+        save_account(uid, 0, _form(label="second", client_id="A2", max_lots_per_order=value))
+    assert _rows() == before  # no account added

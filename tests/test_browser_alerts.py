@@ -1,5 +1,6 @@
 """The Alerts page in real headless Chromium: one alert fanned out to three simulated
-accounts, one of them held back by its own limit, and the alert's detail says so per account.
+accounts, one of them held back by its own limit (set on the Accounts page), and the alert's
+detail says so per account.
 
 Runs the whole `reflex run` with tests/test_browser.py's fixtures (its own instance: the
 first run builds the frontend, a couple of minutes on two cores).
@@ -26,12 +27,12 @@ pytestmark = pytest.mark.browser
 LIMITED = "Sim B (limit 0)"
 LABELS = ("Sim A", LIMITED, "Sim C")
 # The world, written by the app's own engine functions in a process with the app's
-# configuration (same database, same key): three simulated accounts on one paper link, the
-# second with its own max_open_positions = 0, and the bot running.
+# configuration (same database, same key): three simulated accounts on one paper link and the
+# bot running. The second account's own limit is set through the Accounts page.
 SETUP = f"""
 import json
 from ats_app.engine.core.config import settings
-from ats_app.engine.risk import bot, gate
+from ats_app.engine.risk import bot
 from ats_app.engine.store.db import session_scope
 from ats_app.engine.tenants import accounts, users, webhooks
 from ats_app.simulator.config import demo_account
@@ -43,7 +44,6 @@ with session_scope() as s:
         s, uid, label=label, client_id=demo.client_code, api_key="simulator", pin=demo.pin,
         totp_secret=demo.totp_secret, is_simulated=True,
         base_url=f"http://127.0.0.1:{{settings().simulator_port}}").id for label in {LABELS!r}]
-    gate.set_account_limits(s, uid, ids[1], max_open_positions=0)
     link, secret = webhooks.create_link(
         s, uid, name="Fan-out ORB", strategy_id=None, stop_loss_pct=20, target_pct=40,
         trailing_stop_pct=None, paper=True, accounts=[webhooks.LinkAccount(a, 1) for a in ids])
@@ -103,7 +103,6 @@ def test_alert_detail_shows_every_account_and_why_one_did_not_trade(
     from playwright.sync_api import expect
 
     world = _world(app)
-    buy = _send(app, world, action="buy", id="fan-1")
 
     page.set_viewport_size({"width": 1280, "height": 800})
     page.goto(f"{app.frontend}/login")
@@ -111,6 +110,27 @@ def test_alert_detail_shows_every_account_and_why_one_did_not_trade(
     page.fill("#password", "correct-horse-1")
     page.click("#login-submit")
     expect(page.locator("#welcome")).to_contain_text("Priya Shah")
+
+    # The limit, set where a trader sets it: Sim B may hold no open position.
+    page.click("#nav-accounts")
+    limited_row = page.locator("#accounts tr", has_text=LIMITED)
+    expect(limited_row).to_contain_text("holds 0 · your limits only")
+    limited_row.get_by_role("button", name="Edit").click()
+    # The edit form is mounted afresh with the account's values: wait for them before typing.
+    expect(page.locator("#acc-label")).to_have_value(LIMITED)
+    expect(page.locator("#acc-max_open_positions")).to_have_value("")
+    page.fill("#acc-max_open_positions", "none at all")  # refused, named, nothing saved
+    page.click("#acc-save")
+    expect(page.get_by_text("Max open positions must be a whole number")).to_be_visible()
+    expect(limited_row).to_contain_text("your limits only")
+    page.fill("#acc-max_open_positions", "0")
+    page.click("#acc-save")
+    expect(limited_row).to_contain_text("holds 0 · max 0 open")
+    for label in (LABELS[0], LABELS[2]):
+        expect(page.locator("#accounts tr", has_text=label)).to_contain_text("your limits only")
+    _shot(page, "accounts-limits-1280")
+
+    buy = _send(app, world, action="buy", id="fan-1")
 
     page.click("#nav-alerts")
     expect(page).to_have_url(re.compile(r"/alerts/?$"))
@@ -150,7 +170,11 @@ def test_alert_detail_shows_every_account_and_why_one_did_not_trade(
     _no_overflow(page, "the list at 1280px")
 
     page.set_viewport_size({"width": 390, "height": 844})
-    page.reload()
+    page.goto(f"{app.frontend}/accounts")
+    expect(page.locator("#accounts")).to_contain_text("max 0 open")
+    _no_overflow(page, "the accounts at 390px")
+    _shot(page, "accounts-limits-390")
+    page.goto(f"{app.frontend}/alerts")
     _refresh_until(page, sell, "DONE")
     _no_overflow(page, "the list at 390px")
     _shot(page, "alerts-list-390")

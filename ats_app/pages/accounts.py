@@ -14,6 +14,7 @@ COLUMNS = [
     ("Egress", "egress"),
     ("Egress IP", "egress_ip"),
     ("Secrets", "secrets"),
+    ("Own limits", "limits"),
     ("Session", "session"),
 ]
 
@@ -91,9 +92,18 @@ def _form() -> rx.Component:
                     _input("egress_proxy", "Egress proxy URL (optional)"),
                     _input("egress_ip", "Registered static IP (optional)"),
                     _input("egress_source_ip", "Local source address (static IP on this server)"),
+                    _input("max_open_positions", "Max open positions on this account"),
+                    _input("max_lots_per_order", "Max lots per order on this account"),
                     columns=rx.breakpoints(initial="1", sm="2"),
                     spacing="3",
                     width="100%",
+                ),
+                rx.text(
+                    "This account's own limits apply beside yours (Profile): an alert trades "
+                    "here only within both. Empty: only your limits apply. An alert an account's "
+                    "limit holds back says why on the Alerts page.",
+                    size="1",
+                    color="var(--gray-11)",
                 ),
                 rx.text(
                     "Angel One accepts orders only from the static IP registered for the "
@@ -151,6 +161,7 @@ def accounts_page() -> rx.Component:
                 table_id="accounts",
                 empty="No broker account yet. Add one below, or a simulated one to "
                 "try the system offline.",
+                stack_on_phone=True,
             ),
             _form(),
             confirm_dialog(

@@ -128,6 +128,18 @@ async def accounts(request: Request) -> Response:
                          "ip": acct.static_ip})
 
 
+async def orders(request: Request) -> Response:
+    """Every order the simulator holds (optionally one client code's): what a test or a
+    benchmark checks "exactly once" against, without logging in as each account."""
+    st = _state(request)
+    client = request.query_params.get("clientcode")
+    rows = [{"clientcode": o.client_code, "orderid": o.orderid, "ordertag": o.ordertag,
+             "transactiontype": o.transactiontype, "quantity": o.quantity, "status": o.status,
+             "filled": o.filled}
+            for o in st.orders.orders.values() if client is None or o.client_code == client]
+    return JSONResponse({"ok": True, "orders": rows})
+
+
 async def expire(request: Request) -> Response:
     """End a client's access tokens now (refresh tokens too with ``"refresh": true``)."""
     st = _state(request)
@@ -159,5 +171,6 @@ def routes() -> list[Route]:
         Route("/sim/faults", faults, methods=["GET", "POST", "DELETE"]),
         Route("/sim/fault", faults, methods=["GET", "POST", "DELETE"]),
         Route("/sim/accounts", accounts, methods=["POST"]),
+        Route("/sim/orders", orders, methods=["GET"]),
         Route("/sim/expire", expire, methods=["POST"]),
     ]

@@ -10,6 +10,7 @@ from sqlmodel import Session
 from ats_app import routes
 from ats_app.engine.core.config import settings
 from ats_app.engine.core.errors import AtsError
+from ats_app.engine.risk import gate
 from ats_app.engine.store import audit
 from ats_app.engine.store.db import session_scope
 from ats_app.engine.tenants import accounts
@@ -27,6 +28,8 @@ FORM_FIELDS = (
     "egress_ip",
     "egress_source_ip",
 )
+# The account's own risk limits, beside the user's (empty: only the user's limits apply).
+LIMIT_FIELDS = gate.ACCOUNT_LIMIT_FIELDS
 
 
 def form_fields(form: dict[str, str]) -> dict[str, str]:
@@ -41,7 +44,8 @@ def edit_values(row: dict[str, str]) -> dict[str, str]:
     an edit that only renames it keeps its server, proxy, IP and source address."""
     return {"label": row["label"], "base_url": row["base_url"],
             "egress_proxy": row["egress_proxy"], "egress_ip": row["egress_ip_value"],
-            "egress_source_ip": row["egress_source_ip_value"]}
+            "egress_source_ip": row["egress_source_ip_value"],
+            **{name: row[name] for name in LIMIT_FIELDS}}
 
 
 def save_account(uid: int, editing_id: int, form: dict[str, str]) -> str:
@@ -51,13 +55,18 @@ def save_account(uid: int, editing_id: int, form: dict[str, str]) -> str:
     back, in its own one: recording it inside would be rolled back with it, and a second
     writer next to an open SQLite write would wait on the lock."""
     fields = form_fields(form)
+    limits = {name: form.get(name, "") for name in LIMIT_FIELDS}
     try:
+        # One transaction: a refused limit keeps the rest of the edit from being saved too.
         with session_scope() as s:
             if editing_id:
                 fields.pop("client_id")
                 accounts.update_account(s, uid, editing_id, **fields)
+                gate.set_account_limits(s, uid, editing_id, **limits)
                 return "Account updated."
-            accounts.add_account(s, uid, **fields)
+            added = accounts.add_account(s, uid, **fields)
+            if any(v.strip() for v in limits.values()):
+                gate.set_account_limits(s, uid, added.id, **limits)
             return "Account added."
     except AtsError as exc:
         with contextlib.suppress(Exception):  # never let the audit hide the user's error
@@ -74,7 +83,30 @@ def _egress(a: accounts.AccountView) -> str:
     return "direct"
 
 
-def _row(a: accounts.AccountView) -> dict[str, str]:
+def limits_text(own: dict[str, int | None]) -> str:
+    """The account's own limits and what it holds, as one cell: "holds 1 · max 2 open ·
+    max 4 lots/order", or "holds 0 · your limits only"."""
+    parts = [f"holds {own['open_positions']}"]
+    if own["max_open_positions"] is not None:
+        parts.append(f"max {own['max_open_positions']} open")
+    if own["max_lots_per_order"] is not None:
+        parts.append(f"max {own['max_lots_per_order']} lots/order")
+    if len(parts) == 1:
+        parts.append("your limits only")
+    return " · ".join(parts)
+
+
+def _limit_value(value: int | None) -> str:
+    return "" if value is None else str(value)
+
+
+def account_rows(session: Session, uid: int) -> list[dict[str, str]]:
+    """The user's accounts as the table's rows, each with its own limits and what it holds."""
+    own = {v["account_id"]: v for v in gate.accounts_view(session, uid)}
+    return [_row(a, own[a.id]) for a in accounts.list_accounts(session, uid)]
+
+
+def _row(a: accounts.AccountView, own: dict[str, int | None]) -> dict[str, str]:
     return {
         "id": str(a.id),
         "label": a.label,
@@ -91,6 +123,8 @@ def _row(a: accounts.AccountView) -> dict[str, str]:
         "secrets": "API key, PIN, TOTP set"
         if (a.has_api_key and a.has_pin and a.has_totp_secret)
         else "incomplete",
+        "limits": limits_text(own),
+        **{name: _limit_value(own[name]) for name in LIMIT_FIELDS},
     }
 
 
@@ -120,9 +154,8 @@ class AccountsState(ConfirmDelete, AuthState):
 
     def _reload(self, uid: int) -> None:
         with session_scope() as s:
-            self.rows = [
-                {**_row(a), "session": session_state(a.id)} for a in accounts.list_accounts(s, uid)
-            ]
+            rows = account_rows(s, uid)
+        self.rows = [{**r, "session": session_state(int(r["id"]))} for r in rows]
 
     @rx.event
     def load(self):

@@ -231,3 +231,13 @@ def test_scrip_master_route_matches_the_simulated_market(sim: Sim) -> None:
     ltp = sc.ltpData("NFO", deep_itm["symbol"], deep_itm["token"])["data"]["ltp"]
     assert spot - strike <= ltp <= spot - strike + 60  # intrinsic plus a little time value
     assert sim.control("GET", "/sim/clock")["real"] is True
+
+
+def test_sim_orders_lists_every_order_with_its_client_and_tag(sim: Sim) -> None:
+    sc = sim.client()
+    assert sim.control("GET", "/sim/orders")["orders"] == []
+    oid = sc.placeOrderFullResponse(order(ordertag="A7E3"))["data"]["orderid"]
+    (row,) = sim.control("GET", "/sim/orders")["orders"]
+    assert (row["clientcode"], row["orderid"], row["ordertag"]) == (CLIENT, oid, "A7E3")
+    assert sim.control("GET", f"/sim/orders?clientcode={CLIENT}")["orders"] == [row]
+    assert sim.control("GET", "/sim/orders?clientcode=NOBODY")["orders"] == []

@@ -76,9 +76,11 @@ def _count(value: Any, name: str) -> int | None:
     try:
         n = int(value)
     except (TypeError, ValueError):
-        raise ValidationError(f"{name} must be a whole number", field=name) from None
+        raise ValidationError(f"{name.replace('_', ' ')} must be a whole number, got {value!r}",
+                              field=name) from None
     if n < 0 or str(value).strip() not in (str(n), f"+{n}"):
-        raise ValidationError(f"{name} must be a whole number >= 0", field=name)
+        raise ValidationError(f"{name.replace('_', ' ')} must be a whole number >= 0, "
+                              f"got {value!r}", field=name)
     return n
 
 
@@ -345,23 +347,31 @@ ACCOUNT_LIMIT_FIELDS = ("max_open_positions", "max_lots_per_order")
 
 def set_account_limits(session: Session, user_id: int, account_id: int,
                        **changes: Any) -> risk.AccountLimits:
-    """Change an account's own limits (None/'off': only the user's apply). Scoped to the
-    user: another user's account is `NotFound`. Audited as `risk.account_limits_set`."""
+    """Change an account's own limits (None/''/'off': only the user's apply). Scoped to the
+    user: another user's account is `NotFound`. Audited as `risk.account_limits_set` when a
+    value changes (the Accounts page's form sends both on every save)."""
     unknown = set(changes) - set(ACCOUNT_LIMIT_FIELDS)
     if unknown:
         raise ValidationError(f"unknown account limit(s): {', '.join(sorted(unknown))}")
     row = session.get(BrokerAccount, account_id)
     if row is None or row.user_id != user_id:
         raise NotFound(f"broker account {account_id} not found")
+    changed: dict[str, int | None] = {}
     for name in ACCOUNT_LIMIT_FIELDS:
         if name in changes:
             value = changes[name]
             off = value is None or str(value).strip().lower() in ("", "off", "none")
-            setattr(row, name, None if off else _count(value, name))
-    row.updated_at = utcnow()
-    session.add(row)
-    audit.record(session, "risk.account_limits_set", user_id=user_id, account_id=account_id,
-                 **{k: str(v) if v is not None else None for k, v in changes.items()})
+            new = None if off else _count(value, name)
+            if new != getattr(row, name):
+                changed[name] = new
+    if changed:
+        for name, new in changed.items():
+            setattr(row, name, new)
+        row.updated_at = utcnow()
+        session.add(row)
+        audit.record(session, "risk.account_limits_set", user_id=user_id,
+                     account_id=account_id,
+                     **{k: str(v) if v is not None else None for k, v in changed.items()})
     return account_limits(row)
 
 
