@@ -89,6 +89,10 @@ def _warm(world: dict) -> None:
     with session_scope() as s:
         assert len(s.exec(select(Order).where(Order.alert_id == alert_id)).all()) == len(
             world["accounts"])
+    # The warm entries are finished (as the order-update stream would) and become positions:
+    # while one is working, the next entry on that account is ignored.
+    for a in world["accounts"]:
+        follower.follow_account(world["user"], a)
     # Their positions would make the next entry "already open": close them out of the way.
     with session_scope() as s:
         for p in s.exec(select(Position)).all():
@@ -196,3 +200,50 @@ def test_follower_lease_one_job_per_account(redis_url: str) -> None:
     assert follower.arm(conn, 1, 42) is False  # one follower per account at a time
     assert follower.arm(conn, 1, 43) is True
     assert conn.exists(follower.dirty_key(42))
+
+
+@pytest.mark.parametrize("fleet", [3], indirect=True)
+def test_an_entry_while_another_is_still_working_is_ignored_per_account(fleet: dict) -> None:
+    """At Angel's pace an entry works for a few hundred ms before it is a position: a second
+    alert on the link meanwhile must not open a second position on the same account."""
+    _warm(fleet)
+    first = _post(fleet, id="first")
+    entry.handle_alert(first)  # its orders are working: no position yet
+    with session_scope() as s:
+        assert s.exec(select(Position).where(Position.status == "OPEN")).all() == []
+    second = _post(fleet, id="second")
+    entry.handle_alert(second)
+    assert _orders(second) == []
+    with session_scope() as s:
+        rows = s.exec(select(AlertTarget).where(AlertTarget.alert_id == second)).all()
+    assert {t.account_id for t in rows} == set(fleet["accounts"])
+    assert {t.outcome for t in rows} == {"IGNORED"}
+    assert all(f"still on its way to a fill (alert #{first})" in (t.reason or "") for t in rows)
+    for a in fleet["accounts"]:
+        follower.follow_account(fleet["user"], a)
+    with session_scope() as s:
+        held = s.exec(select(Position.account_id).where(Position.status == "OPEN")).all()
+    assert sorted(held) == sorted(fleet["accounts"])  # one position each, from the first
+
+
+@pytest.mark.parametrize("fleet", [2], indirect=True)
+def test_a_finished_order_settles_every_alert_waiting_on_it(fleet: dict) -> None:
+    """An exit alert that finds the position already exiting waits on the first exit's
+    sell: when that order finishes, both alerts get their verdict."""
+    _warm(fleet)
+    first = _post(fleet, id="first")
+    entry.handle_alert(first)
+    waiting = _post(fleet, id="waiting")
+    with session_scope() as s:
+        alert = s.get(Alert, waiting)
+        alert.status = "PLACED"  # type: ignore[union-attr]
+        s.add(alert)
+        for o in _orders(first):
+            s.add(AlertTarget(alert_id=waiting, user_id=fleet["user"], account_id=o.account_id,
+                              account_key=o.account_id or 0, outcome="ORDERED",
+                              order_id=o.id))
+    for a in fleet["accounts"]:
+        follower.follow_account(fleet["user"], a)
+    with session_scope() as s:
+        assert s.get(Alert, first).status == "DONE"  # type: ignore[union-attr]
+        assert s.get(Alert, waiting).status == "DONE"  # type: ignore[union-attr]

@@ -161,6 +161,11 @@ def _handle_alert(s: Session, alert_id: int) -> str:
         if alert.status == "PROCESSING":
             _set_alert(s, alert, "PLACED", "waiting for the broker: "
                        + "; ".join(o for o in outcomes if not o.startswith(("filled", "ignored"))))
+            s.commit()
+            # An order that finished while this job wrote its outcome rows may have found
+            # the alert not yet waiting on it (or settled it just before PLACED overwrote
+            # the verdict): look once more, now that PLACED is committed.
+            verdict.settle(alert_id, session=s)
     return "; ".join(outcomes)
 
 

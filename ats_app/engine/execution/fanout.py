@@ -202,6 +202,11 @@ def _reserve_and_send(s: Session, alert_id: int, user_id: int, link: WebhookLink
     # next alert's check counts, so two workers cannot both take the last slot.
     with conn.lock(f"ats:risk-lock:{user_id}", timeout=30, blocking_timeout=30,
                    sleep=RISK_LOCK_POLL_S):
+        _ignore_busy(s, alert_id, user_id, link, entries)
+        entries = [e for e in entries if e.outcome is None]
+        if not entries:
+            s.commit()  # the "ignored" rows
+            return
         asks = [(e.target.account_id, e.quantity // e.contract.lot_size)  # type: ignore[union-attr]
                 for e in entries]
         refusals = risk_gate.check_fanout(user_id, asks, alert_id=alert_id, conn=conn,
@@ -233,6 +238,23 @@ def _reserve_and_send(s: Session, alert_id: int, user_id: int, link: WebhookLink
         s.commit()  # required: SUBMITTING is durable before any broker call
         for e in sends:
             e.futures.append(pool.submit(place, e.broker, request_for(e.order, e.tick)))  # type: ignore[arg-type]
+
+
+def _ignore_busy(s: Session, alert_id: int, user_id: int, link: WebhookLink,
+                 entries: list[Entry]) -> None:
+    """The one-position rule, checked again under the user's lock: an alert that arrived
+    while another alert's entry on the same account is still working (at Angel's pace, a
+    few hundred ms) is ignored there, as it would be once that entry is a position."""
+    ids = [e.target.account_id for e in entries if e.target.account_id is not None]
+    busy = positions.busy_accounts(s, link.id, ids, alert_id)  # type: ignore[arg-type]
+    for e in entries:
+        reason = busy.get(e.target.account_id)  # type: ignore[arg-type]
+        if reason is not None:
+            audit.record(s, "alert.entry_ignored", user_id=user_id, subject=str(alert_id),
+                         reason=reason, account_id=e.target.account_id)
+            verdict.record(s, alert_id, user_id, e.target.account_id, verdict.IGNORED,
+                           reason=reason)
+            e.outcome = "ignored: position already open or entry working"
 
 
 def _candidate(alert_id: int, user_id: int, link: WebhookLink, e: Entry,

@@ -229,7 +229,8 @@ def after_report(order: Order, conn: redis.Redis | None, tick_of: TickLookup) ->
             # failed, the monitor may already have claimed it again for a new one.
             positions.release_exit(order.position_id,
                                    f"exit order {status.lower()}: {order.reason}")
-    verdict.settle(order.alert_id)  # the alert's verdict, once all its orders are final
+    # The verdict of every alert waiting on this order, once all of its orders are final.
+    verdict.settle_waiting_on(order.id, order.alert_id)
 
 
 def _latest_exit(order: Order) -> bool:

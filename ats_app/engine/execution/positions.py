@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 from decimal import Decimal
 
 import redis
@@ -17,6 +18,7 @@ from sqlalchemy import bindparam, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
+from ats_app.engine.core.fsm import OrderStatus, is_terminal
 from ats_app.engine.core.money import to_paise, to_rupees
 from ats_app.engine.execution.order_store import locked
 from ats_app.engine.exits import rules as exits
@@ -49,6 +51,44 @@ def open_position_id(session: Session, link_id: int, account_id: int | None) -> 
     if account_id is None:
         return session.execute(_OPEN_ID_NO_ACCOUNT, {"link": link_id}).scalar()
     return session.execute(_OPEN_ID, {"link": link_id, "account": account_id}).scalar()
+
+
+# An entry still working at the broker, or filled a moment ago and not yet a position.
+_WORKING = [st.value for st in OrderStatus if not is_terminal(st)]
+FILL_TO_POSITION = timedelta(seconds=60)
+
+
+def busy_accounts(session: Session, link_id: int, account_ids: list[int],
+                  alert_id: int) -> dict[int, str]:
+    """Which of these accounts already hold — or are about to hold — the link's position:
+    an open one, or another alert's entry still on its way to a fill. Read under the user's
+    lock with the rows that lock guards, so two alerts at once cannot both enter (the rule
+    is one position per link and account, whatever the broker's pace). Returns why, per
+    account."""
+    if not account_ids:
+        return {}
+    busy: dict[int, str] = {}
+    held = session.exec(
+        select(Position.account_id, Position.id).where(Position.link_id == link_id)
+        .where(col(Position.account_id).in_(account_ids))
+        .where(col(Position.status).in_(("OPEN", "EXITING")))).all()
+    for account_id, position_id in held:
+        if account_id is not None:
+            busy[account_id] = ("a position is already open for this link and account "
+                                f"(#{position_id})")
+    recent = utcnow() - FILL_TO_POSITION
+    pending = session.exec(
+        select(Order.account_id, Order.alert_id).where(Order.link_id == link_id)
+        .where(col(Order.account_id).in_(account_ids)).where(Order.purpose == "ENTRY")
+        .where(Order.alert_id != alert_id).where(col(Order.position_id).is_(None))
+        .where(sa.or_(col(Order.status).in_(_WORKING),
+                      sa.and_(Order.filled_quantity > 0, col(Order.updated_at) >= recent)))
+    ).all()
+    for account_id, other in pending:
+        if account_id is not None:
+            busy.setdefault(account_id, "an entry for this link and account is still on its "
+                            f"way to a fill (alert #{other})")
+    return busy
 
 
 def _publish(conn: redis.Redis | None, event: str, position: Position) -> None:

@@ -156,6 +156,20 @@ def _views(s: Session, alert_id: int) -> list[TargetView]:
             for t, o in rows]
 
 
+def settle_waiting_on(order_id: int, alert_id: int | None) -> list[str]:
+    """A finished order's verdicts: its own alert's, and every other alert still open whose
+    account waits on this order (an exit alert that found the position already exiting is
+    answered by the first exit's sell). Returns the statuses given."""
+    with joined(None) as s:
+        waiting = set(s.exec(
+            select(AlertTarget.alert_id).join(Alert, col(Alert.id) == AlertTarget.alert_id)
+            .where(AlertTarget.order_id == order_id)
+            .where(col(Alert.status).in_(OPEN_STATUSES))).all())
+    if alert_id is not None:
+        waiting.add(alert_id)
+    return [st for a in sorted(waiting) if (st := settle(a)) is not None]
+
+
 def settle(alert_id: int | None, *, session: Session | None = None,
            alert: Alert | None = None) -> str | None:
     """Give the alert its verdict if every account's outcome is final; returns the status

@@ -185,7 +185,9 @@ class AlertTarget(SQLModel, table=True):
     # ORDERED (order_id says the rest) / NOT_TRADED (a limit, an open position, no position
     # to exit) / FAILED (an error before any order: contract, session, prices)
     outcome: str = Field(max_length=12)
-    order_id: int | None = Field(default=None)  # the latest attempt's order
+    # The latest attempt's order. Indexed: a finished order settles every alert waiting on
+    # it (an exit alert on a position already exiting waits on the first one's sell).
+    order_id: int | None = Field(default=None, index=True)
     reason: str | None = Field(default=None, max_length=500)
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
