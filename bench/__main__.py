@@ -9,8 +9,8 @@ import sys
 from bench.results import RESULTS
 from bench.table import render
 
-BENCHES = ("bench.webhook_bench", "bench.sim_feed", "bench.feed_bench", "bench.monitor_bench",
-           "bench.browser_bench")
+BENCHES = ("bench.webhook_bench", "bench.fanout_bench", "bench.sim_feed", "bench.feed_bench",
+           "bench.monitor_bench", "bench.browser_bench")
 
 
 def main() -> int:
