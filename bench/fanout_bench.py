@@ -252,10 +252,17 @@ def _job_started(alert_ids: list[int], redis_url: str) -> dict[int, Any]:
     return out
 
 
-def _bursts(backend: str, links: list[dict[str, Any]], rounds: int,
+def _calls(sim_url: str) -> Counter[str]:
+    return Counter(_sim(sim_url, "GET", "/sim/health")["calls"])
+
+
+def _bursts(backend: str, sim_url: str, links: list[dict[str, Any]], rounds: int,
             floor: dict[str, float], redis_url: str) -> dict[str, Any]:
     to_answer, to_sent, to_fill, to_job, to_row = [], [], [], [], []
+    calls = Counter[str]()
     for r in range(-1, rounds):
+        if r == 0:
+            calls = _calls(sim_url)
         ids = asyncio.run(_post(backend, [(0.0, lk, _buy(lk, f"b{r}-{i}"))
                                           for i, lk in enumerate(links)]))
         _settled(ids)
@@ -275,8 +282,12 @@ def _bursts(backend: str, links: list[dict[str, Any]], rounds: int,
                 to_sent.append(_ms(o["submitted"] - o["received"]))
             if o["filled"] is not None:
                 to_fill.append(_ms(o["filled"] - o["received"]))
+    # SmartAPI calls per measured alert (entry and exit), by route: what each trade costs.
+    per_alert = {k: round(v / (rounds * len(links)), 2)
+                 for k, v in sorted((_calls(sim_url) - calls).items())}
     p50, p99 = percentile(to_answer, 50), percentile(to_answer, 99)
     return {
+        "sim_calls_per_alert": per_alert,
         "alerts": rounds * len(links), "orders_answered": len(to_answer),
         "to_broker_answer_p50_ms": round(p50, 1), "to_broker_answer_p99_ms": round(p99, 1),
         # Where the time goes: until the job starts (ack, RQ, a free worker), the row, the send.
@@ -366,13 +377,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--burst-rounds", type=int, default=5)
     p.add_argument("--database", default="postgres", choices=("postgres", "sqlite"))
     p.add_argument("--sections", default="fanout,bursts,flood")
+    p.add_argument("--workers", type=int, default=4, help="RQ workers for the orders")
     args = p.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="ats-fanout-"))
     with _database(args.database, tmp) as url:
         if url is None:
             return 1
         result = _run(args, url, tmp)
-    save("fanout", {**result, "database": args.database, "workers": 4})
+    save("fanout", {**result, "database": args.database, "workers": args.workers})
     return 0
 
 
@@ -401,7 +413,8 @@ def _run(args: argparse.Namespace, database_url: str, tmp: Path) -> dict[str, An
         links = _world(sim_url, 53)
         workers = [subprocess.Popen([sys.executable, "-m", "ats_app.cli", "worker"], env=env,
                                     cwd=ROOT, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL) for _ in range(3)]
+                                    stderr=subprocess.DEVNULL)
+                   for _ in range(args.workers - 1)]  # the dev services run one
         sections = args.sections.split(",")
         out: dict[str, Any] = {"fanout": {}}
         for mode in ("150ms", "angel") if "fanout" in sections else ():
@@ -416,10 +429,11 @@ def _run(args: argparse.Namespace, database_url: str, tmp: Path) -> dict[str, An
         print(f"floor: one direct placeOrder {floor}")
         out["floor_place_order"] = floor
         if "bursts" in sections:
-            out["bursts_8_on_4_workers"] = _bursts(
-            server.backend, [links[f"burst{i}"] for i in range(8)], args.burst_rounds, floor,
-            redis_url)
-            print(f"8 at once: {out['bursts_8_on_4_workers']}")
+            burst = [links[f"burst{i}"] for i in range(8)]
+            key = f"bursts_8_on_{args.workers}_workers"
+            out[key] = _bursts(server.backend, sim_url, burst, args.burst_rounds, floor,
+                               redis_url)
+            print(f"8 at once on {args.workers} workers: {out[key]}")
         if "flood" in sections:
             out["flood_100_in_1s"] = _flood(server.backend, sim_url, links["flood"])
             print(f"100 in 1 s: {out['flood_100_in_1s']}")
