@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 import pyotp
 
-from bench.results import percentile, save
+from bench.results import RESULTS, percentile, save
 from bench.webhook_bench import (
     ROOT,
     ReflexProcess,
@@ -384,7 +384,9 @@ def main(argv: list[str] | None = None) -> int:
         if url is None:
             return 1
         result = _run(args, url, tmp)
-    save("fanout", {**result, "database": args.database, "workers": args.workers})
+    # Merged with the section's earlier keys: a run of one section keeps the others' figures.
+    earlier = json.loads(RESULTS.read_text()).get("fanout", {}) if RESULTS.exists() else {}
+    save("fanout", {**earlier, **result, "database": args.database})
     return 0
 
 
@@ -416,12 +418,12 @@ def _run(args: argparse.Namespace, database_url: str, tmp: Path) -> dict[str, An
                                     stderr=subprocess.DEVNULL)
                    for _ in range(args.workers - 1)]  # the dev services run one
         sections = args.sections.split(",")
-        out: dict[str, Any] = {"fanout": {}}
+        out: dict[str, Any] = {}
         for mode in ("150ms", "angel") if "fanout" in sections else ():
             _pace(sim_url, mode)
             for name in ("fan10", "fan50"):
                 got = _fanout(server.backend, sim_url, links[name], args.rounds)
-                out["fanout"].setdefault(mode, {})[name] = got
+                out.setdefault("fanout", {}).setdefault(mode, {})[name] = got
                 print(f"fan-out {name} ({mode}): worst {got['worst']}, "
                       f"all filled once: {got['all_filled_once']}")
         _pace(sim_url, "angel")
