@@ -37,13 +37,7 @@ import httpx
 import pyotp
 
 from bench.results import RESULTS, percentile, save
-from bench.webhook_bench import (
-    ROOT,
-    ReflexProcess,
-    _database,
-    _exit_body,
-    _use_server_database,
-)
+from bench.webhook_bench import _database, _exit_body, live_stack
 
 PIN = "1234"
 TOTP = "KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU"
@@ -391,38 +385,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, database_url: str, tmp: Path) -> dict[str, Any]:
-    import os
-    import subprocess
-    import sys
-
-    from cryptography.fernet import Fernet
-
-    extra = {"ATS_SECRET_KEY": Fernet.generate_key().decode(), "TRADING_MODE": "live",
-             "WEBHOOK_RATE_PER_MIN": "1000000", "ATS_IP_ECHO_URL": "",
-             "ATS_FAKE_NOW": "2026-12-02T10:00:00+05:30",  # inside NSE hours, any wall clock
-             "DATABASE_URL": database_url,
-             "ATS_WORKER_NICE": os.environ.get("ATS_WORKER_NICE", "5")}
-    server = ReflexProcess(tmp / "data", backend_only=True, env=extra)
-    server.start(timeout=180)
-    workers: list[subprocess.Popen] = []
-    try:
-        redis_url = (tmp / "data" / "redis" / "redis.url").read_text().strip()
-        env = {**server.env, "REDIS_URL": redis_url}
-        sim_url = f"http://127.0.0.1:{server.simulator_port}"
-        server.wait_for(f"{sim_url}/sim/health", 60)
-        _use_server_database(env)
-        os.environ["REDIS_URL"] = redis_url  # this process notifies and caches links too
+    with live_stack(database_url, tmp, args.workers) as stack:
+        backend, sim_url = stack["server"].backend, stack["sim_url"]
         links = _world(sim_url, 53)
-        workers = [subprocess.Popen([sys.executable, "-m", "ats_app.cli", "worker"], env=env,
-                                    cwd=ROOT, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
-                   for _ in range(args.workers - 1)]  # the dev services run one
         sections = args.sections.split(",")
         out: dict[str, Any] = {}
         for mode in ("150ms", "angel") if "fanout" in sections else ():
             _pace(sim_url, mode)
             for name in ("fan10", "fan50"):
-                got = _fanout(server.backend, sim_url, links[name], args.rounds)
+                got = _fanout(backend, sim_url, links[name], args.rounds)
                 out.setdefault("fanout", {}).setdefault(mode, {})[name] = got
                 print(f"fan-out {name} ({mode}): worst {got['worst']}, "
                       f"all filled once: {got['all_filled_once']}")
@@ -433,22 +404,13 @@ def _run(args: argparse.Namespace, database_url: str, tmp: Path) -> dict[str, An
         if "bursts" in sections:
             burst = [links[f"burst{i}"] for i in range(8)]
             key = f"bursts_8_on_{args.workers}_workers"
-            out[key] = _bursts(server.backend, sim_url, burst, args.burst_rounds, floor,
-                               redis_url)
+            out[key] = _bursts(backend, sim_url, burst, args.burst_rounds, floor,
+                               stack["redis_url"])
             print(f"8 at once on {args.workers} workers: {out[key]}")
         if "flood" in sections:
-            out["flood_100_in_1s"] = _flood(server.backend, sim_url, links["flood"])
+            out["flood_100_in_1s"] = _flood(backend, sim_url, links["flood"])
             print(f"100 in 1 s: {out['flood_100_in_1s']}")
         return out
-    finally:
-        for w in workers:
-            w.terminate()
-        for w in workers:
-            w.wait(10)
-        server.stop()
-        from ats_app.engine.store.db import dispose_engines
-
-        dispose_engines()
 
 
 if __name__ == "__main__":

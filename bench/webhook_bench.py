@@ -323,7 +323,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace, database_url: str, tmp: Path) -> dict[str, Any]:
+@contextlib.contextmanager
+def live_stack(database_url: str, tmp: Path, workers: int = 4) -> Iterator[dict[str, Any]]:
+    """`reflex run --backend-only` with its dev services (one RQ worker among them) in live
+    mode at 10:00 IST on a trading day, plus `workers - 1` more RQ workers; this process
+    reads the server's database and Redis. Yields server, env, redis_url, sim_url, workers."""
     from cryptography.fernet import Fernet
 
     extra = {"ATS_SECRET_KEY": Fernet.generate_key().decode(), "TRADING_MODE": "live",
@@ -334,23 +338,36 @@ def _run(args: argparse.Namespace, database_url: str, tmp: Path) -> dict[str, An
              "ATS_WORKER_NICE": os.environ.get("ATS_WORKER_NICE", "5")}
     server = ReflexProcess(tmp / "data", backend_only=True, env=extra)
     server.start(timeout=180)
-    workers: list[subprocess.Popen] = []
+    procs: list[subprocess.Popen] = []
     try:
         httpx.get(f"{server.backend}/healthz", timeout=30)
         redis_url = (tmp / "data" / "redis" / "redis.url").read_text().strip()
         env = {**server.env, "REDIS_URL": redis_url}
         sim_url = f"http://127.0.0.1:{server.simulator_port}"
-        for _ in range(60):
-            try:
-                if httpx.get(f"{sim_url}/sim/health").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        links = _setup(env, sim_url, max(int(b) for b in args.bursts.split(",")))
+        server.wait_for(f"{sim_url}/sim/health", 60)
         _use_server_database(env)
-        workers = [subprocess.Popen([sys.executable, "-m", "ats_app.cli", "worker"], env=env,
-                                    cwd=ROOT, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL) for _ in range(3)]
+        os.environ["REDIS_URL"] = redis_url  # this process notifies and caches links too
+        procs = [subprocess.Popen([sys.executable, "-m", "ats_app.cli", "worker"], env=env,
+                                  cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for _ in range(workers - 1)]  # the dev services run one
+        yield {"server": server, "env": env, "redis_url": redis_url, "sim_url": sim_url,
+               "workers": procs}
+    finally:
+        for w in procs:
+            w.terminate()
+        for w in procs:
+            w.wait(10)
+        server.stop()
+        from ats_app.engine.store.db import dispose_engines
+
+        dispose_engines()  # this process read the server's database: let it be dropped
+
+
+def _run(args: argparse.Namespace, database_url: str, tmp: Path) -> dict[str, Any]:
+    with live_stack(database_url, tmp) as stack:
+        server, env, redis_url = stack["server"], stack["env"], stack["redis_url"]
+        sim_url, workers = stack["sim_url"], stack["workers"]
+        links = _setup(env, sim_url, max(int(b) for b in args.bursts.split(",")))
         # Warm-up: first requests import code paths and fill caches (scrip master, sessions).
         asyncio.run(open_loop(f"{server.backend}/webhook/{links['paper'][0]['token']}", 20, 1.0,
                                _alert(links["paper"][0], "warm")))
@@ -389,15 +406,6 @@ def _run(args: argparse.Namespace, database_url: str, tmp: Path) -> dict[str, An
                     paths[name] = got  # the figures the goal is read against
                 print(f"alert→order {name}, {burst} at once: {got}")
         return {"ack": ack, "alert_to_order": paths}
-    finally:
-        for w in workers:
-            w.terminate()
-        for w in workers:
-            w.wait(10)
-        server.stop()
-        from ats_app.engine.store.db import dispose_engines
-
-        dispose_engines()  # this process read the server's database: let it be dropped
 
 
 if __name__ == "__main__":
