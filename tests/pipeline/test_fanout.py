@@ -9,6 +9,7 @@ answer is in. One account's lost answer and another's rate-limit refusal stay th
 from __future__ import annotations
 
 import json
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -247,3 +248,28 @@ def test_a_finished_order_settles_every_alert_waiting_on_it(fleet: dict) -> None
     with session_scope() as s:
         assert s.get(Alert, first).status == "DONE"  # type: ignore[union-attr]
         assert s.get(Alert, waiting).status == "DONE"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("fleet", [2], indirect=True)
+def test_one_accounts_slow_answer_never_holds_the_users_other_alerts(fleet: dict) -> None:
+    """Two links of one user, one account each, alerts at the same instant, placeOrder
+    answering 400 ms late: the user's risk lock covers the check and the SUBMITTING rows,
+    not the broker's answer, so the second order is written without waiting for the first's
+    (held across the call, the rows would be >= 400 ms apart)."""
+    _warm(fleet)
+    with session_scope() as s:
+        links = [webhooks.create_link(
+            s, fleet["user"], name=f"solo{i}", strategy_id=None, stop_loss_pct=5,
+            target_pct=10, trailing_stop_pct=None, paper=False,
+            accounts=[webhooks.LinkAccount(a, 1)]) for i, a in enumerate(fleet["accounts"])]
+        solo = [{**fleet, "link": (link.token, secret)} for link, secret in links]
+    _fault(fleet["sim"], route="placeOrder", kind="latency", ms=400)
+    ids = [_post(w, id=f"solo{i}") for i, w in enumerate(solo)]
+    threads = [threading.Thread(target=entry.handle_alert, args=(a,)) for a in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    orders = [o for a in ids for o in _orders(a)]
+    assert len(orders) == 2 and all(o.broker_order_id for o in orders), orders
+    assert _spread_ms(orders) < 200, _spread_ms(orders)

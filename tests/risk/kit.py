@@ -6,12 +6,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from sqlmodel import select
 from starlette.testclient import TestClient
 
 from ats_app.api import build_api
+from ats_app.engine.core.fsm import OrderStatus, is_terminal
 from ats_app.engine.store.db import session_scope
 from ats_app.engine.store.models import AuditEvent, Order, Position
 
@@ -26,11 +28,26 @@ def worker_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
+def _working_orders() -> int:
+    with session_scope() as s:
+        statuses = s.exec(select(Order.status)).all()
+    return sum(not is_terminal(OrderStatus(st)) for st in statuses)
+
+
 def run_burst_worker(timeout: float = 60) -> None:
-    proc = subprocess.run([sys.executable, "-m", "ats_app.cli", "worker", "--burst"],
-                          env=worker_env(), cwd=os.getcwd(), capture_output=True, text=True,
-                          timeout=timeout)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    """A worker that drains the queues and exits, again while an order is still working:
+    no job waits for a fill, so a live order is finished by its account's follower, a job
+    scheduled a moment later that a single burst can exit before (a real worker keeps
+    running)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        proc = subprocess.run([sys.executable, "-m", "ats_app.cli", "worker", "--burst"],
+                              env=worker_env(), cwd=os.getcwd(), capture_output=True,
+                              text=True, timeout=timeout)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        if not _working_orders() or time.monotonic() > deadline:
+            return
+        time.sleep(0.2)
 
 
 def post_alert(link: tuple[str, str], **fields: object) -> dict:

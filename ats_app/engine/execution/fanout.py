@@ -139,9 +139,10 @@ def enter_all(s: Session, alert_id: int, user_id: int, link: WebhookLink,
                  if len(live) > 1 else _Inline())
     try:
         fresh = [e for e in entries if e.outcome is None and e.existing is None]
-        if fresh:
-            _reserve_and_send(s, alert_id, user_id, link, fresh, signal, paper, conn, pool,
-                              first_run)
+        # Sent once the user's lock is released: a single account's call runs in line, and
+        # holding the lock across it made every other alert of the user wait on this one.
+        for e in _reserve(s, alert_id, user_id, link, fresh, signal, paper, conn, first_run):
+            e.futures.append(pool.submit(place, e.broker, request_for(e.order, e.tick)))  # type: ignore[arg-type]
         _record_answers(s, alert_id, user_id, [e for e in entries if e.futures], pool)
     finally:
         pool.shutdown(wait=True)
@@ -195,9 +196,13 @@ def _prepare(s: Session, alert_id: int, user_id: int, link: WebhookLink, e: Entr
     e.quantity = contracts.order_quantity(signal, contract, t.multiplier)
 
 
-def _reserve_and_send(s: Session, alert_id: int, user_id: int, link: WebhookLink,
-                      entries: list[Entry], signal: AlertSignal, paper: bool,
-                      conn: redis.Redis, pool: Any, fresh: bool) -> None:
+def _reserve(s: Session, alert_id: int, user_id: int, link: WebhookLink,
+             entries: list[Entry], signal: AlertSignal, paper: bool, conn: redis.Redis,
+             fresh: bool) -> list[Entry]:
+    """Under the user's lock: the gate's decision and every approved row SUBMITTING
+    (committed); returns the entries to send."""
+    if not entries:
+        return []
     # Check and reserve together: the order rows written under the user's lock are what the
     # next alert's check counts, so two workers cannot both take the last slot.
     with conn.lock(f"ats:risk-lock:{user_id}", timeout=30, blocking_timeout=30,
@@ -206,7 +211,7 @@ def _reserve_and_send(s: Session, alert_id: int, user_id: int, link: WebhookLink
         entries = [e for e in entries if e.outcome is None]
         if not entries:
             s.commit()  # the "ignored" rows
-            return
+            return []
         asks = [(e.target.account_id, e.quantity // e.contract.lot_size)  # type: ignore[union-attr]
                 for e in entries]
         refusals = risk_gate.check_fanout(user_id, asks, alert_id=alert_id, conn=conn,
@@ -236,8 +241,7 @@ def _reserve_and_send(s: Session, alert_id: int, user_id: int, link: WebhookLink
             e.row = verdict.record(s, alert_id, user_id, e.target.account_id, verdict.ORDERED,
                                    order_id=order.id, fresh=fresh)
         s.commit()  # required: SUBMITTING is durable before any broker call
-        for e in sends:
-            e.futures.append(pool.submit(place, e.broker, request_for(e.order, e.tick)))  # type: ignore[arg-type]
+    return sends
 
 
 def _ignore_busy(s: Session, alert_id: int, user_id: int, link: WebhookLink,
