@@ -31,7 +31,7 @@ PURE = {
     "broker.base", "broker.errors", "broker.parsing", "broker.status", "broker.reconcile",
     "broker.charges",
     "market.instruments", "market.resolve",
-    "execution.signals",
+    "execution.signals", "intake.messages",
     "exits.rules", "exits.tracker",
     "execution.sizing",
     "notify.messages",
