@@ -543,3 +543,23 @@ def test_the_generation_changes_before_a_link_change_is_committed(
     assert at_commit and at_commit[-1] != before
     # ...and the one after the commit retires whatever was cached meanwhile.
     assert conn.get(GEN_KEY) not in (before, at_commit[-1])
+
+
+# --- hostile bodies: each refused with its reason, audited, and never a 500 ----------------
+
+
+@pytest.mark.parametrize("body", [
+    pytest.param(b"[" * 5000 + b"]" * 5000, id="arrays"),
+    pytest.param(b'{"":' * 3000 + b"1" + b"}" * 3000, id="objects"),  # under the size limit
+    pytest.param(b'{"action": "buy", "strike": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+                 id="inside-an-alert"),
+])
+def test_deeply_nested_body_is_400_and_audited(
+    client: TestClient, link: dict, body: bytes
+) -> None:
+    resp = _post(client, link, body)
+    assert resp.status_code == 400, resp.text
+    assert "nested" in resp.json()["error"]
+    assert _alerts() == []
+    (refused,) = _audit("webhook.refused")
+    assert '"status": 400' in refused.detail and "nested" in refused.detail

@@ -90,6 +90,9 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
         raise ValidationError(
             "body must be a JSON object (TradingView: put JSON in the alert message)"
         ) from exc
+    except RecursionError as exc:  # thousands of nested brackets: the parser's depth limit
+        raise ValidationError("body must be a JSON object of plain values, not nested "
+                              "this deeply") from exc
     if not isinstance(data, dict):
         raise ValidationError("body must be a JSON object, not a JSON " + type(data).__name__)
     return {str(k).strip().lower(): v for k, v in data.items()}
