@@ -563,3 +563,25 @@ def test_deeply_nested_body_is_400_and_audited(
     assert _alerts() == []
     (refused,) = _audit("webhook.refused")
     assert '"status": 400' in refused.detail and "nested" in refused.detail
+
+
+@pytest.mark.parametrize("template,key", [
+    pytest.param('{{"secret": "{s}", "secret": "{s}", "action": "buy", "symbol": "NIFTY"}}',
+                 "secret", id="secret-twice"),
+    pytest.param('{{"secret": "{s}", "action": "buy", "action": "sell", "symbol": "NIFTY"}}',
+                 "action", id="buy-then-sell"),
+    pytest.param('{{"secret": "{s}", "Action": "buy", "action": "sell", "symbol": "NIFTY"}}',
+                 "action", id="differing-only-in-case"),
+    pytest.param('{{"secret": "{s}", "action": "buy", "symbol": "NIFTY", '
+                 '"strike": {{"n": 1, "n": 2}}}}', "n", id="nested"),
+])
+def test_a_repeated_key_is_422_naming_it(
+    client: TestClient, link: dict, template: str, key: str
+) -> None:
+    # JSON keeps the last of a repeated key silently: which one trades must not be a guess.
+    resp = _post(client, link, template.format(s=link["secret"]))
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["field"] == key and "duplicate key" in resp.json()["error"]
+    assert _alerts() == []
+    (refused,) = _audit("webhook.refused")
+    assert '"status": 422' in refused.detail and f'"field": "{key}"' in refused.detail

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -82,10 +83,34 @@ class AlertSignal:
         return self.action == "buy"
 
 
+def _duplicate_key(keys: Iterable[str], note: str = "") -> ValidationError:
+    """The refusal naming the first key that repeats in `keys` (the caller saw one does)."""
+    seen: set[str] = set()
+    for key in keys:
+        if key in seen:
+            break
+        seen.add(key)
+    name = key[:MAX_ID_LENGTH]
+    return ValidationError(f"duplicate key {name!r}{note}: send each key once", name)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a repeated key at any depth: json keeps the last one silently,
+    so {"action": "buy", "action": "sell"} would trade whichever came last."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _duplicate_key(k for k, _ in pairs)
+    return obj
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)  # built once: the ack's hot path
+
+
 def parse_json_object(body: bytes) -> dict[str, Any]:
-    """The body as a JSON object, or ValidationError(field=None) for a 400."""
+    """The body as a JSON object, or ValidationError: field=None for a 400 (not a JSON
+    object), or naming a repeated key for a 422."""
     try:
-        data = json.loads(body.decode("utf-8"))
+        data = _DECODER.decode(body.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValidationError(
             "body must be a JSON object (TradingView: put JSON in the alert message)"
@@ -95,7 +120,10 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
                               "this deeply") from exc
     if not isinstance(data, dict):
         raise ValidationError("body must be a JSON object, not a JSON " + type(data).__name__)
-    return {str(k).strip().lower(): v for k, v in data.items()}
+    fields = {str(k).strip().lower(): v for k, v in data.items()}
+    if len(fields) != len(data):  # "Secret" and "secret": one key once normalized
+        raise _duplicate_key((str(k).strip().lower() for k in data), " (keys ignore case)")
+    return fields
 
 
 def _text(data: dict[str, Any], key: str, *, limit: int = 64) -> str | None:

@@ -238,8 +238,8 @@ def _authentic_body(
         raise link.refuse(413, f"body over {cfg.webhook_max_bytes} bytes")
     try:
         data = parse_json_object(body)
-    except ValidationError as exc:
-        raise link.refuse(400, str(exc)) from exc
+    except ValidationError as exc:  # a field named: JSON, but a repeated key (422)
+        raise link.refuse(422 if exc.field else 400, str(exc), field_name=exc.field) from exc
     provided = data.get("secret")
     if not isinstance(provided, str) or not hmac.compare_digest(
         provided.encode(), link.facts.secret
