@@ -236,3 +236,38 @@ def test_account_add_with_a_local_source_address(cli) -> None:
         assert [a.label for a in s.exec(select(BrokerAccount)).all()] == ["a"]
         refused = s.exec(select(AuditEvent).where(AuditEvent.action == "cli.refused")).all()
     assert ['"egress_source_ip"' in e.detail for e in refused] == [True, True]
+
+
+def test_webhook_message_prints_the_messages_to_paste(cli) -> None:
+    from ats_app.engine.execution.signals import parse_alert, parse_json_object
+    from tests.unit.test_alert_messages import TV, tradingview_fill
+
+    cli("user", "create", "--username", "ops", "--password", "password123", "--first", "O",
+        "--last", "P")
+    hook = cli.json("webhook", "create", "--user", "ops", "--name", "n", "--sl", "5", "--paper")
+    link = ("webhook", "message", "--user", "ops", "--link", str(hook["id"]))
+    out = cli.json(*link)
+    assert list(out) == ["messages"]
+    assert [m["name"] for m in out["messages"]] == ["Buy CALL", "Buy PUT", "Exit"]
+    for m in out["messages"]:
+        assert set(m) == {"name", "message"} and "{{timenow}}" in m["message"]  # unfilled
+        signal = parse_alert(parse_json_object(tradingview_fill(m["message"], TV).encode()))
+        assert signal.symbol == "NIFTY" and json.loads(
+            tradingview_fill(m["message"], TV))["secret"] == hook["secret"]
+    options = [parse_alert(parse_json_object(tradingview_fill(m["message"], TV).encode()))
+               for m in out["messages"][:2]]
+    assert [(s.option, s.strike.kind, s.expiry, s.lots) for s in options] == [
+        ("CE", "ATM", "nearest", 1), ("PE", "ATM", "nearest", 1)]
+
+    stock = cli.json(*link, "--kind", "stock", "--symbol", "sbin", "--send", "strategy",
+                     "--lots", "10", "--pine")
+    (m,) = stock["messages"]
+    assert '"action": "{{strategy.order.action}}"' in m["message"] and '"SBIN"' in m["message"]
+    assert stock["pine"].startswith("//@version=6\nstrategy(")
+    text = cli(*link, "--strike", "OTM2").stdout  # without --json: the text to copy
+    assert "# Buy PUT" in text and '"strike": "OTM2"' in text
+
+    bad = cli(*link, "--strike", "ATMX", expect=1)
+    assert "strike must be ATM" in bad.stderr and "(field: strike)" in bad.stderr
+    missing = cli("webhook", "message", "--user", "ops", "--link", "999", "--json", expect=1)
+    assert "webhook link 999 not found" in missing.stderr and missing.stdout == ""

@@ -1,4 +1,5 @@
-"""`webhook create`: a link TradingView posts to, and what it trades."""
+"""`webhook create`: a link TradingView posts to, and what it trades; `webhook message`: the
+TradingView alert message(s) to paste for it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from sqlmodel import Session
 
 from ats_app.cli.common import CliError, with_session
+from ats_app.engine.intake import messages
 from ats_app.engine.tenants import users, webhooks
 
 
@@ -44,6 +46,31 @@ def cmd_webhook_create(session: Session, args: argparse.Namespace) -> dict[str, 
     return out
 
 
+@with_session
+def cmd_webhook_message(session: Session, args: argparse.Namespace) -> dict[str, Any]:
+    uid = users.resolve(session, args.user)
+    webhooks.get_link(session, uid, args.link)  # NotFound before the secret is revealed
+    trade = messages.parse_trade(
+        kind=args.kind, underlying=args.underlying, strike=args.strike, expiry=args.expiry,
+        symbol=args.symbol, tradingsymbol=args.tradingsymbol, exchange=args.exchange,
+        lots=args.lots, send=args.send,
+    )
+    plan = messages.build(trade, webhooks.reveal_secret(session, uid, args.link))
+    out: dict[str, Any] = {
+        "messages": [{"name": m.name, "message": m.message} for m in plan.messages]
+    }
+    if args.pine:
+        out["pine"] = plan.pine
+    if args.json:
+        return out
+    # Plain text, ready to copy: a key: value dump would mangle the multi-line messages.
+    for m in plan.messages:
+        print(f"# {m.name} (paste into {m.where}'s Message box)\n{m.message}\n")
+    if args.pine:
+        print(f"# Pine Script\n{plan.pine}")
+    return {}
+
+
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     wh = sub.add_parser("webhook", help="webhook links").add_subparsers(dest="cmd", required=True)
     wc = wh.add_parser("create", parents=[common], help="create a webhook link")
@@ -60,3 +87,22 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     wc.add_argument("--queue-outside-hours", action="store_true",
                     help="entries arriving while the market is closed wait for the open")
     wc.set_defaults(fn=cmd_webhook_create)
+
+    wm = wh.add_parser(
+        "message", parents=[common], help="the TradingView alert message(s) to paste for a link"
+    )
+    wm.add_argument("--user", required=True)
+    wm.add_argument("--link", type=int, required=True, help="webhook link id")
+    wm.add_argument("--kind", choices=messages.KINDS, default="option",
+                    help="what the link trades (default: index options)")
+    wm.add_argument("--underlying", default="NIFTY", help="option: the underlying")
+    wm.add_argument("--strike", default="ATM", help="option: ATM, ITM<n>, OTM<n> or a strike")
+    wm.add_argument("--expiry", default="nearest", help="option: nearest, next or YYYY-MM-DD")
+    wm.add_argument("--symbol", default="", help="stock: NSE symbol, e.g. RELIANCE")
+    wm.add_argument("--tradingsymbol", default="", help="future: e.g. NIFTY29DEC26FUT")
+    wm.add_argument("--exchange", default="NFO", help="future: its exchange")
+    wm.add_argument("--lots", default="1", help="lots per order (default 1)")
+    wm.add_argument("--send", choices=messages.SENDS, default="alertcondition",
+                    help="alertcondition: one alert per signal; strategy: one strategy alert")
+    wm.add_argument("--pine", action="store_true", help="also print the Pine Script snippet")
+    wm.set_defaults(fn=cmd_webhook_message)
