@@ -585,3 +585,34 @@ def test_a_repeated_key_is_422_naming_it(
     assert _alerts() == []
     (refused,) = _audit("webhook.refused")
     assert '"status": 422' in refused.detail and f'"field": "{key}"' in refused.detail
+
+
+@pytest.mark.parametrize("action,when", [
+    pytest.param("buy", "2099-01-01T00:00:00Z", id="2099"),
+    pytest.param("buy", "+120s", id="two-minutes-ahead"),
+    pytest.param("exit", "2099-01-01T00:00:00Z", id="exit-in-2099"),
+    pytest.param("buy", 4_070_908_800_000, id="epoch-ms-2099"),
+])
+def test_a_time_in_the_future_is_422(
+    client: TestClient, link: dict, action: str, when: object
+) -> None:
+    # A future time would also have passed the staleness check of an entry, forever.
+    if when == "+120s":
+        when = (datetime.now(UTC) + timedelta(seconds=120)).isoformat()
+    resp = _post(client, link, _alert(link, action=action, time=when))
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["field"] == "time" and "in the future" in resp.json()["error"]
+    assert _alerts() == []
+    assert len(_audit("webhook.refused")) == 1
+
+
+def test_a_time_within_the_clock_skew_is_accepted(client: TestClient, link: dict) -> None:
+    ahead = (datetime.now(UTC) + timedelta(seconds=30)).isoformat()
+    assert _post(client, link, _alert(link, time=ahead)).status_code == 202
+
+
+@pytest.mark.parametrize("when", ["nan", "inf", "1e400", 1e30, -1e30])
+def test_a_time_that_is_no_moment_is_422(client: TestClient, link: dict, when: object) -> None:
+    resp = _post(client, link, _alert(link, time=when))
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["field"] == "time" and _alerts() == []

@@ -15,7 +15,7 @@ placeholders produce them):
 | quantity | no | units, which must be a multiple of the lot size (checked against the contract) |
 | tradingsymbol + exchange | no | an explicit contract, e.g. NIFTY24NOV2626000CE on NFO |
 | price | no | the price the signal saw (the slippage reference); positive |
-| time | no | ISO 8601 or epoch seconds/ms; older than the staleness limit → refused |
+| time | no | ISO 8601 or epoch s/ms; stale (an entry past the age limit) or 60 s ahead → refused |
 | id | no | the alert's own id; repeats of one id are duplicates |
 
 Unknown keys are refused (a typo such as "qty" must not silently trade one lot).
@@ -61,6 +61,9 @@ KNOWN_KEYS = frozenset(
 EXCHANGES = ("NSE", "NFO", "BSE", "BFO", "MCX", "CDS")
 MAX_ID_LENGTH = 64
 MAX_LOTS = 1000
+# How far ahead of our clock an alert's time may be: TradingView's clock and an NTP-synced
+# server differ by far less, and a time beyond it would also dodge the staleness limit.
+MAX_CLOCK_SKEW_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -182,7 +185,10 @@ def parse_time(value: object) -> datetime | None:
             ) from exc
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     seconds = number / 1000 if number > 1e11 else number  # epoch ms from Pine's timenow
-    return datetime.fromtimestamp(seconds, UTC)
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, ValueError, OSError) as exc:  # nan, inf, 1e30: no such moment
+        raise ValidationError(f"time must be a real moment, got {value!r}", "time") from exc
 
 
 def _symbol(data: dict[str, Any]) -> str:
@@ -233,6 +239,16 @@ def parse_alert(data: dict[str, Any]) -> AlertSignal:
         time=parse_time(data.get("time")),
         alert_id=_text(data, "id", limit=MAX_ID_LENGTH),
     )
+
+
+def check_dates(signal: AlertSignal, now: datetime) -> None:
+    """Refuse what no alert can rightly carry, whatever its action: a time in the future."""
+    if signal.time is not None:
+        ahead = (signal.time - now).total_seconds()
+        if ahead > MAX_CLOCK_SKEW_SECONDS:
+            raise ValidationError(
+                f"time is {ahead:.0f}s in the future (clock skew allowed: "
+                f"{MAX_CLOCK_SKEW_SECONDS}s)", "time")
 
 
 def check_fresh(signal: AlertSignal, now: datetime, max_age_seconds: int) -> None:

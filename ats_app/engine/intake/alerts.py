@@ -27,6 +27,7 @@ from ats_app.engine.core.config import Settings, settings
 from ats_app.engine.core.errors import ValidationError
 from ats_app.engine.execution.signals import (
     AlertSignal,
+    check_dates,
     check_fresh,
     dedup_key,
     parse_alert,
@@ -262,6 +263,7 @@ def _valid_signal(
         )
     try:
         signal = parse_alert(data)
+        check_dates(signal, now)
         if signal.is_entry:  # a late exit still protects money; a late entry is a wrong one
             check_fresh(signal, now, cfg.alert_max_age_seconds)
     except ValidationError as exc:
