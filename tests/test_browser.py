@@ -389,3 +389,66 @@ def test_live_pnl_moves_and_trailing_stop_closes(app: ReflexProcess, page) -> No
         time.sleep(0.5)
     assert closed[0]["exit_reason"] == "trailing_stop"
     expect(page.locator("#open-positions-empty")).to_be_visible(timeout=20_000)
+
+
+def test_webhooks_page_builds_the_alert_messages(app: ReflexProcess, page) -> None:
+    """The Webhooks page shows a link's TradingView messages for what the builder chose; the
+    message shown, filled as TradingView fills it, is accepted by the link's URL."""
+    from datetime import UTC, datetime
+
+    import httpx
+    from playwright.sync_api import expect
+
+    _register(page, app, "kiran")
+    page.click("#bot-start")
+    expect(page.locator("#bot-state")).to_have_text("RUNNING")
+    page.click("#nav-webhooks")
+    page.fill("#link-name", "NIFTY CALL/PUT")
+    page.fill("#link-sl", "20")
+    page.click("#link-save")
+    expect(page.locator("#links")).to_contain_text("NIFTY CALL/PUT")
+    url = page.locator("[id^=url-]").first.inner_text()
+    page.locator("[id^=reveal-]").first.click()
+    link_id = page.locator("[id^=secret-]").first.get_attribute("id").split("-")[1]
+    messages = page.locator(f"[id^=message-{link_id}-]")
+    expect(messages).to_have_count(3)  # Buy CALL, Buy PUT, Exit
+    expect(page.locator(f"#builder-{link_id}")).to_contain_text("Buy PUT")
+    expect(messages.nth(0)).to_contain_text('"option": "CE"')
+    expect(messages.nth(1)).to_contain_text('"option": "PE"')
+
+    page.select_option("#builder-strike", "OTM2")
+    page.select_option("#builder-expiry", "next")
+    page.fill("#builder-lots", "2")
+    expect(messages.nth(0)).to_contain_text('"strike": "OTM2"')
+    expect(messages.nth(0)).to_contain_text('"lots": 2')
+    expect(messages.nth(1)).to_contain_text('"expiry": "next"')
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for width, height in ((1280, 900), (390, 844)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.locator(f"#builder-{link_id}").scroll_into_view_if_needed()
+        overflow = page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 1, f"/webhooks overflows {overflow}px at {width}px wide"
+        page.screenshot(path=str(SHOTS / f"webhook-messages-{width}.png"), full_page=True)
+    page.set_viewport_size({"width": 1200, "height": 800})
+
+    # The Buy PUT message as shown, filled as TradingView fills it, trades through the URL.
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = messages.nth(1).inner_text().replace("{{timenow}}", stamp)
+    resp = httpx.post(app.backend + url[url.index("/webhook/"):], content=body, timeout=10)
+    assert resp.status_code == 202, resp.text
+
+    page.fill("#builder-lots", "0")  # a bad choice: named, and no stale message to paste
+    expect(page.locator(f"#builder-{link_id}")).to_contain_text("Lots must be between 1")
+    expect(messages).to_have_count(0)
+    page.fill("#builder-lots", "1")
+    page.select_option("#builder-send", "strategy")
+    expect(messages).to_have_count(1)
+    expect(messages.first).to_contain_text("{{strategy.order.alert_message}}")
+    page.locator(f"#builder-{link_id} summary").click()
+    expect(page.locator(f"#pine-{link_id}")).to_contain_text("alert_message=put_fields")
+    page.screenshot(path=str(SHOTS / "webhook-messages-strategy.png"), full_page=True)
+
+    page.locator(f"#test-alert-{link_id}").click()  # sends the builder's first entry (CALL)
+    expect(page.locator(f"#result-{link_id}")).to_contain_text("202")
+    expect(page.locator(f"#result-{link_id}")).to_contain_text("accepted")

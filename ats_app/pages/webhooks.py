@@ -7,6 +7,150 @@ from ats_app.components.layout import app_page, form_error, form_message, submit
 from ats_app.state.webhooks import WebhooksState
 
 
+def _select(field: str, label: str, options: list[tuple[str, str]]) -> rx.Component:
+    """One builder choice; every change rebuilds the messages below."""
+    return rx.vstack(
+        rx.text(label, size="2"),
+        rx.el.select(
+            *[rx.el.option(text, value=value) for value, text in options],
+            value=WebhooksState.choices[field],
+            on_change=lambda v: WebhooksState.set_choice(field, v),
+            id=f"builder-{field}",
+            style={"padding": "6px", "width": "100%"},
+        ),
+        spacing="1",
+        width="100%",
+    )
+
+
+def _text_choice(field: str, label: str, placeholder: str) -> rx.Component:
+    return rx.vstack(
+        rx.text(label, size="2"),
+        rx.input(
+            value=WebhooksState.choices[field],
+            on_change=lambda v: WebhooksState.set_choice(field, v),
+            placeholder=placeholder,
+            id=f"builder-{field}",
+            width="100%",
+        ),
+        spacing="1",
+        width="100%",
+    )
+
+
+_STRIKES = [("ATM", "ATM")] + [(f"{k}{n}", f"{k} {n}") for k in ("ITM", "OTM") for n in (1, 2, 3)]
+
+
+def _message_block(m: rx.Var, i: rx.Var, link_id: rx.Var) -> rx.Component:
+    return rx.vstack(
+        rx.hstack(
+            rx.text(m["name"], weight="bold", size="2"),
+            rx.text("→ Message box of ", m["where"], size="1", color="var(--gray-10)"),
+            rx.spacer(),
+            rx.button(
+                "Copy", size="1", variant="soft",
+                on_click=WebhooksState.copy_text(m["message"], m["name"] + " message"),
+            ),
+            align="center",
+            width="100%",
+            wrap="wrap",
+        ),
+        rx.code_block(
+            m["message"],
+            language="json",
+            wrap_long_lines=True,
+            id="message-" + link_id + "-" + i.to_string(),
+            width="100%",
+            custom_style={"margin": "0"},
+        ),
+        spacing="1",
+        width="100%",
+    )
+
+
+def _builder(link_id: rx.Var) -> rx.Component:
+    """What the link trades and how TradingView sends it → the messages to paste."""
+    kind = WebhooksState.choices["kind"]
+    return rx.vstack(
+        rx.separator(width="100%"),
+        rx.heading("TradingView alert messages", size="3"),
+        rx.text(
+            "Choose what this link trades and how TradingView sends it; paste each message "
+            "below into its alert's Message box (the secret is in it).",
+            size="2",
+            color="var(--gray-11)",
+        ),
+        rx.grid(
+            _select("kind", "Trades", [("option", "Index options (CALL→CE, PUT→PE)"),
+                                       ("stock", "Stock (NSE cash)"), ("future", "Future")]),
+            _select("send", "TradingView sends it from",
+                    [("alertcondition", "Indicator alerts (alertcondition)"),
+                     ("strategy", "Strategy order fills")]),
+            rx.cond(
+                kind == "option",
+                _select("underlying", "Underlying",
+                        [(u, u) for u in ("NIFTY", "BANKNIFTY", "FINNIFTY")]),
+            ),
+            rx.cond(kind == "option", _select("strike", "Strike", _STRIKES)),
+            rx.cond(
+                kind == "option",
+                _select("expiry", "Expiry", [("nearest", "Nearest"), ("next", "Next")]),
+            ),
+            rx.cond(kind == "stock", _text_choice("symbol", "NSE symbol", "e.g. RELIANCE")),
+            rx.cond(
+                kind == "future",
+                _text_choice("tradingsymbol", "Contract (tradingsymbol)", "e.g. NIFTY29DEC26FUT"),
+            ),
+            rx.cond(
+                kind == "future",
+                _select("exchange", "Exchange", [(e, e) for e in ("NFO", "BFO", "MCX", "CDS")]),
+            ),
+            _text_choice("lots", "Lots per order", "1"),
+            columns=rx.breakpoints(initial="1", sm="2", md="3"),
+            spacing="3",
+            width="100%",
+        ),
+        rx.cond(
+            kind == "future",
+            rx.text(
+                "A future's contract expires: update the message when you roll it.",
+                size="1",
+                color="var(--gray-10)",
+            ),
+        ),
+        form_error(WebhooksState.builder_error),
+        rx.el.ol(
+            rx.foreach(WebhooksState.plan_steps, lambda step: rx.el.li(step)),
+            style={"paddingLeft": "1.4em", "fontSize": "14px", "margin": "0",
+                   "listStyleType": "decimal"},
+            id="builder-steps-" + link_id,
+        ),
+        rx.foreach(WebhooksState.plan_messages, lambda m, i: _message_block(m, i, link_id)),
+        rx.cond(
+            WebhooksState.plan_pine != "",
+            rx.el.details(
+                rx.el.summary("Pine Script (v6) with these alerts", style={"cursor": "pointer"}),
+                rx.button(
+                    "Copy Pine Script", size="1", variant="soft",
+                    on_click=WebhooksState.copy_text(WebhooksState.plan_pine, "Pine Script"),
+                    margin_y="6px",
+                ),
+                rx.code_block(
+                    WebhooksState.plan_pine,
+                    language="javascript",  # close enough to highlight Pine's syntax
+                    wrap_long_lines=True,
+                    id="pine-" + link_id,
+                    width="100%",
+                ),
+                style={"width": "100%"},
+            ),
+        ),
+        spacing="3",
+        width="100%",
+        id="builder-" + link_id,
+    )
+
+
 def _link_card(row: rx.Var) -> rx.Component:
     link_id = row["id"]
     revealed = WebhooksState.revealed.contains(link_id)
@@ -63,7 +207,7 @@ def _link_card(row: rx.Var) -> rx.Component:
                         "Hide", size="1", variant="soft", on_click=WebhooksState.hide(link_id)
                     ),
                     rx.button(
-                        "Reveal",
+                        "Reveal + alert messages",
                         size="1",
                         variant="soft",
                         on_click=WebhooksState.reveal(link_id),
@@ -86,18 +230,7 @@ def _link_card(row: rx.Var) -> rx.Component:
                 align="center",
                 wrap="wrap",
             ),
-            rx.cond(
-                revealed,
-                rx.vstack(
-                    rx.text(
-                        "TradingView alert message (paste into the alert's Message box):", size="2"
-                    ),
-                    rx.code_block(
-                        WebhooksState.messages[link_id], language="json", id="message-" + link_id
-                    ),
-                    width="100%",
-                ),
-            ),
+            rx.cond(WebhooksState.builder_link == link_id, _builder(link_id)),
             rx.text(WebhooksState.results.get(link_id, ""), size="2", id="result-" + link_id),
             spacing="2",
             width="100%",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import reflex as rx
 from sqlmodel import Session
@@ -10,7 +11,7 @@ from sqlmodel import Session
 from ats_app import routes
 from ats_app.engine.core.config import settings
 from ats_app.engine.core.errors import AtsError, ValidationError
-from ats_app.engine.intake import alerts
+from ats_app.engine.intake import alerts, messages
 from ats_app.engine.store.db import session_scope
 from ats_app.engine.tenants import accounts, strategies, webhooks
 from ats_app.state.auth import AuthState, sentence
@@ -63,6 +64,17 @@ def link_accounts_from_form(form: dict[str, str]) -> list[webhooks.LinkAccount]:
     return chosen
 
 
+_DEFAULT_CHOICES = {
+    "kind": "option", "underlying": "NIFTY", "strike": "ATM", "expiry": "nearest",
+    "symbol": "", "tradingsymbol": "", "exchange": "NFO", "lots": "1", "send": "alertcondition",
+}
+
+
+def trade_from_choices(choices: dict[str, str]) -> messages.Trade:
+    """The builder's fields → what the link trades (ValidationError names a bad field)."""
+    return messages.parse_trade(**{k: choices.get(k, v) for k, v in _DEFAULT_CHOICES.items()})
+
+
 class WebhooksState(ConfirmDelete, AuthState):
     def _delete_row(self, session: Session, uid: int, row_id: int) -> None:
         webhooks.delete_link(session, uid, row_id)
@@ -71,7 +83,14 @@ class WebhooksState(ConfirmDelete, AuthState):
     strategy_options: list[list[str]] = []  # [id, name]
     account_options: list[list[str]] = []  # [id, label]
     revealed: dict[str, str] = {}  # link id -> secret, only after "Reveal"
-    messages: dict[str, str] = {}  # link id -> ready-to-paste TradingView message
+    # The message builder, open on one revealed link at a time (`builder_link`): its
+    # choices, and the messages / Pine / steps they make with that link's secret.
+    builder_link: str = ""
+    choices: dict[str, str] = _DEFAULT_CHOICES
+    plan_messages: list[dict[str, str]] = []  # name, message, where
+    plan_pine: str = ""
+    plan_steps: list[str] = []
+    builder_error: str = ""
     results: dict[str, str] = {}  # link id -> last test alert result
     editing_id: int = 0
     edit: dict[str, str] = {}
@@ -94,7 +113,8 @@ class WebhooksState(ConfirmDelete, AuthState):
         if uid is None:
             return rx.redirect(routes.LOGIN)
         self.error = self.message = ""
-        self.revealed, self.messages = {}, {}
+        self.revealed = {}
+        self._close_builder()
         self._reload(uid)
         return None
 
@@ -150,7 +170,31 @@ class WebhooksState(ConfirmDelete, AuthState):
                 s, uid, int(link_id)
             )
         self.revealed[link_id] = secret
-        self.messages[link_id] = webhooks.alert_message_template(secret)
+        self.builder_link = link_id
+        self._build()
+
+    def _close_builder(self) -> None:
+        self.builder_link, self.builder_error, self.plan_pine = "", "", ""
+        self.plan_messages, self.plan_steps = [], []
+
+    def _build(self) -> None:
+        """The open link's messages from the builder's choices and the link's secret."""
+        secret = self.revealed.get(self.builder_link)
+        if secret is None:
+            self._close_builder()
+            return
+        try:
+            plan = messages.build(trade_from_choices(self.choices), secret)
+        except AtsError as exc:
+            # Stale messages beside an error would be pasted by someone: show none.
+            self.builder_error = sentence(exc)
+            self.plan_messages, self.plan_steps, self.plan_pine = [], [], ""
+            return
+        self.builder_error = ""
+        self.plan_messages = [
+            {"name": m.name, "message": m.message, "where": m.where} for m in plan.messages
+        ]
+        self.plan_pine, self.plan_steps = plan.pine, list(plan.steps)
 
     @rx.event
     def reveal(self, link_id: str):
@@ -159,7 +203,18 @@ class WebhooksState(ConfirmDelete, AuthState):
     @rx.event
     def hide(self, link_id: str):
         self.revealed.pop(link_id, None)
-        self.messages.pop(link_id, None)
+        if self.builder_link == link_id:
+            self._close_builder()
+
+    @rx.event
+    def set_choice(self, field: str, value: str):
+        if field in _DEFAULT_CHOICES:
+            self.choices = {**self.choices, field: value}
+            self._build()
+
+    @rx.event
+    def copy_text(self, text: str, what: str):
+        return [rx.set_clipboard(text), rx.toast(f"{what} copied")]
 
     @rx.event
     def rotate(self, link_id: str):
@@ -193,16 +248,16 @@ class WebhooksState(ConfirmDelete, AuthState):
         if not link.paper and settings().trading_mode != "paper":
             self.results[link_id] = "Test alerts are sent only to paper links."
             return None
-        body = json.dumps(
-            {
-                "secret": secret,
-                "action": "buy",
-                "symbol": "NIFTY",
-                "option": "CE",
-                "strike": "ATM",
-                "lots": 1,
-            }
-        )
-        reply = alerts.receive(link.token, body.encode(), None, check_source=False)
-        self.results[link_id] = f"{reply.status_code}: {json.dumps(reply.body)}"
+        # The builder's first entry message when it is open on this link, else the seed
+        # flow's (NIFTY CALL, ATM, nearest), filled as TradingView would fill it now.
+        choices = self.choices if self.builder_link == link_id else _DEFAULT_CHOICES
+        try:
+            plan = messages.build(trade_from_choices(choices), secret)
+        except AtsError as exc:
+            self.results[link_id] = f"Not sent: {sentence(exc)}"
+            return None
+        body = messages.body_for_test_alert(plan, datetime.now(UTC))
+        reply = alerts.receive(link.token, body, None, check_source=False)
+        sent = plan.messages[0].name
+        self.results[link_id] = f"Sent “{sent}”: {reply.status_code} {json.dumps(reply.body)}"
         return None

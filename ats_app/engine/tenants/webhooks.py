@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 from dataclasses import dataclass
 
@@ -267,19 +266,3 @@ def rotate_token(session: Session, user_id: int, link_id: int) -> LinkView:
     audit.record(session, "webhook.token_rotated", user_id=user_id, subject=str(link_id))
     return _view(session, link)
 
-
-def alert_message_template(secret: str) -> str:
-    """A ready-to-paste TradingView alert message for this link."""
-    return json.dumps(
-        {
-            "secret": secret,
-            "id": "{{strategy.order.id}}-{{timenow}}",
-            "action": "{{strategy.order.action}}",
-            "symbol": "{{ticker}}",
-            "exchange": "{{exchange}}",
-            "quantity": "{{strategy.order.contracts}}",
-            "price": "{{close}}",
-            "time": "{{timenow}}",
-        },
-        indent=2,
-    )
