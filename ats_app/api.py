@@ -16,6 +16,11 @@ from ats_app.engine.services import health
 
 log = logging.getLogger("ats.api")
 
+# TradingView gives up on an answer after about 3 s. A body still short of its Content-Length
+# after this long comes from no live sender, and waiting for the rest (no server times it
+# out) would hold the connection open for as long as the sender likes.
+BODY_TIMEOUT_S = 5.0
+
 
 async def _read_capped(request: Request, limit: int) -> bytes | None:
     """The body, or None as soon as it exceeds `limit` (never buffers an unbounded body)."""
@@ -38,9 +43,15 @@ async def webhook(request: Request) -> JSONResponse:
     peer = request.client.host if request.client else None
     source = alerts.client_ip(peer, request.headers.get("x-forwarded-for"), cfg)
     try:
-        body = await _read_capped(request, cfg.webhook_max_bytes)
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            body = await _read_capped(request, cfg.webhook_max_bytes)
     except ClientDisconnect:
         return JSONResponse({"status": "error", "error": "client disconnected"}, 400)
+    except TimeoutError:
+        reply = await _receive(token, None, source, body_timeout=BODY_TIMEOUT_S)
+        # Closed after the answer: the rest of that body must not be read as the next request.
+        return JSONResponse(reply.body, status_code=reply.status_code,
+                            headers={"Connection": "close"})
     reply = await _receive(token, body, source)
     return JSONResponse(reply.body, status_code=reply.status_code)
 
@@ -50,7 +61,8 @@ async def webhook(request: Request) -> JSONResponse:
 _running: set[asyncio.Future[alerts.Reply]] = set()
 
 
-async def _receive(token: str, body: bytes | None, source: str | None) -> alerts.Reply:
+async def _receive(token: str, body: bytes | None, source: str | None,
+                   body_timeout: float | None = None) -> alerts.Reply:
     """`alerts.receive` in a thread (its database and Redis calls block), returning as soon as
     it has the answer: for an accepted alert that is its commit, and the job's enqueue
     finishes after the reply is on its way."""
@@ -62,7 +74,7 @@ async def _receive(token: str, body: bytes | None, source: str | None) -> alerts
             early.set_result(reply)
 
     work = asyncio.ensure_future(asyncio.to_thread(
-        alerts.receive, token, body, source,
+        alerts.receive, token, body, source, body_timeout=body_timeout,
         answer=lambda reply: loop.call_soon_threadsafe(settle, reply)))
     _running.add(work)
     work.add_done_callback(_running.discard)

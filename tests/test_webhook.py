@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import threading
+import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -616,3 +619,51 @@ def test_a_time_that_is_no_moment_is_422(client: TestClient, link: dict, when: o
     resp = _post(client, link, _alert(link, time=when))
     assert resp.status_code == 422, resp.text
     assert resp.json()["field"] == "time" and _alerts() == []
+
+
+@pytest.fixture
+def live_server(link: dict) -> Iterator[tuple[str, int]]:
+    """The webhook app under uvicorn in a thread, on a free port: a real socket to stall."""
+    import uvicorn
+
+    from ats_app.engine.services.embedded_redis import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(build_api(), host="127.0.0.1", port=port,
+                                           lifespan="off", log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.02)
+    yield "127.0.0.1", port
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_a_body_short_of_its_content_length_is_408_within_the_timeout(
+    live_server: tuple[str, int], link: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 100 bytes declared, 9 sent: without a limit the connection hung with no answer for as
+    # long as the sender liked. TradingView gives up after ~3 s, so the limit is a few seconds.
+    from ats_app import api
+
+    assert 3 <= api.BODY_TIMEOUT_S <= 10
+    monkeypatch.setattr(api, "BODY_TIMEOUT_S", 0.5)  # the same mechanism, a fast test
+    with socket.create_connection(live_server, timeout=10) as sock:
+        sock.sendall(f"POST /webhook/{link['token']} HTTP/1.1\r\nHost: x\r\n"
+                     "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+                     '{"secret"'.encode())
+        started = time.monotonic()
+        answer = b""
+        while chunk := sock.recv(65536):  # until the server closes the connection
+            answer += chunk
+        waited = time.monotonic() - started
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408"), answer
+    assert 0.4 < waited < 3, waited
+    assert "within 0.5 s" in json.loads(body)["error"]
+    assert _alerts() == []
+    (refused,) = _audit("webhook.refused")
+    assert refused.user_id == link["user_id"] and '"status": 408' in refused.detail

@@ -232,9 +232,12 @@ def _load_link(token: str, source_ip: str | None, conn: redis.Redis) -> tuple[_L
 
 
 def _authentic_body(
-    link: _Link, body: bytes | None, source_ip: str | None, cfg: Settings
+    link: _Link, body: bytes | None, source_ip: str | None, cfg: Settings,
+    body_timeout: float | None = None,
 ) -> dict[str, Any]:
-    """Size, JSON, then the secret (constant-time) — in that order."""
+    """Arrived, size, JSON, then the secret (constant-time) — in that order."""
+    if body_timeout is not None:
+        raise link.refuse(408, f"body not received in full within {body_timeout:g} s")
     if body is None or len(body) > cfg.webhook_max_bytes:
         raise link.refuse(413, f"body over {cfg.webhook_max_bytes} bytes")
     try:
@@ -366,10 +369,12 @@ def receive(
     *,
     check_source: bool = True,
     answer: Callable[[Reply], None] | None = None,
+    body_timeout: float | None = None,
 ) -> Reply:
     """Everything the webhook route does, framework-free. Returns the HTTP answer.
 
-    `body` is None when it was larger than the limit (the route stops reading it early).
+    `body` is None when it was larger than the limit (the route stops reading it early), or
+    when it did not arrive in full within `body_timeout` seconds (then given: a 408).
     `check_source=False` is for the dashboard's own "Send test alert" (no TradingView IP).
     `answer`, if given, gets an accepted alert's answer as soon as its row is committed, before
     the job is enqueued: the sender's reply need not wait for that Redis round trip, and the
@@ -387,7 +392,7 @@ def receive(
         # is recorded by settle(), once the ack holds no connection.
         link, count = _load_link(token, source_ip, conn)
         try:
-            data = _authentic_body(link, body, source_ip, cfg)
+            data = _authentic_body(link, body, source_ip, cfg, body_timeout)
         except _Refused as refused:
             if count is not None:
                 refused.after.append(lambda: _uncount(conn, link.id))
