@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import importlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import redis
-from rq import Queue
+from rq import Queue, Worker
+from rq.job import Job
 
 from ats_app.engine.services.worker import TradingJob, TradingWorker
 from ats_app.engine.store.queueing import current_job_path
 from ats_app.engine.store.redis_conn import ALERTS_QUEUE
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class _Counting(redis.Redis):
@@ -68,3 +78,78 @@ def test_old_job_paths_name_todays_functions(old: str, new: str) -> None:
     assert current_job_path(old) == new
     module, _, name = new.rpartition(".")
     assert callable(getattr(importlib.import_module(module), name))
+
+
+def _worker(redis_url: str, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "ats_app.cli", "worker", *args], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def _until(done: Callable[[], bool], seconds: float, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + seconds
+    while not done():
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _finished(jobs: list[Job]) -> bool:
+    return all(j.get_status(refresh=True) == "finished" for j in jobs)
+
+
+def test_one_worker_process_runs_as_many_jobs_at_once_as_it_has_threads(redis_url: str) -> None:
+    """Four jobs waiting 1.5 s each, as order jobs wait on Angel: one process with 4 job
+    threads runs them side by side (one after another they would take 6 s)."""
+    conn = redis.Redis.from_url(redis_url)
+    conn.flushdb()
+    queue = Queue(ALERTS_QUEUE, connection=conn)
+    proc = _worker(redis_url, "--threads", "4")
+    try:
+        _until(lambda: len(Worker.all(connection=conn)) == 4, 60, proc)
+        assert {w.pid for w in Worker.all(connection=conn)} == {proc.pid}
+        jobs = [queue.enqueue("tests.worker_jobs.wait", 1.5) for _ in range(4)]
+        _until(lambda: _finished(jobs), 30, proc)
+        runs = [j.return_value() for j in jobs]
+        assert {r["pid"] for r in runs} == {proc.pid}
+        assert len({r["thread"] for r in runs}) == 4
+        # every job started before any had ended: all four at once
+        assert max(r["started"] for r in runs) < min(r["ended"] for r in runs)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_a_warm_stop_lets_every_threads_job_finish_then_exits(redis_url: str) -> None:
+    conn = redis.Redis.from_url(redis_url)
+    conn.flushdb()
+    queue = Queue(ALERTS_QUEUE, connection=conn)
+    proc = _worker(redis_url, "--threads", "3")
+    try:
+        _until(lambda: len(Worker.all(connection=conn)) == 3, 60, proc)
+        jobs = [queue.enqueue("tests.worker_jobs.wait", 2.0) for _ in range(2)]
+        _until(lambda: all(j.get_status(refresh=True) == "started" for j in jobs), 30, proc)
+        stopped = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        # the jobs in flight ran to their end, and the idle thread did not hold the exit
+        assert _finished(jobs)
+        assert time.monotonic() - stopped < 15
+        assert Worker.all(connection=conn) == []  # every thread's worker deregistered
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_a_job_thread_still_enforces_the_jobs_time_limit(redis_url: str) -> None:
+    """SIGALRM reaches only the main thread: a job thread's limit is a timer."""
+    conn = redis.Redis.from_url(redis_url)
+    conn.flushdb()
+    queue = Queue(ALERTS_QUEUE, connection=conn)
+    jobs = [queue.enqueue("tests.worker_jobs.wait", 30, job_timeout=1) for _ in range(3)]
+    proc = _worker(redis_url, "--threads", "3", "--burst")
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out[-3000:]
+    assert [j.get_status(refresh=True) for j in jobs] == ["failed"] * 3
+    assert all("JobTimeoutException" in (j.latest_result().exc_string or "") for j in jobs)

@@ -17,10 +17,18 @@ def _serve(run: Callable[[], None]) -> dict[str, Any]:
     return {}
 
 
+def _positive(text: str) -> int:
+    n = int(text) if text.strip().isdigit() else 0
+    if not 1 <= n <= 64:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 64, got {text!r}")
+    return n
+
+
 def cmd_worker(args: argparse.Namespace) -> dict[str, Any]:
     from ats_app.engine.services.worker import run_worker
 
-    run_worker(burst=args.burst, queue_names=args.queues.split(",") if args.queues else None)
+    run_worker(burst=args.burst, queue_names=args.queues.split(",") if args.queues else None,
+               threads=args.threads)
     return {}
 
 
@@ -49,6 +57,8 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
     w = sub.add_parser("worker", parents=[common], help="run an RQ worker")
     w.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    w.add_argument("--threads", type=_positive, default=None,
+                   help="jobs run at once, one thread each (default: ATS_WORKER_THREADS, 4)")
     w.add_argument(
         "--queues",
         help="comma-separated queues (default: the trading queues; "

@@ -70,8 +70,9 @@ def test_three_workers_two_monitors_run_each_job_exactly_once(
                                           stderr=subprocess.STDOUT))
         # Enqueued once all three workers wait on the queue, so they compete for one backlog
         # (enqueued earlier, the first worker up on a slow runner could drain it alone).
-        _until(lambda: len(Worker.all(connection=conn)) >= 3, procs, tmp_path,
-               "3 workers registered")
+        # (each process registers one RQ worker per job thread: count processes)
+        _until(lambda: len({w.pid for w in Worker.all(connection=conn)}) >= 3, procs,
+               tmp_path, "3 worker processes registered")
         for nonce in nonces:
             queue.enqueue("tests.deploy.scale_jobs.record", dsn, nonce)
         _until(lambda: _probes(dsn) >= JOBS and queue.count == 0, procs, tmp_path,

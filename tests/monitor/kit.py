@@ -75,7 +75,9 @@ def env() -> dict[str, str]:
 
 
 def run_burst_worker(timeout: float = 60) -> None:
-    proc = subprocess.run([sys.executable, "-m", "ats_app.cli", "worker", "--burst"],
+    # One job thread: the queue drained in order (positions opened in the order posted).
+    proc = subprocess.run([sys.executable, "-m", "ats_app.cli", "worker", "--burst",
+                           "--threads", "1"],
                           env=env(), capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
 

@@ -115,7 +115,8 @@ def _worker_env() -> dict[str, str]:
 
 def _run_burst_worker(timeout: float = 90) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "ats_app.cli", "worker", "--burst"],
+        # one job thread: the queue drained in order, as these tests' sequences expect
+        [sys.executable, "-m", "ats_app.cli", "worker", "--burst", "--threads", "1"],
         env=_worker_env(),
         cwd=os.getcwd(),
         capture_output=True,

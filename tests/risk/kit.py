@@ -41,7 +41,9 @@ def run_burst_worker(timeout: float = 60) -> None:
     running)."""
     deadline = time.monotonic() + timeout
     while True:
-        proc = subprocess.run([sys.executable, "-m", "ats_app.cli", "worker", "--burst"],
+        # one job thread: the queue drained in order, as these tests' sequences expect
+        proc = subprocess.run([sys.executable, "-m", "ats_app.cli", "worker", "--burst",
+                               "--threads", "1"],
                               env=worker_env(), cwd=os.getcwd(), capture_output=True,
                               text=True, timeout=timeout)
         assert proc.returncode == 0, proc.stderr[-3000:]

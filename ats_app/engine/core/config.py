@@ -53,6 +53,13 @@ def _worker_nice(env: dict[str, str]) -> int:
     return nice
 
 
+def _worker_threads(env: dict[str, str]) -> int:
+    n = _int("ATS_WORKER_THREADS", env, 4)
+    if not 1 <= n <= 64:
+        raise ConfigError(f"ATS_WORKER_THREADS must be between 1 and 64, got {n}")
+    return n
+
+
 @dataclass(frozen=True)
 class Settings:
     env: str
@@ -80,6 +87,9 @@ class Settings:
     # monitor's stops go first — TradingView gives up on a slow ack and never resends, while a
     # queued job only waits.
     worker_nice: int
+    # Jobs one worker process runs at once, one thread each: a job waiting on Angel's answer
+    # holds a thread, not the process.
+    worker_threads: int
     smartapi_client_id: str | None
     smartapi_api_key: str | None
     smartapi_password: str | None
@@ -207,6 +217,7 @@ def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> 
         webhook_ip_allowlist=_allowlist(env.get("WEBHOOK_IP_ALLOWLIST"), is_prod),
         trusted_proxies=_csv(env.get("TRUSTED_PROXIES")),
         worker_nice=_worker_nice(env),
+        worker_threads=_worker_threads(env),
         smartapi_client_id=env.get("SMARTAPI_CLIENT_ID", "").strip() or None,
         smartapi_api_key=env.get("SMARTAPI_API_KEY", "").strip() or None,
         smartapi_password=env.get("SMARTAPI_PASSWORD", "").strip() or None,

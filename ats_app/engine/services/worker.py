@@ -1,14 +1,26 @@
-"""The RQ worker process (`python -m ats_app.cli worker`)."""
+"""The RQ worker process (`python -m ats_app.cli worker`).
+
+A job of the order path spends most of its life waiting on Angel One (100-300 ms a call),
+not on the CPU. So a worker process runs several jobs at once: `ATS_WORKER_THREADS` job
+threads (default 4), each an RQ SimpleWorker of its own, registered, heart-beating and
+retried like any worker. A job waiting for its broker's answer holds one thread, never the
+process: the next alert starts at once on another. The main thread's worker owns the signals
+and RQ's scheduler; its stop (SIGTERM, warm) stops the others after their current job.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
+from typing import Any
 
 import redis
 from redis.client import Pipeline
 from rq import Queue, SimpleWorker
 from rq.job import Job
+from rq.timeouts import TimerDeathPenalty
 from rq.utils import import_attribute
 
 from ats_app.engine.core.config import settings
@@ -33,6 +45,28 @@ class TradingWorker(SimpleWorker):
     job; pipelined, RQ's own time per back-to-back job fell from 3.2 to 2.6 ms (500 no-op
     jobs, 3 runs each way), which is what a burst of alerts waits behind."""
 
+    # A job's time limit by a timer, not SIGALRM: only the main thread can take a signal,
+    # and job threads run jobs too.
+    death_penalty_class = TimerDeathPenalty
+    job_threads: list[JobThread]
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.job_threads = []
+        self.burst = False
+
+    def _install_signal_handlers(self) -> None:
+        super()._install_signal_handlers()
+        # The job threads start only now, after RQ has forked its scheduler: a fork copies
+        # the forking thread alone, and a lock another thread held would stay held.
+        for other in self.job_threads:
+            other.start(self.burst)
+
+    def handle_warm_shutdown_request(self) -> None:
+        super().handle_warm_shutdown_request()
+        for other in self.job_threads:
+            other.stop_after_current_job()
+
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         if pipeline is not None:  # already part of one of RQ's own pipelines
             super().heartbeat(timeout, pipeline=pipeline)
@@ -42,9 +76,62 @@ class TradingWorker(SimpleWorker):
             pipe.execute()
 
 
-def run_worker(burst: bool = False, queue_names: list[str] | None = None) -> bool:
+class JobThread(TradingWorker):
+    """One more job slot of a worker process: a worker in a thread of its own."""
+
+    # An idle thread waits on the queue this long at a time (RQ: worker_ttl - 15), so a
+    # stop reaches it within seconds; its heartbeat follows each wait.
+    TTL_S = 18
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, worker_ttl=self.TTL_S, **kwargs)
+        self.thread: threading.Thread | None = None
+        self.worked = False
+
+    def _install_signal_handlers(self) -> None:
+        pass  # signals reach the main thread's worker only, which stops this one
+
+    def stop_after_current_job(self) -> None:
+        self._stop_requested = True
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None,
+                                     max_idle_time: int | None = None) -> Any:
+        if timeout is None:  # burst: one look, no wait
+            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        # RQ waits here until a job comes, whatever the wait's timeout; a stop must not wait
+        # for the next alert. Each wait ends at the timeout (as "idle"), then the stop is read.
+        while not self._stop_requested:
+            found = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time=timeout)
+            if found is not None:
+                return found
+        return None
+
+    def start(self, burst: bool) -> None:
+        self.burst = burst
+        self.thread = threading.Thread(target=self._run, name=f"job-{self.name[:8]}",
+                                       daemon=True)  # a cold stop takes them down with it
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.worked = self.work(burst=self.burst, logging_level="WARNING")
+        finally:
+            if not self.burst and not self._stop_requested:
+                # It quit on its own (Redis gone for good, say): stop the whole process so
+                # that its supervisor starts a full one, rather than serve with a slot less.
+                logging.getLogger("ats.worker").error("job thread %s quit; stopping", self.name)
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    def join(self, timeout: float | None = None) -> None:
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+
+def run_worker(burst: bool = False, queue_names: list[str] | None = None,
+               threads: int | None = None) -> bool:
     """Trading queues by default. Notifications get their own worker (`--queues
-    notifications`) so a hanging notification service never delays an order or an exit."""
+    notifications`) so a hanging notification service never delays an order or an exit.
+    `threads`: jobs run at once in this process (default ATS_WORKER_THREADS)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
     _lower_priority(settings().worker_nice)
     conn = connect()
@@ -57,19 +144,35 @@ def run_worker(burst: bool = False, queue_names: list[str] | None = None) -> boo
     if ALERTS_QUEUE in names:
         _warm_order_path()
     freeze_startup_heap()
-    queues = [Queue(name, connection=conn, job_class=TradingJob) for name in names]
     # A SimpleWorker runs jobs in this process instead of forking one per job: no fork cost on
     # the order path, and the instrument index and broker sessions stay cached across jobs.
     # A crash still loses nothing: the job is abandoned, then retried by registry cleanup,
     # and every job is idempotent.
-    worker = TradingWorker(queues, connection=conn, job_class=TradingJob)
+    worker = TradingWorker(_queues(names, conn), connection=conn, job_class=TradingJob)
+    worker.job_threads = [
+        JobThread(_queues(names, c), connection=c, job_class=TradingJob)
+        for c in (connect() for _ in range((threads or settings().worker_threads) - 1))]
     # RQ logs three INFO lines per job (~1 ms of a 2-core machine's CPU per job, next to the
     # webhook): it logs warnings and errors only, and each job logs one line of its own,
     # with its outcome (`entry.handle_alert`, `exit_order.handle_exit`).
-    logging.getLogger("ats.worker").info("worker %s on %s", worker.name, ", ".join(names))
+    logging.getLogger("ats.worker").info("worker %s on %s, %d job threads", worker.name,
+                                         ", ".join(names), 1 + len(worker.job_threads))
+    worker.burst = burst  # its job threads start once its own work begins
     # The scheduler lets jobs be enqueued for later (risk/day schedules); RQ elects one
     # scheduler among workers, so several workers still run each schedule once.
-    return worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+    try:
+        worked = worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+    finally:
+        for other in worker.job_threads:
+            other.stop_after_current_job()
+        for other in worker.job_threads:
+            other.join()
+    return worked or any(other.worked for other in worker.job_threads)
+
+
+def _queues(names: list[str], conn: redis.Redis) -> list[Queue]:
+    return [Queue(name, connection=conn, job_class=TradingJob,
+                  death_penalty_class=TimerDeathPenalty) for name in names]
 
 
 def _warm_order_path() -> None:
