@@ -667,3 +667,51 @@ def test_a_body_short_of_its_content_length_is_408_within_the_timeout(
     assert _alerts() == []
     (refused,) = _audit("webhook.refused")
     assert refused.user_id == link["user_id"] and '"status": 408' in refused.detail
+
+
+def _ist_today() -> datetime:
+    from ats_app.engine.market.instruments import IST
+
+    return datetime.now(IST)
+
+
+@pytest.mark.parametrize("fields,field", [
+    pytest.param({"symbol": "NIFTY\x00"}, "symbol", id="nul-in-symbol"),
+    pytest.param({"id": "sig\x1b[2J"}, "id", id="escape-in-id"),
+    pytest.param({"tradingsymbol": "NIFTY\x7f", "exchange": "NFO"}, "tradingsymbol",
+                 id="del-in-tradingsymbol"),
+    pytest.param({"strike": "OTM\u0085 1"}, "strike", id="c1-in-strike"),
+    pytest.param({"strike": "OTM999"}, "strike", id="otm999"),
+    pytest.param({"strike": "ITM501"}, "strike", id="itm501"),
+    pytest.param({"strike": "OTM" + "9" * 5000}, "strike", id="5000-digit-offset"),
+    pytest.param({"strike": "1e999999"}, "strike", id="strike-1e999999"),
+    pytest.param({"expiry": "1999-12-30"}, "expiry", id="expiry-1999"),
+    pytest.param({"expiry": "yesterday"}, "expiry", id="expiry-yesterday"),
+    pytest.param({"lots": "sNaN"}, "lots", id="lots-snan"),
+])
+def test_hostile_field_values_are_422_naming_the_field(
+    client: TestClient, link: dict, fields: dict, field: str
+) -> None:
+    # Each was a 202 that failed only inside the job, or a 500 (5,000 digits, 1e999999, sNaN).
+    if fields.get("expiry") == "yesterday":
+        fields = {"expiry": (_ist_today() - timedelta(days=1)).date().isoformat()}
+    resp = _post(client, link, _alert(link, **fields))
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["field"] == field and field in resp.json()["error"]
+    assert _alerts() == []
+    (refused,) = _audit("webhook.refused")
+    assert '"status": 422' in refused.detail
+
+
+@pytest.mark.parametrize("fields", [
+    pytest.param({"symbol": " NIFTY\n", "id": "a\t"}, id="surrounding-whitespace"),
+    pytest.param({"strike": "OTM500"}, id="otm500"),
+    pytest.param({"strike": "26000"}, id="a-strike-price"),
+    pytest.param({"expiry": "today"}, id="expiry-today"),
+])
+def test_the_edges_of_those_limits_are_accepted(
+    client: TestClient, link: dict, fields: dict
+) -> None:
+    if fields.get("expiry") == "today":
+        fields = {"expiry": _ist_today().date().isoformat()}  # trades until the close
+    assert _post(client, link, _alert(link, **fields)).status_code == 202

@@ -25,14 +25,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ats_app.engine.core.errors import ValidationError
-from ats_app.engine.market.instruments import ExpiryChoice
+from ats_app.engine.market.instruments import IST, ExpiryChoice
 from ats_app.engine.market.resolve import (
     StrikeChoice,
     parse_expiry_choice,
@@ -64,6 +65,9 @@ MAX_LOTS = 1000
 # How far ahead of our clock an alert's time may be: TradingView's clock and an NTP-synced
 # server differ by far less, and a time beyond it would also dodge the staleness limit.
 MAX_CLOCK_SKEW_SECONDS = 60
+# C0, DEL and C1: no symbol, choice or id has one (a NUL in a symbol failed only in the job).
+# Surrounding whitespace (a trailing newline) is stripped as before, not refused.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -149,7 +153,8 @@ def _whole(data: dict[str, Any], key: str, upper: int) -> int | None:
         number = Decimal(str(value).strip())
     except InvalidOperation as exc:
         raise ValidationError(f"{key} must be a whole number, got {value!r}", key) from exc
-    if isinstance(value, bool) or number != number.to_integral_value() or number <= 0:
+    if (isinstance(value, bool) or not number.is_finite()  # sNaN: no comparison is allowed
+            or number != number.to_integral_value() or number <= 0):
         raise ValidationError(f"{key} must be a whole number above 0, got {value!r}", key)
     if number > upper:
         raise ValidationError(f"{key} must be at most {upper}", key)
@@ -202,6 +207,10 @@ def parse_alert(data: dict[str, Any]) -> AlertSignal:
     unknown = sorted(set(data) - KNOWN_KEYS)
     if unknown:
         raise ValidationError(f"unknown field(s): {', '.join(unknown)}", unknown[0])
+    for key, value in data.items():
+        if isinstance(value, str) and (bad := _CONTROL.search(value.strip())):
+            raise ValidationError(
+                f"{key} contains a control character (U+{ord(bad[0]):04X})", key)
     action = (_text(data, "action") or "").lower()
     if action not in ACTIONS:
         raise ValidationError("action is required: buy, sell or exit", "action")
@@ -242,13 +251,17 @@ def parse_alert(data: dict[str, Any]) -> AlertSignal:
 
 
 def check_dates(signal: AlertSignal, now: datetime) -> None:
-    """Refuse what no alert can rightly carry, whatever its action: a time in the future."""
+    """Refuse what no alert can rightly carry, whatever its action: a time in the future, an
+    expiry already past (IST; its own day still trades)."""
     if signal.time is not None:
         ahead = (signal.time - now).total_seconds()
         if ahead > MAX_CLOCK_SKEW_SECONDS:
             raise ValidationError(
                 f"time is {ahead:.0f}s in the future (clock skew allowed: "
                 f"{MAX_CLOCK_SKEW_SECONDS}s)", "time")
+    today = now.astimezone(IST).date()
+    if isinstance(signal.expiry, date) and signal.expiry < today:
+        raise ValidationError(f"expiry {signal.expiry} is past (today is {today})", "expiry")
 
 
 def check_fresh(signal: AlertSignal, now: datetime, max_age_seconds: int) -> None:

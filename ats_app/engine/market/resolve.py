@@ -31,6 +31,14 @@ from ats_app.engine.market.instruments import (
 
 # --------------------------------------------------------------------------- choices
 
+# ITM/OTM count listed strikes from the money. Exchanges list a few dozen per side at a time
+# (BANKNIFTY 25-1-25 at 100 points), more accrue as the index moves over a contract's life,
+# and no chain comes near 500 on one side: at NIFTY's 50-point step that is 25,000 points,
+# the whole index. A larger count is a typo or hostile, refused before it reaches a job.
+MAX_STRIKE_STEPS = 500
+# The highest strikes listed in India (MRF's, SENSEX's) are near 1-1.5 lakh rupees.
+MAX_STRIKE_PRICE = Decimal(10_000_000)
+
 
 @dataclass(frozen=True)
 class StrikeChoice:
@@ -65,6 +73,10 @@ def parse_strike_choice(value: str | int | float | Decimal) -> StrikeChoice:
     m = _STEP_RE.fullmatch(text)
     if m is None:
         return _exact_strike(text)
+    digits = m[2].lstrip("0")  # length first: int() of thousands of digits is an error
+    if len(digits) > len(str(MAX_STRIKE_STEPS)) or int(digits or 0) > MAX_STRIKE_STEPS:
+        raise ValidationError(f"strike must be at most {MAX_STRIKE_STEPS} steps from ATM, "
+                              f"got {text[:16]!r}", field="strike")
     steps = int(m[2]) if m[2] else (0 if m[1] == "ATM" else 1)
     if m[1] == "ATM" and steps:
         raise ValidationError(f"ATM takes no step count, got {value!r}", field="strike")
@@ -81,6 +93,9 @@ def _exact_strike(value: object) -> StrikeChoice:
             field="strike") from None
     if strike <= 0:
         raise ValidationError(f"strike must be positive, got {value!r}", field="strike")
+    if strike > MAX_STRIKE_PRICE:
+        raise ValidationError(f"strike must be at most {MAX_STRIKE_PRICE}, got "
+                              f"{str(value)[:16]!r}", field="strike")
     return StrikeChoice("EXACT", strike=_tidy(strike))
 
 
