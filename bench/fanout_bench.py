@@ -2,8 +2,10 @@
 
 Run: ``.venv/bin/python -m bench.fanout_bench``. Starts `reflex run --backend-only` with its
 dev services (embedded Redis, one RQ worker, the order-update consumer, monitor, feed,
-simulator) plus 3 more RQ workers (4 in all) on a fresh PostgreSQL database (BENCH_PG_DSN's
-server; `--database sqlite` for the dev default), and 54 simulated Angel accounts.
+simulator) plus 3 more RQ worker processes (4 in all, each running ATS_WORKER_THREADS jobs
+at once, default 4; `--threads 1` for one job per process) on a fresh PostgreSQL database
+(BENCH_PG_DSN's server; `--database sqlite` for the dev default), and 54 simulated Angel
+accounts.
 
 1. Fan-out: one alert on a live link with 10, then 50 accounts, `--rounds` times after a
    warm-up (every account logged in, as the 08:45 pre-open does), twice: placeOrder answering
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import tempfile
 import time
 from collections import Counter
@@ -371,8 +374,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--burst-rounds", type=int, default=5)
     p.add_argument("--database", default="postgres", choices=("postgres", "sqlite"))
     p.add_argument("--sections", default="fanout,bursts,flood")
-    p.add_argument("--workers", type=int, default=4, help="RQ workers for the orders")
+    p.add_argument("--workers", type=int, default=4, help="RQ worker processes")
+    p.add_argument("--threads", type=int, default=None,
+                   help="jobs per worker process (ATS_WORKER_THREADS; default the product's)")
     args = p.parse_args(argv)
+    if args.threads is not None:
+        os.environ["ATS_WORKER_THREADS"] = str(args.threads)  # live_stack passes it on
     tmp = Path(tempfile.mkdtemp(prefix="ats-fanout-"))
     with _database(args.database, tmp) as url:
         if url is None:
@@ -403,7 +410,8 @@ def _run(args: argparse.Namespace, database_url: str, tmp: Path) -> dict[str, An
         out["floor_place_order"] = floor
         if "bursts" in sections:
             burst = [links[f"burst{i}"] for i in range(8)]
-            key = f"bursts_8_on_{args.workers}_workers"
+            threads = os.environ.get("ATS_WORKER_THREADS", "4")
+            key = f"bursts_8_on_{args.workers}_workers_{threads}_threads"
             out[key] = _bursts(backend, sim_url, burst, args.burst_rounds, floor,
                                stack["redis_url"])
             print(f"8 at once on {args.workers} workers: {out[key]}")

@@ -335,7 +335,9 @@ def live_stack(database_url: str, tmp: Path, workers: int = 4) -> Iterator[dict[
              "ATS_FAKE_NOW": "2026-12-02T10:00:00+05:30",  # inside NSE hours, any wall clock
              "DATABASE_URL": database_url,
              # the workers' niceness under test (the server's own environment is not passed on)
-             "ATS_WORKER_NICE": os.environ.get("ATS_WORKER_NICE", "5")}
+             "ATS_WORKER_NICE": os.environ.get("ATS_WORKER_NICE", "5"),
+             # jobs each worker process runs at once (the product's default unless set)
+             "ATS_WORKER_THREADS": os.environ.get("ATS_WORKER_THREADS", "4")}
     server = ReflexProcess(tmp / "data", backend_only=True, env=extra)
     server.start(timeout=180)
     procs: list[subprocess.Popen] = []

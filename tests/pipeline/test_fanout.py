@@ -273,3 +273,39 @@ def test_one_accounts_slow_answer_never_holds_the_users_other_alerts(fleet: dict
     orders = [o for a in ids for o in _orders(a)]
     assert len(orders) == 2 and all(o.broker_order_id for o in orders), orders
     assert _spread_ms(orders) < 200, _spread_ms(orders)
+
+
+@pytest.mark.parametrize("fleet", [10], indirect=True)
+def test_an_exit_alert_sells_on_every_account_at_once(fleet: dict) -> None:
+    """A sell alert on a link of ten accounts, placeOrder answering 150 ms late: the ten
+    sells are sent side by side (one after another their rows would be >= 9 x 150 ms
+    apart; each account's claim and row are commits of their own, so SQLite's one writer
+    spaces them a little), each exactly once, and every position closes."""
+    _warm(fleet)
+    opened = _post(fleet, id="open")
+    entry.handle_alert(opened)
+    for a in fleet["accounts"]:
+        follower.follow_account(fleet["user"], a)
+    with session_scope() as s:
+        held = s.exec(select(Position.id).where(Position.status == "OPEN")).all()
+    assert len(held) == 10
+    _fault(fleet["sim"], route="placeOrder", kind="latency", ms=150)
+    sold = _post(fleet, action="sell", id="close")
+    entry.handle_alert(sold)
+    orders = _orders(sold)
+    assert len(orders) == 10 and {o.side for o in orders} == {"SELL"}
+    assert sorted(o.position_id for o in orders) == sorted(held)  # type: ignore[type-var]
+    assert _spread_ms(orders) < 600, _spread_ms(orders)
+    for a in fleet["accounts"]:
+        follower.follow_account(fleet["user"], a)
+    with session_scope() as s:
+        statuses = s.exec(select(Position.status).where(col(Position.id).in_(held))).all()
+        assert s.get(Alert, sold).status == "DONE"  # type: ignore[union-attr]
+    assert set(statuses) == {"CLOSED"}
+    assert sorted(o.client_order_id for o in _book_orders(fleet["sim"], "SELL")) == sorted(
+        o.client_order_id for o in orders)
+
+
+def _book_orders(sim: ServerThread, side: str) -> list[Order]:
+    return [Order(client_order_id=row["ordertag"]) for row in _book(sim)
+            if row["transactiontype"] == side]

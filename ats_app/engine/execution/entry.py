@@ -10,15 +10,18 @@ or the account's follower gives it its verdict (`verdict.settle`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
+from ats_app.engine.broker.base import Broker
 from ats_app.engine.broker.errors import BrokerError
 from ats_app.engine.broker.factory import broker_for, simulator_credentials
 from ats_app.engine.core.config import settings
@@ -153,7 +156,7 @@ def _handle_alert(s: Session, alert_id: int) -> str:
         outcomes = fanout.enter_all(s, alert_id, user_id, link, targets, signal, paper,
                                     has_orders, conn, first_run=first_run)
     else:
-        outcomes = [_exit_on(s, alert_id, user_id, link, t, paper, conn) for t in targets]
+        outcomes = _exit_all(s, alert_id, user_id, link, targets, paper, conn)
     settled = verdict.settle(alert_id, session=s, alert=alert)
     if settled is None:
         # Some order is still working at the broker: its stream or follower settles it.
@@ -173,8 +176,32 @@ def _any_order(s: Session, alert_id: int) -> bool:
     return s.exec(select(Order.id).where(Order.alert_id == alert_id)).first() is not None
 
 
+def _exit_all(s: Session, alert_id: int, user_id: int, link: WebhookLink,
+              targets: list[Target], paper: bool, conn: Any) -> list[str]:
+    """A sell/exit alert on every account of its link at once, as entries are sent: each
+    account's exit in a thread with a database session of its own, so one account's slow
+    sell never delays the next account's. Brokers are made here, in the job's thread, which
+    keeps their SDK clients and connections across jobs."""
+    if len(targets) <= 1:
+        return [_exit_on(s, alert_id, user_id, link, t, paper, conn) for t in targets]
+    brokers: dict[int | None, Broker] = {}
+    for t in targets:
+        # on an error, the account's own exit meets it again and records it
+        with contextlib.suppress(AtsError, BrokerError):
+            brokers[t.account_id] = broker_for(s, user_id, t.account_id, paper=paper, redis=conn)
+    s.commit()  # nothing of this session held while the threads write
+
+    def one(t: Target) -> str:
+        with job_session() as own:
+            return _exit_on(own, alert_id, user_id, link, t, paper, conn,
+                            brokers.get(t.account_id))
+
+    with ThreadPoolExecutor(min(len(targets), fanout.max_threads()), "exits") as pool:
+        return list(pool.map(one, targets))
+
+
 def _exit_on(s: Session, alert_id: int, user_id: int, link: WebhookLink, target: Target,
-             paper: bool, conn: Any) -> str:
+             paper: bool, conn: Any, broker: Broker | None = None) -> str:
     """A sell/exit alert on one account: its open position goes to the exit job's code."""
     try:
         position_id = positions.open_position_id(s, link.id, target.account_id)  # type: ignore[arg-type]
@@ -185,7 +212,7 @@ def _exit_on(s: Session, alert_id: int, user_id: int, link: WebhookLink, target:
                            reason="no open position to exit")
             s.commit()
             return "ignored: no open position"
-        broker = broker_for(s, user_id, target.account_id, paper=paper, redis=conn)
+        broker = broker or broker_for(s, user_id, target.account_id, paper=paper, redis=conn)
         outcome = exit_position(position_id, "signal", alert_id=alert_id, broker=broker,
                                 session=s)
         order = _latest_exit(s, position_id)
