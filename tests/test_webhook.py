@@ -715,3 +715,31 @@ def test_the_edges_of_those_limits_are_accepted(
     if fields.get("expiry") == "today":
         fields = {"expiry": _ist_today().date().isoformat()}  # trades until the close
     assert _post(client, link, _alert(link, **fields)).status_code == 202
+
+
+@pytest.mark.parametrize("fragment", [
+    pytest.param('"secret": "\\ud800"', id="in-the-secret"),  # before any secret is known
+    pytest.param('"secret": "{s}", "action": "buy", "symbol": "NIFTY", "id": "\\udfff"',
+                 id="in-a-value"),
+    pytest.param('"secret": "{s}", "action": "buy", "symbol": "NIFTY", "\\ud83d": 1',
+                 id="in-a-key"),
+])
+def test_an_unpaired_surrogate_is_400_not_500(
+    client: TestClient, link: dict, fragment: str
+) -> None:
+    # JSON's \u escapes can spell half a UTF-16 pair, which no text holds: encoding it for the
+    # database or the answer raised.
+    resp = _post(client, link, "{" + fragment.replace("{s}", link["secret"]) + "}")
+    assert resp.status_code == 400, resp.text
+    assert "surrogate" in resp.json()["error"] and _alerts() == []
+    (refused,) = _audit("webhook.refused")
+    assert '"status": 400' in refused.detail
+
+
+def test_an_escaped_pair_is_text_and_accepted(client: TestClient, link: dict) -> None:
+    body = json.dumps(_alert(link, id="long \U0001F680"))  # ensure_ascii: "\ud83d\ude80"
+    assert "\\ud83d\\ude80" in body
+    resp = _post(client, link, body)
+    assert resp.status_code == 202
+    (alert,) = _alerts()
+    assert alert.dedup_key == "id:long \U0001F680"

@@ -111,6 +111,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 _DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)  # built once: the ack's hot path
+_TOO_DEEP = "body must be a JSON object of plain values, not nested this deeply"
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
@@ -123,10 +124,17 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
             "body must be a JSON object (TradingView: put JSON in the alert message)"
         ) from exc
     except RecursionError as exc:  # thousands of nested brackets: the parser's depth limit
-        raise ValidationError("body must be a JSON object of plain values, not nested "
-                              "this deeply") from exc
+        raise ValidationError(_TOO_DEEP) from exc
     if not isinstance(data, dict):
         raise ValidationError("body must be a JSON object, not a JSON " + type(data).__name__)
+    if b"\\u" in body:  # only a \u escape makes an unpaired surrogate, which no text can hold
+        try:
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:  # else a 500 wherever it was written or answered
+            raise ValidationError("body must be valid text: it holds an unpaired surrogate "
+                                  "(\\ud800-\\udfff)") from exc
+        except RecursionError as exc:
+            raise ValidationError(_TOO_DEEP) from exc
     fields = {str(k).strip().lower(): v for k, v in data.items()}
     if len(fields) != len(data):  # "Secret" and "secret": one key once normalized
         raise _duplicate_key((str(k).strip().lower() for k in data), " (keys ignore case)")
