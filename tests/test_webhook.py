@@ -743,3 +743,11 @@ def test_an_escaped_pair_is_text_and_accepted(client: TestClient, link: dict) ->
     assert resp.status_code == 202
     (alert,) = _alerts()
     assert alert.dedup_key == "id:long \U0001F680"
+
+
+def test_a_nul_in_the_token_is_404_and_audited(client: TestClient, link: dict) -> None:
+    # PostgreSQL refused the link query (and the audit record) with a NUL in it: a 500.
+    resp = _post(client, link, _alert(link), token="abc%00def")
+    assert resp.status_code == 404, resp.text
+    (refused,) = _audit("webhook.refused")
+    assert '"status": 404' in refused.detail and refused.subject == "'abc\\x00def'"

@@ -12,6 +12,7 @@ import contextlib
 import hmac
 import ipaddress
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -221,12 +222,18 @@ class _Link:
         )
 
 
+# Tokens come from secrets.token_urlsafe: anything else names no link, and is not looked up
+# (a NUL in the path, %00, made PostgreSQL refuse the query: a 500).
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
 def _load_link(token: str, source_ip: str | None, conn: redis.Redis) -> tuple[_Link, int | None]:
-    facts, count = (None, None) if not token or len(token) > 64 else _lookup(token, conn)
+    shaped = _TOKEN.fullmatch(token) is not None
+    facts, count = _lookup(token, conn) if shaped else (None, None)
     if facts is None:  # unknown, deleted or rotated: same answer, nothing revealed
         raise _refusal(
-            404, "unknown webhook", action="webhook.refused", subject=token[:12],
-            source_ip=source_ip,
+            404, "unknown webhook", action="webhook.refused",
+            subject=token[:12] if shaped else ascii(token[:12]), source_ip=source_ip,
         )
     return _Link(facts), count
 
