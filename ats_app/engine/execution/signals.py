@@ -15,7 +15,7 @@ placeholders produce them):
 | quantity | no | units, which must be a multiple of the lot size (checked against the contract) |
 | tradingsymbol + exchange | no | an explicit contract, e.g. NIFTY24NOV2626000CE on NFO |
 | price | no | the price the signal saw (the slippage reference); positive |
-| time | no | ISO 8601 or epoch s/ms; stale (an entry past the age limit) or 60 s ahead → refused |
+| time | no | ISO 8601 or epoch s/ms; stale (an entry past the age limit) or >60 s ahead → refused |
 | id | no | the alert's own id; repeats of one id are duplicates |
 
 Unknown keys are refused (a typo such as "qty" must not silently trade one lot).
