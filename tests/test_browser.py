@@ -404,9 +404,13 @@ def test_webhooks_page_builds_the_alert_messages(app: ReflexProcess, page) -> No
     expect(page.locator("#bot-state")).to_have_text("RUNNING")
     page.click("#nav-webhooks")
     page.fill("#link-name", "NIFTY CALL/PUT")
+    page.fill("#link-tsl", "0")  # every exit off: refused, and the message says what to do
+    page.click("#link-save")
+    expect(page.locator("#form-error")).to_contain_text(re.compile("every exit is off", re.I))
     page.fill("#link-sl", "20")
     page.click("#link-save")
     expect(page.locator("#links")).to_contain_text("NIFTY CALL/PUT")
+    expect(page.locator("#links")).to_contain_text("SL 20% · target off · trail off")
     url = page.locator("[id^=url-]").first.inner_text()
     page.locator("[id^=reveal-]").first.click()
     link_id = page.locator("[id^=secret-]").first.get_attribute("id").split("-")[1]

@@ -271,3 +271,16 @@ def test_webhook_message_prints_the_messages_to_paste(cli) -> None:
     assert "strike must be ATM" in bad.stderr and "(field: strike)" in bad.stderr
     missing = cli("webhook", "message", "--user", "ops", "--link", "999", "--json", expect=1)
     assert "webhook link 999 not found" in missing.stderr and missing.stdout == ""
+
+
+def test_webhook_create_levels_off(cli) -> None:
+    cli("user", "create", "--username", "ops", "--password", "password123", "--first", "O",
+        "--last", "P")
+    base = ("webhook", "create", "--user", "ops", "--name", "n", "--paper")
+    hook = cli.json(*base, "--sl", "5", "--target", "0", "--tsl", "0")
+    assert (hook["stop_loss_pct"], hook["target_pct"], hook["trailing_stop_pct"]) == (5, None,
+                                                                                       None)
+    refused = cli(*base, "--sl", "0", "--tsl", "off", expect=1)
+    assert "every exit is off" in refused.stderr and "(field: stop_loss_pct)" in refused.stderr
+    hook = cli.json(*base, "--tsl", "0", "--exits-by-signal")
+    assert hook["trailing_stop_pct"] is None and hook["exits_by_signal"] is True

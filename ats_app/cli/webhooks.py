@@ -40,6 +40,7 @@ def cmd_webhook_create(session: Session, args: argparse.Namespace) -> dict[str, 
         trailing_stop_pct=args.tsl,
         paper=args.paper,
         queue_outside_hours=args.queue_outside_hours,
+        exits_by_signal=args.exits_by_signal,
     )
     out = asdict(view)
     out["secret"] = secret
@@ -80,9 +81,11 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "--account", action="append", help="ACCOUNT_ID or ACCOUNT_ID:LOT_MULTIPLIER (repeatable)"
     )
     wc.add_argument("--strategy", type=int)
-    wc.add_argument("--sl", help="stop-loss percent")
-    wc.add_argument("--target", help="target percent")
-    wc.add_argument("--tsl", help="trailing stop percent")
+    wc.add_argument("--sl", help="stop-loss percent (0 or off: none)")
+    wc.add_argument("--target", help="target percent (0 or off: none)")
+    wc.add_argument("--tsl", help="trailing stop percent (0 or off: none)")
+    wc.add_argument("--exits-by-signal", action="store_true",
+                    help="the alerts send the exits (needed when every level is off)")
     wc.add_argument("--paper", action="store_true", help="paper trading (no real orders)")
     wc.add_argument("--queue-outside-hours", action="store_true",
                     help="entries arriving while the market is closed wait for the open")

@@ -19,7 +19,7 @@ from ats_app.state.deleting import ConfirmDelete
 
 
 def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{value:g}%"
+    return "off" if value is None else f"{value:g}%"
 
 
 def _link_row(
@@ -36,7 +36,7 @@ def _link_row(
         )
         or "paper (no account)",
         "rules": f"SL {_pct(v.stop_loss_pct)} · target {_pct(v.target_pct)} · "
-        f"trail {_pct(v.trailing_stop_pct)}",
+        f"trail {_pct(v.trailing_stop_pct)}" + (" · exits by alert" if v.exits_by_signal else ""),
         "mode": "PAPER" if v.paper or settings().trading_mode == "paper" else "LIVE",
         "enabled": "enabled" if v.enabled else "disabled",
         "sl": "" if v.stop_loss_pct is None else f"{v.stop_loss_pct:g}",
@@ -46,6 +46,7 @@ def _link_row(
         "paper": "1" if v.paper else "",
         "is_enabled": "1" if v.enabled else "",
         "queue": "1" if v.queue_outside_hours else "",
+        "exit_signal": "1" if v.exits_by_signal else "",
         "multipliers": json.dumps({str(a.account_id): a.lot_multiplier for a in v.accounts}),
     }
 
@@ -136,6 +137,7 @@ class WebhooksState(ConfirmDelete, AuthState):
                 paper=form.get("paper") == "on",
                 enabled=form.get("enabled") == "on",
                 queue_outside_hours=form.get("queue_outside_hours") == "on",
+                exits_by_signal=form.get("exits_by_signal") == "on",
             )
             with session_scope() as s:
                 if self.editing_id:

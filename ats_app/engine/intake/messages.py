@@ -232,13 +232,10 @@ def _alertcondition_plan(trade: Trade, secret: str) -> MessagePlan:
         messages.append(AlertMessage(name, _message(secret, fields), f'the "{name}" alert'))
         pine.append(f'alertcondition({_var(name)}, title="{name}", message="{name}")')
     steps = (
-        "Add the script to the chart (Pine Editor → Add to chart).",
-        *(
-            f'Create an alert: Condition = this script → "{m.name}", Webhook URL = the link\'s '
-            f"URL, Message = the \"{m.name}\" message below (replace everything in the box)."
-            for m in messages
-        ),
-        "One position per link: a buy while a position is open is ignored, so exit first.",
+        "Add the script to your chart (Pine Editor → Add to chart).",
+        "For each message below, create an alert: Condition = the script's alert of the same "
+        "name, Webhook URL = this link's URL, Message = the message (replace all the text).",
+        "One position per link: a buy while one is open is ignored, so exit first.",
     )
     return MessagePlan(tuple(messages), "\n".join(pine) + "\n", steps)
 

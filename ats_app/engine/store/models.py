@@ -122,6 +122,9 @@ class WebhookLink(SQLModel, table=True):
     # Entries arriving while the market is closed wait for the next open instead of being
     # refused (exits always run at once).
     queue_outside_hours: bool = Field(default=False)
+    # The user's alerts close positions (exit/sell): what lets a link have no stop-loss,
+    # target or trailing stop at all.
+    exits_by_signal: bool = Field(default=False)
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
 

@@ -43,6 +43,7 @@ class LinkView:
     enabled: bool
     accounts: tuple[LinkAccount, ...]
     queue_outside_hours: bool = False
+    exits_by_signal: bool = False
 
 
 def webhook_url(token: str) -> str:
@@ -57,26 +58,41 @@ PCT_LABELS = {
 
 
 def validate_pct(value: float | str | None, field: str, upper: float) -> float | None:
-    """A percentage in (0, upper], or None when not set. Messages name the field both ways:
-    as the form labels it and as the API/CLI calls it."""
-    if value is None or (isinstance(value, str) and not value.strip()):
+    """A percentage in (0, upper], or None for "off": not set, empty, 0 or "off". Messages
+    name the field both ways: as the form labels it and as the API/CLI calls it."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "off")):
         return None
     label = f"{PCT_LABELS.get(field, field)} ({field})"
     try:
         v = float(value)
     except (TypeError, ValueError) as exc:
-        raise ValidationError(f"{label} must be a number, got {value!r}", field) from exc
-    if not (0 < v <= upper):
-        raise ValidationError(f"{label} must be greater than 0 and at most {upper:g}", field)
+        raise ValidationError(f"{label} must be a number or off, got {value!r}", field) from exc
+    if v == 0:
+        return None
+    if not (0 < v <= upper):  # also refuses NaN and negatives
+        raise ValidationError(
+            f"{label} must be greater than 0 and at most {upper:g} (0 or empty: off)", field
+        )
     return v
 
 
-def _validate_rules(sl: object, target: object, tsl: object) -> tuple[float | None, ...]:
-    return (
+def _validate_rules(
+    sl: object, target: object, tsl: object, exits_by_signal: bool
+) -> tuple[float | None, ...]:
+    levels = (
         validate_pct(sl, "stop_loss_pct", 99),  # type: ignore[arg-type]
         validate_pct(target, "target_pct", 1000),  # type: ignore[arg-type]
         validate_pct(tsl, "trailing_stop_pct", 99),  # type: ignore[arg-type]
     )
+    # A position nothing would ever close is refused: some level, or the alerts' exits.
+    if all(v is None for v in levels) and not exits_by_signal:
+        raise ValidationError(
+            "every exit is off: set a stop-loss, target or trailing stop (stop_loss_pct, "
+            "target_pct, trailing_stop_pct), or tick \"My alerts send the exits\" "
+            "(exits_by_signal) when your alerts close positions",
+            "stop_loss_pct",
+        )
+    return levels
 
 
 def _view(session: Session, link: WebhookLink) -> LinkView:
@@ -99,6 +115,7 @@ def _view(session: Session, link: WebhookLink) -> LinkView:
         enabled=link.enabled,
         accounts=tuple(LinkAccount(r.account_id, r.lot_multiplier) for r in rows),
         queue_outside_hours=link.queue_outside_hours,
+        exits_by_signal=link.exits_by_signal,
     )
 
 
@@ -159,12 +176,15 @@ def create_link(
     paper: bool = True,
     enabled: bool = True,
     queue_outside_hours: bool = False,
+    exits_by_signal: bool = False,
 ) -> tuple[LinkView, str]:
     """Create a link; returns it and its secret (shown once here, revealable later)."""
     n = name.strip()
     if not n or len(n) > 100:
         raise ValidationError("link name is required (at most 100 characters)", "name")
-    sl, target, tsl = _validate_rules(stop_loss_pct, target_pct, trailing_stop_pct)
+    sl, target, tsl = _validate_rules(
+        stop_loss_pct, target_pct, trailing_stop_pct, exits_by_signal
+    )
     _check_refs(session, user_id, strategy_id, accounts)
     if not paper and not accounts:
         raise ValidationError("a live link needs at least one broker account", "accounts")
@@ -181,6 +201,7 @@ def create_link(
         paper=paper,
         enabled=enabled,
         queue_outside_hours=queue_outside_hours,
+        exits_by_signal=exits_by_signal,
     )
     session.add(link)
     session.flush()
@@ -205,17 +226,20 @@ def update_link(
     paper: bool,
     enabled: bool,
     queue_outside_hours: bool = False,
+    exits_by_signal: bool = False,
 ) -> LinkView:
     link = _owned(session, user_id, link_id)
     n = name.strip()
     if not n or len(n) > 100:
         raise ValidationError("link name is required (at most 100 characters)", "name")
-    sl, target, tsl = _validate_rules(stop_loss_pct, target_pct, trailing_stop_pct)
+    sl, target, tsl = _validate_rules(
+        stop_loss_pct, target_pct, trailing_stop_pct, exits_by_signal
+    )
     _check_refs(session, user_id, strategy_id, accounts)
     if not paper and not accounts:
         raise ValidationError("a live link needs at least one broker account", "accounts")
     link.name, link.strategy_id, link.paper, link.enabled = n, strategy_id, paper, enabled
-    link.queue_outside_hours = queue_outside_hours
+    link.queue_outside_hours, link.exits_by_signal = queue_outside_hours, exits_by_signal
     link.stop_loss_pct, link.target_pct, link.trailing_stop_pct = sl, target, tsl
     link.updated_at = utcnow()
     session.add(link)
