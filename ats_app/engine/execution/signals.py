@@ -267,8 +267,7 @@ def check_dates(signal: AlertSignal, now: datetime) -> None:
             raise ValidationError(
                 f"time is {ahead:.0f}s in the future (clock skew allowed: "
                 f"{MAX_CLOCK_SKEW_SECONDS}s)", "time")
-    today = now.astimezone(IST).date()
-    if isinstance(signal.expiry, date) and signal.expiry < today:
+    if isinstance(signal.expiry, date) and signal.expiry < (today := now.astimezone(IST).date()):
         raise ValidationError(f"expiry {signal.expiry} is past (today is {today})", "expiry")
 
 
