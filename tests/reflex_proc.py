@@ -19,8 +19,12 @@ VENV_BIN = Path(sys.executable).parent
 
 
 class ReflexProcess:
-    def __init__(self, data_dir: Path, *, backend_only: bool, env: dict[str, str] | None = None):
+    def __init__(self, data_dir: Path, *, backend_only: bool, env: dict[str, str] | None = None,
+                 ports_by_env: bool = False):
+        """`ports_by_env`: give the ports as an operator does (FRONTEND_PORT / BACKEND_PORT),
+        not as --frontend-port / --backend-port flags."""
         self.data_dir = data_dir
+        self.ports_by_env = ports_by_env
         self.backend_port = free_port()
         self.frontend_port = free_port()
         self.simulator_port = free_port()
@@ -45,6 +49,10 @@ class ReflexProcess:
             "SIMULATOR_PORT": str(self.simulator_port),
             **(env or {}),
         }
+        if ports_by_env:
+            self.env["BACKEND_PORT"] = str(self.backend_port)
+            if not backend_only:
+                self.env["FRONTEND_PORT"] = str(self.frontend_port)
         self.proc: subprocess.Popen | None = None
 
     def _no_reload_dir(self) -> Path:
@@ -61,17 +69,12 @@ class ReflexProcess:
         return f"http://localhost:{self.frontend_port}"
 
     def start(self, timeout: float) -> None:
-        args = [
-            str(VENV_BIN / "reflex"),
-            "run",
-            "--backend-port",
-            str(self.backend_port),
-            "--loglevel",
-            "info",
-        ]
+        args = [str(VENV_BIN / "reflex"), "run", "--loglevel", "info"]
+        if not self.ports_by_env:
+            args += ["--backend-port", str(self.backend_port)]
         if self.backend_only:
             args.append("--backend-only")
-        else:
+        elif not self.ports_by_env:
             args += ["--frontend-port", str(self.frontend_port)]
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         # Own process group: stop() sends SIGINT to the group, exactly like Ctrl-C in a terminal.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def _flag(value: str | None, default: bool) -> bool:
     raise ConfigError(f"expected a boolean (true/false), got {value!r}")
 
 
-def _int(name: str, env: dict[str, str], default: int) -> int:
+def _int(name: str, env: Mapping[str, str], default: int) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -44,6 +45,38 @@ def _int(name: str, env: dict[str, str], default: int) -> int:
         return int(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+DEFAULT_FRONTEND_PORT = 3000
+DEFAULT_BACKEND_PORT = 8000
+
+
+def _port(name: str, env: Mapping[str, str]) -> int | None:
+    if not env.get(name, "").strip():
+        return None
+    port = _int(name, env, 0)
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"{name} must be a port between 1 and 65535, got {port}")
+    return port
+
+
+def reflex_ports(env: Mapping[str, str]) -> dict[str, int]:
+    """rx.Config's ports from FRONTEND_PORT / BACKEND_PORT (Reflex itself reads only
+    REFLEX_-prefixed names). The backend's is always given, so a busy port stops the start:
+    left unset, Reflex would move to the next free port and the webhook URLs built on it would
+    point at nothing. The dashboard's only when set: a busy 3000 then moves to 3001, printed."""
+    ports = {"backend_port": _port("BACKEND_PORT", env) or DEFAULT_BACKEND_PORT}
+    if (frontend := _port("FRONTEND_PORT", env)) is not None:
+        ports["frontend_port"] = frontend
+    return ports
+
+
+def backend_port(env: Mapping[str, str]) -> int:
+    """The port the backend serves on. `reflex run` records the port it bound (from
+    BACKEND_PORT or --backend-port) in REFLEX_BACKEND_PORT for itself and its children, so that
+    wins; a CLI process outside it sees only BACKEND_PORT."""
+    return (_port("REFLEX_BACKEND_PORT", env) or _port("BACKEND_PORT", env)
+            or DEFAULT_BACKEND_PORT)
 
 
 def _worker_nice(env: dict[str, str]) -> int:
@@ -156,12 +189,16 @@ def _choice(env: dict[str, str], name: str, default: str, allowed: tuple[str, ..
     return value
 
 
+def environment() -> dict[str, str]:
+    """os.environ after loading the project's `.env` (which never overrides a set variable)."""
+    load_dotenv(PROJECT_ROOT / ".env", override=False)
+    return dict(os.environ)
+
+
 def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> Settings:
     """Build settings from `env` (default: os.environ, after loading `.env` if present)."""
     if env is None:
-        if dotenv:
-            load_dotenv(PROJECT_ROOT / ".env", override=False)
-        env = dict(os.environ)
+        env = environment() if dotenv else dict(os.environ)
 
     aliases = {"production": "prod", "development": "dev"}
     ats_env = _choice(env, "ATS_ENV", "dev", ENVIRONMENTS, aliases)
@@ -185,7 +222,7 @@ def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> 
     if not public_base_url:
         if is_prod:
             raise ConfigError("PUBLIC_BASE_URL is required when ATS_ENV=prod")
-        public_base_url = "http://localhost:8000"
+        public_base_url = f"http://localhost:{backend_port(env)}"
 
     try:
         registration_open = _flag(env.get("ALLOW_REGISTRATION"), default=not is_prod)
