@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from typing import Any
 
 import redis
@@ -22,6 +23,7 @@ from rq import Queue, SimpleWorker
 from rq.job import Job
 from rq.timeouts import TimerDeathPenalty
 from rq.utils import import_attribute
+from rq.worker import WorkerStatus
 
 from ats_app.engine.core.config import settings
 from ats_app.engine.services.processes import freeze_startup_heap
@@ -126,6 +128,12 @@ class JobThread(TradingWorker):
         if self.thread is not None:
             self.thread.join(timeout)
 
+    def alive(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def busy(self) -> bool:
+        return self.get_state() == WorkerStatus.BUSY
+
 
 def run_worker(burst: bool = False, queue_names: list[str] | None = None,
                threads: int | None = None) -> bool:
@@ -163,11 +171,20 @@ def run_worker(burst: bool = False, queue_names: list[str] | None = None,
     try:
         worked = worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
     finally:
-        for other in worker.job_threads:
-            other.stop_after_current_job()
-        for other in worker.job_threads:
-            other.join()
+        _stop_job_threads(worker.job_threads)
     return worked or any(other.worked for other in worker.job_threads)
+
+
+def _stop_job_threads(threads: list[JobThread]) -> None:
+    """After the main worker stopped: a thread running a job is waited for (the job ends
+    within its time limit); an idle one ends at its wait's end, or, with Redis gone (RQ then
+    retries the connection without end), is left to die with the process: it holds no job."""
+    for other in threads:
+        other.stop_after_current_job()
+    idle_until = time.monotonic() + JobThread.TTL_S - 15 + 2  # one queue wait, and a margin
+    for other in threads:
+        while other.alive() and (other.busy() or time.monotonic() < idle_until):
+            other.join(0.1)
 
 
 def _queues(names: list[str], conn: redis.Redis) -> list[Queue]:
