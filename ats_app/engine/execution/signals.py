@@ -97,7 +97,8 @@ def _duplicate_key(keys: Iterable[str], note: str = "") -> ValidationError:
         if key in seen:
             break
         seen.add(key)
-    name = key[:MAX_ID_LENGTH]
+    # An unpaired surrogate (a \ud800 escape) escaped: the answer and the audit are UTF-8.
+    name = key[:MAX_ID_LENGTH].encode("utf-8", "backslashreplace").decode("utf-8")
     return ValidationError(f"duplicate key {name!r}{note}: send each key once", name)
 
 
@@ -119,7 +120,7 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     object), or naming a repeated key for a 422."""
     try:
         data = _DECODER.decode(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # bad UTF-8, bad JSON, an integer of over 4300 digits
         raise ValidationError(
             "body must be a JSON object (TradingView: put JSON in the alert message)"
         ) from exc

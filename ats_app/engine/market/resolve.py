@@ -96,7 +96,10 @@ def _exact_strike(value: object) -> StrikeChoice:
     if strike > MAX_STRIKE_PRICE:
         raise ValidationError(f"strike must be at most {MAX_STRIKE_PRICE}, got "
                               f"{str(value)[:16]!r}", field="strike")
-    return StrikeChoice("EXACT", strike=_tidy(strike))
+    strike = _tidy(strike)
+    if strike <= 0:  # positive, but under Decimal's range (1e-999999999): tidied to 0
+        raise ValidationError(f"strike must be positive, got {value!r}", field="strike")
+    return StrikeChoice("EXACT", strike=strike)
 
 
 def parse_expiry_choice(value: str | date) -> ExpiryChoice:
