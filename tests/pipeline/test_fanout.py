@@ -21,7 +21,7 @@ from starlette.testclient import TestClient
 
 from ats_app.api import build_api
 from ats_app.engine.core.config import reset_settings_cache
-from ats_app.engine.execution import entry, follower
+from ats_app.engine.execution import entry, follower, recovery
 from ats_app.engine.risk import bot, gate
 from ats_app.engine.store.db import session_scope
 from ats_app.engine.store.models import Alert, AlertTarget, AuditEvent, Order, Position
@@ -340,3 +340,27 @@ def test_a_reversal_buys_while_the_previous_position_is_still_selling(fleet: dic
     again = _post(fleet, id="put-again", option="PE")
     entry.handle_alert(again)
     assert _orders(again) == []  # an OPEN position still holds the rule: one per account
+
+
+@pytest.mark.parametrize("fleet", [2], indirect=True)
+def test_recovery_gives_a_placed_alert_its_verdict_once_every_order_is_final(
+        fleet: dict, redis_url: str) -> None:
+    """The backstop: an alert left PLACED although every order it waits on is final (a
+    verdict check that slipped between two finishing orders) is settled by the recovery
+    round; one whose order still works stays PLACED."""
+    _warm(fleet)
+    done = _post(fleet, id="done")
+    entry.handle_alert(done)
+    for a in fleet["accounts"]:
+        follower.follow_account(fleet["user"], a)
+    working = _post(fleet, id="working", action="sell")
+    entry.handle_alert(working)  # its sells are left working
+    with session_scope() as s:
+        for a in (done, working):
+            alert = s.get(Alert, a)
+            alert.status = "PLACED"  # type: ignore[union-attr]
+            s.add(alert)
+    assert recovery.requeue_lost_alerts(redis.Redis.from_url(redis_url)) == []
+    with session_scope() as s:
+        assert s.get(Alert, done).status == "DONE"  # type: ignore[union-attr]
+        assert s.get(Alert, working).status == "PLACED"  # type: ignore[union-attr]

@@ -20,7 +20,7 @@ from rq import Queue
 from rq.registry import StartedJobRegistry
 from sqlmodel import col, select
 
-from ats_app.engine.execution import follower
+from ats_app.engine.execution import follower, verdict
 from ats_app.engine.store import audit
 from ats_app.engine.store.db import session_scope
 from ats_app.engine.store.models import Alert, Order, utcnow
@@ -81,6 +81,7 @@ def requeue_lost_alerts(conn: redis.Redis | None = None) -> list[int]:
         log.warning("re-enqueued %d alert(s) whose jobs were lost or failed: %s",
                     len(requeued), requeued)
     rearm_followers(conn)
+    settle_placed()
     return requeued
 
 
@@ -99,6 +100,21 @@ def rearm_followers(conn: redis.Redis) -> int:
         ).all()
     return sum(follower.arm(conn, user_id, account_id) for user_id, account_id in rows
                if account_id is not None)
+
+
+def settle_placed() -> list[int]:
+    """Placed alerts whose every order is final get their verdict now. Each finished order
+    settles the alerts waiting on it, and the job looks once more after writing PLACED;
+    this is the backstop for what slips between them (a flood of alerts exiting the same
+    positions left a few PLACED with every order filled). Returns the alerts settled."""
+    since = utcnow() - LOOKBACK
+    with session_scope() as s:
+        placed = s.exec(select(Alert.id).where(Alert.status == "PLACED")
+                        .where(col(Alert.received_at) >= since)).all()
+    settled = [a for a in placed if a is not None and verdict.settle(a) is not None]
+    if settled:
+        log.warning("gave %d placed alert(s) their verdict late: %s", len(settled), settled)
+    return settled
 
 
 def cleanup_abandoned_jobs(conn: redis.Redis | None = None, at: float | None = None) -> None:
