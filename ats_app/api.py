@@ -97,6 +97,7 @@ async def download(request: Request) -> Response:
     from ats_app.engine.execution import order_history as orders
     from ats_app.engine.store import downloads
     from ats_app.engine.store.queueing import connection
+    from ats_app.exports import orders_in_ist
 
     job = await asyncio.to_thread(downloads.redeem, connection(), request.path_params["token"])
     if job is None or job["kind"] != "orders":
@@ -108,7 +109,8 @@ async def download(request: Request) -> Response:
         strategy_id=p.get("strategy_id"), account_id=p.get("account_id"),
         status=p.get("status"), symbol=p.get("symbol"))
     fmt = p["format"]
-    body = orders.render(orders.iter_orders(job["user_id"], f), fmt)  # a sync generator:
+    rows = orders_in_ist(orders.iter_orders(job["user_id"], f))
+    body = orders.render(rows, fmt)  # a sync generator:
     media = "text/csv" if fmt == "csv" else "application/json"  # Starlette runs it in a thread
     return StreamingResponse(body, media_type=media, headers={
         "Content-Disposition": f'attachment; filename="orders.{fmt}"'})

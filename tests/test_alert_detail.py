@@ -88,7 +88,7 @@ def test_detail_has_one_row_per_account_with_its_order_latency_or_reason(
     d = alert_detail.alert_detail(session, fanned["user"], fanned["alert"])
     assert (d["id"], d["link"], d["status"], d["ordered"], d["not_traded"]) == (
         fanned["alert"], "asha ORB", "DONE", 2, 1)
-    assert d["received_ist"] == "06 Dec 14:32:05 IST"
+    assert d["received_ist"] == "2026-12-06 14:32:05 IST"
     filled, refused, rejected = d["accounts"]
     assert filled == {
         "account": "asha-A", "outcome": "ORDERED", "ordertag": "A1E1", "order_status": "FILLED",
@@ -125,7 +125,8 @@ def test_recent_alerts_newest_first_with_counts_and_limit(session: Session, fann
     rows = alert_detail.recent_alerts(session, fanned["user"])
     assert [r["id"] for r in rows] == [paper, later, fanned["alert"]]
     assert [(r["ordered"], r["not_traded"]) for r in rows] == [(0, 1), (0, 0), (2, 1)]
-    assert rows[1]["reason"] == "bot_stopped" and rows[1]["received_ist"] == "06 Dec 14:37:05 IST"
+    assert rows[1]["reason"] == "bot_stopped"
+    assert rows[1]["received_ist"] == "2026-12-06 14:37:05 IST"
     assert rows[2]["action"] == "buy" and rows[2]["symbol"] == "NIFTY"
     assert [r["id"] for r in alert_detail.recent_alerts(session, fanned["user"], limit=1)] == [
         paper]
@@ -147,7 +148,7 @@ def test_an_order_without_a_target_row_is_still_shown(session: Session) -> None:
 
 
 def test_page_formatting() -> None:
-    assert ist_stamp(RECEIVED) == "06 Dec 14:32:05 IST"
+    assert ist_stamp(RECEIVED) == "2026-12-06 14:32:05 IST"
     assert accounts_summary(2, 1) == "2 ordered · 1 not traded"
     assert accounts_summary(0, 3) == "3 not traded" and accounts_summary(0, 0) == ""
     assert (latency(None), latency(1234)) == ("", "1,234 ms")

@@ -239,7 +239,8 @@ def test_trading_flow_paper(app: ReflexProcess, page) -> None:
     page.click("#nav-orders")
     for _ in range(30):  # the worker fills it within seconds; reload the list until then
         page.click("#filter-apply")
-        if "FILLED" in page.locator("#orders").inner_text():
+        # No table until there is an order (the page says "No orders match." instead).
+        if page.locator("#orders").count() and "FILLED" in page.locator("#orders").inner_text():
             break
         page.wait_for_timeout(1000)
     expect(page.locator("#orders")).to_contain_text("FILLED")

@@ -139,7 +139,7 @@ def test_alert_detail_shows_every_account_and_why_one_did_not_trade(
     expect(row).to_contain_text("Fan-out ORB")
     expect(row).to_contain_text("BUY NIFTY")
     expect(row).to_contain_text("2 ordered · 1 not traded")
-    expect(row).to_contain_text(re.compile(r"\d\d [A-Z][a-z]{2} \d\d:\d\d:\d\d IST"))
+    expect(row).to_contain_text(re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d IST"))
     expect(row).to_contain_text("account's max open positions reached")  # the alert's reason
 
     page.click(f"#details-{buy}")

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -165,6 +166,11 @@ def test_orders_export_csv_and_json(cli) -> None:
         assert key in data[0] and key in rows[0]
     wrapped = cli.json("orders", "export", "--user", "ops", "--format", "json")
     assert wrapped["count"] == 1 and wrapped["orders"][0]["client_order_id"] == "ats-1"
+    # Exports give the time as ISO 8601 in IST, offset named (the README says so).
+    ist_iso = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+05:30")
+    for created in (rows[0]["created_at"], data[0]["created_at"],
+                    wrapped["orders"][0]["created_at"]):
+        assert ist_iso.fullmatch(created), created
 
 
 def test_errors_go_to_stderr_with_status_and_are_audited(cli) -> None:

@@ -15,7 +15,7 @@ from ats_app.state.webhooks import link_accounts_from_form
 def test_order_filter_parses_the_form_and_ignores_junk() -> None:
     f = order_filter(
         {
-            "date_from": "2026-11-01",
+            "date_from": "01-11-2026",  # day first, as the page asks
             "date_to": "bad",
             "strategy_id": "7",
             "account_id": "",
@@ -95,3 +95,36 @@ def test_day_pnl_uses_ist_days_and_running_totals() -> None:
         {"time": "09:30:00", "pnl": "107.50"},
         {"time": "14:30:00", "pnl": "67.50"},
     ]
+
+
+@pytest.mark.parametrize("text,day", [
+    ("05-12-2026", date(2026, 12, 5)), ("5/12/2026", date(2026, 12, 5)),
+    (" 05.12.2026 ", date(2026, 12, 5)), ("2026-12-05", date(2026, 12, 5)),
+    ("", None), ("  ", None),
+])
+def test_date_filters_read_day_first(text: str, day: date | None) -> None:
+    from ats_app.engine.core.clock import parse_day
+
+    assert parse_day(text) == day
+
+
+@pytest.mark.parametrize("text", ["12/31/2026", "31-02-2026", "05-12-26", "tomorrow", "2026-13-01"])
+def test_a_bad_date_filter_is_named_not_ignored(text: str) -> None:
+    from ats_app.state.dates import day_errors
+    from ats_app.state.orders import DATE_FIELDS
+
+    assert day_errors({"date_from": text}, DATE_FIELDS) == (
+        f"From: {text!r} is not a date: use dd-mm-yyyy")
+    assert day_errors({"date_from": "05-12-2026", "date_to": ""}, DATE_FIELDS) == ""
+
+
+def test_phone_cards_put_what_a_trader_acts_on_first() -> None:
+    from ats_app.components.table import ACTIONS, LEAD, card_order
+
+    keys = ["tradingsymbol", "link", "qty", "pnl", "status", "mode"]
+    order = card_order(keys, ("tradingsymbol", "pnl", "status"))
+    assert sorted(order, key=order.__getitem__) == [
+        LEAD, "tradingsymbol", "pnl", "status", ACTIONS, "link", "qty", "mode"]
+    assert card_order(keys, ()) == {}  # no order given: the card keeps the table's
+    with pytest.raises(ValueError, match="P&L"):
+        card_order(keys, ("P&L",))

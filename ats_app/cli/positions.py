@@ -5,7 +5,7 @@
 With `--json`, `positions list` prints a JSON array (one object per position, newest first:
 id, link, tradingsymbol, symboltoken, exchange, quantity, entry_price, peak_price, stop_price,
 target_price, status, exit_reason, exit_price, ltp, pnl, ...; prices are decimal strings in
-rupees). It prints that
+rupees; opened_at / closed_at ISO 8601 in IST, +05:30). It prints that
 itself and returns {} (as `orders export` does), so an empty list still prints `[]`.
 """
 
@@ -19,6 +19,7 @@ from typing import Any
 from sqlmodel import Session
 
 from ats_app.engine.tenants import users
+from ats_app.exports import position_in_ist
 
 __all__ = ["add_commands", "cmd_positions_list"]
 
@@ -59,7 +60,7 @@ def cmd_positions_list(args: argparse.Namespace) -> dict[str, Any]:
         uid = users.resolve(s, args.user)
         rows = list_positions(s, uid, status=args.status, ltp=_latest_prices(s, uid))
     if args.json:
-        print(json.dumps(rows, default=str))
+        print(json.dumps([position_in_ist(r) for r in rows], default=str))
         return {}
     if not rows:
         print("no positions")

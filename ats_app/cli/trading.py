@@ -13,6 +13,7 @@ from ats_app.cli.common import with_session
 from ats_app.engine.execution import order_history as orders
 from ats_app.engine.risk import bot
 from ats_app.engine.tenants import users
+from ats_app.exports import orders_in_ist
 
 
 @with_session
@@ -24,7 +25,7 @@ def cmd_bot(session: Session, args: argparse.Namespace) -> dict[str, Any]:
 
 @with_session
 def cmd_orders_export(session: Session, args: argparse.Namespace) -> dict[str, Any]:
-    rows = orders.list_orders(session, users.resolve(session, args.user))
+    rows = list(orders_in_ist(orders.list_orders(session, users.resolve(session, args.user))))
     if args.json:
         key = "orders" if args.format == "json" else "csv"
         content: Any = (

@@ -49,7 +49,8 @@ def app_page(*children: rx.Component) -> rx.Component:
     return rx.vstack(
         mode_banner(),
         navbar(),
-        rx.box(*children, padding="16px", width="100%", max_width="1200px"),
+        # 1440: the positions table (15 columns and Exit now) fits a 1280 px screen whole.
+        rx.box(*children, padding="16px", width="100%", max_width="1440px"),
         spacing="0",
         width="100%",
         align="center",

@@ -3,6 +3,7 @@
 import reflex as rx
 
 from ats_app.components.layout import app_page
+from ats_app.components.status import badge, stamp
 from ats_app.components.table import data_table
 from ats_app.state.alerts import AlertsState
 
@@ -25,28 +26,6 @@ ACCOUNT_COLUMNS = [
     ("Update after", "updated_after"),
     ("Why not traded", "reason"),
 ]
-# Colour says at a glance how it went: green traded, red did not, blue still going.
-STATUS_COLORS = {
-    "DONE": "green", "FILLED": "green", "ORDERED": "green",
-    "PLACED": "blue", "PROCESSING": "blue", "ACCEPTED": "blue", "OPEN": "blue",
-    "PARTIALLY_FILLED": "blue", "SUBMITTING": "blue", "QUEUED": "amber",
-    "REJECTED": "red", "FAILED": "red", "REFUSED": "red", "UNKNOWN": "amber",
-}
-
-
-def badge(value: rx.Var) -> rx.Component:
-    """A status as a coloured badge; statuses not listed (IGNORED, CANCELLED) are grey."""
-    return rx.cond(
-        value != "",
-        rx.match(
-            value,
-            *[(status, rx.badge(value, color_scheme=color))  # type: ignore[arg-type]
-              for status, color in STATUS_COLORS.items()],
-            rx.badge(value, color_scheme="gray"),
-        ),
-    )
-
-
 def _details_button(row: rx.Var) -> rx.Component:
     return rx.button("Details", size="1", variant="soft", id="details-" + row["id"],
                      on_click=AlertsState.show(row["id"]))
@@ -111,7 +90,8 @@ def alerts_page() -> rx.Component:
                 _details_button,
                 table_id="alerts",
                 empty="No alerts yet.",
-                render={"status": lambda r: badge(r["status"])},
+                render={"status": lambda r: badge(r["status"]),
+                        "received_ist": lambda r: stamp(r["received_ist"])},
                 stack_on_phone=True,
             ),
             _detail_dialog(),

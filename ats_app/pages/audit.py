@@ -3,7 +3,9 @@
 import reflex as rx
 
 from ats_app.components.layout import app_page
+from ats_app.components.status import stamp
 from ats_app.components.table import data_table
+from ats_app.engine.core.clock import DAY_HINT
 from ats_app.state.audit import AuditState
 
 CATEGORIES = [
@@ -33,7 +35,14 @@ def audit_page() -> rx.Component:
                         id="audit-category",
                         style={"padding": "6px"},
                     ),
-                    rx.input(name="day", type="date", id="audit-day"),
+                    # Text, not type=date: the browser's date input follows its locale.
+                    rx.hstack(
+                        rx.text("Day", size="2", color="var(--gray-11)"),
+                        rx.input(name="day", placeholder=DAY_HINT, id="audit-day",
+                                 width="120px"),
+                        align="center",
+                        spacing="1",
+                    ),
                     rx.input(name="text", placeholder="Contains…", id="audit-text"),
                     rx.button("Filter", type="submit"),
                     rx.spacer(),
@@ -46,10 +55,13 @@ def audit_page() -> rx.Component:
                 reset_on_submit=False,
                 width="100%",
             ),
+            rx.cond(AuditState.filter_error != "",
+                    rx.text(AuditState.filter_error, color="var(--red-11)", size="2",
+                            id="audit-filter-error")),
             data_table(
                 AuditState.rows,
                 [
-                    ("Time (IST)", "time_ist"),
+                    ("Time", "time_ist"),
                     ("Category", "category"),
                     ("Action", "action"),
                     ("Subject", "subject"),
@@ -57,6 +69,8 @@ def audit_page() -> rx.Component:
                 ],
                 table_id="audit",
                 empty="No events.",
+                render={"time_ist": lambda r: stamp(r["time_ist"])},
+                stack_on_phone=True,
             ),
             spacing="3",
             width="100%",

@@ -4,6 +4,9 @@ import reflex as rx
 
 from ats_app.components.confirm import confirm_dialog
 from ats_app.components.layout import app_page
+from ats_app.components.status import badge, stamp
+from ats_app.components.table import data_table
+from ats_app.engine.core.clock import DAY_HINT
 from ats_app.state.orders import OrdersState
 
 STATUSES = [
@@ -21,7 +24,7 @@ STATUSES = [
     "FAILED",
 ]
 COLUMNS = [
-    ("Time (UTC)", "created_at"),
+    ("Time", "created_ist"),
     ("Link", "link"),
     ("Account", "account"),
     ("Symbol", "tradingsymbol"),
@@ -49,11 +52,21 @@ def _select(name: str, options: rx.Var | list, label: str) -> rx.Component:
     )
 
 
+def _day_input(name: str, label: str) -> rx.Component:
+    return rx.hstack(
+        rx.text(label, size="2", color="var(--gray-11)"),
+        rx.input(name=name, placeholder=DAY_HINT, id=f"filter-{name}", width="120px"),
+        align="center",
+        spacing="1",
+    )
+
+
 def _filters() -> rx.Component:
     return rx.form(
         rx.hstack(
-            rx.input(name="date_from", type="date", id="filter-date_from"),
-            rx.input(name="date_to", type="date", id="filter-date_to"),
+            # Text, not type=date: the browser's date input follows its locale (mm/dd/yyyy).
+            _day_input("date_from", "From"),
+            _day_input("date_to", "To"),
             _select("strategy_id", OrdersState.strategy_options, "strategy"),
             _select("account_id", OrdersState.account_options, "account"),
             _select("status", STATUSES, "status"),
@@ -68,15 +81,15 @@ def _filters() -> rx.Component:
     )
 
 
-def _row(row: rx.Var) -> rx.Component:
-    return rx.table.row(
-        rx.table.cell(
-            rx.checkbox(
-                checked=OrdersState.selected.contains(row["id"]),
-                on_change=lambda _: OrdersState.toggle(row["id"]),
-            )
-        ),
-        *[rx.table.cell(row[key]) for _, key in COLUMNS],
+# A phone's card starts with what the order did.
+PHONE_FIRST = ("tradingsymbol", "status", "side", "quantity", "fill_price", "created_ist")
+
+
+def _select_box(row: rx.Var) -> rx.Component:
+    return rx.checkbox(
+        checked=OrdersState.selected.contains(row["id"]),
+        on_change=lambda _: OrdersState.toggle(row["id"]),
+        id="select-" + row["id"],
     )
 
 
@@ -115,22 +128,20 @@ def orders_page() -> rx.Component:
                 wrap="wrap",
                 align="center",
             ),
-            rx.box(
-                rx.table.root(
-                    rx.table.header(
-                        rx.table.row(
-                            rx.table.column_header_cell(""),
-                            *[rx.table.column_header_cell(h) for h, _ in COLUMNS],
-                        )
-                    ),
-                    rx.table.body(rx.foreach(OrdersState.rows, _row)),
-                    size="1",
-                    variant="surface",
-                    id="orders",
-                    width="100%",
-                ),
-                overflow_x="auto",
-                width="100%",
+            rx.cond(OrdersState.filter_error != "",
+                    rx.text(OrdersState.filter_error, color="var(--red-11)", size="2",
+                            id="filter-error")),
+            rx.text("Times and dates in IST.", size="2", color="var(--gray-11)"),
+            data_table(
+                OrdersState.rows,
+                COLUMNS,
+                table_id="orders",
+                empty="No orders match.",
+                render={"status": lambda r: badge(r["status"]),
+                        "created_ist": lambda r: stamp(r["created_ist"])},
+                stack_on_phone=True,
+                phone_first=PHONE_FIRST,
+                lead=_select_box,
             ),
             confirm_dialog(
                 OrdersState.confirm_delete,

@@ -5,6 +5,7 @@ import reflex as rx
 from ats_app.components.confirm import confirm_dialog
 from ats_app.components.layout import app_page
 from ats_app.components.table import data_table
+from ats_app.pages.positions import PHONE_FIRST, RENDER
 from ats_app.state.overview import OverviewState
 
 OPEN_COLUMNS = [
@@ -93,6 +94,7 @@ def overview_page() -> rx.Component:
                     align="center",
                     spacing="4",
                     width="100%",
+                    wrap="wrap",  # a phone shows the mode on a line of its own, not clipped
                 ),
                 width="100%",
             ),
@@ -119,7 +121,7 @@ def overview_page() -> rx.Component:
             rx.cond(
                 OverviewState.pnl_points.length() > 0,
                 rx.card(
-                    rx.text("Realized P&L today (₹, running total)", size="2"),
+                    rx.text("Realized P&L today (₹, running total; times IST)", size="2"),
                     rx.recharts.line_chart(
                         rx.recharts.line(data_key="pnl", stroke="var(--indigo-9)", dot=True),
                         rx.recharts.x_axis(data_key="time"),
@@ -139,6 +141,9 @@ def overview_page() -> rx.Component:
                 OPEN_COLUMNS,
                 table_id="open-positions",
                 empty="No open position.",
+                render=RENDER,
+                stack_on_phone=True,
+                phone_first=PHONE_FIRST,
             ),
             rx.card(
                 rx.vstack(

@@ -4,24 +4,46 @@ import reflex as rx
 
 from ats_app.components.confirm import confirm_dialog
 from ats_app.components.layout import app_page
+from ats_app.components.status import badge, stamp
 from ats_app.components.table import data_table
 from ats_app.state.positions import PositionsState
 
+# What a trader acts on comes first: on a screen too narrow for every column (the table then
+# scrolls in its box) symbol, status and P&L stay in view.
 COLUMNS = [
     ("Symbol", "tradingsymbol"),
-    ("Link", "link"),
+    ("Status", "status"),
+    ("P&L ₹", "pnl"),
     ("Qty", "quantity"),
     ("Entry", "entry_price"),
     ("LTP", "ltp"),
-    ("Peak", "peak_price"),
     ("Stop", "stop_price"),
     ("Target", "target_price"),
-    ("Status", "status"),
+    ("Peak", "peak_price"),
     ("Exit", "exit_price"),
     ("Reason", "exit_reason"),
-    ("P&L ₹", "pnl"),
+    ("Link", "link"),
     ("Mode", "mode"),
+    ("Opened", "opened_ist"),
+    ("Closed", "closed_ist"),
 ]
+# A phone's card starts with which position, its P&L and status, then Exit now.
+PHONE_FIRST = ("tradingsymbol", "pnl", "status")
+
+
+def pnl(value: rx.Var) -> rx.Component:
+    """Rupees in red below zero, green above (blank: no price yet)."""
+    return rx.text(value, as_="span", weight="medium", color=rx.cond(
+        value.startswith("-"), "var(--red-11)",  # type: ignore[attr-defined]
+        rx.cond((value != "") & (value != "0.00"), "var(--green-11)", "inherit")))
+
+
+RENDER = {
+    "status": lambda r: badge(r["status"]),
+    "pnl": lambda r: pnl(r["pnl"]),
+    "opened_ist": lambda r: stamp(r["opened_ist"]),
+    "closed_ist": lambda r: stamp(r["closed_ist"]),
+}
 
 
 def _actions(row: rx.Var) -> rx.Component:
@@ -33,6 +55,7 @@ def _actions(row: rx.Var) -> rx.Component:
             color_scheme="red",
             on_click=PositionsState.ask_exit(row["id"]),
             id="exit-" + row["id"],
+            white_space="nowrap",
         ),
     )
 
@@ -52,6 +75,9 @@ def positions_page() -> rx.Component:
                 _actions,
                 table_id="positions",
                 empty="No positions yet.",
+                render=RENDER,
+                stack_on_phone=True,
+                phone_first=PHONE_FIRST,
             ),
             confirm_dialog(
                 PositionsState.confirm_exit > 0,

@@ -3,34 +3,32 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import date
+from datetime import datetime
 
 import reflex as rx
 from reflex.config import get_config
 
 from ats_app import routes
+from ats_app.engine.core.clock import ist_stamp
 from ats_app.engine.execution import order_history as orders
 from ats_app.engine.store import downloads
 from ats_app.engine.store.db import session_scope
 from ats_app.engine.store.queueing import connection
 from ats_app.engine.tenants import accounts, strategies
 from ats_app.state.auth import AuthState
+from ats_app.state.dates import day_errors, day_or_none
 
 PAGE_SIZE = 50
 
 
-def _date(text: str) -> date | None:
-    try:
-        return date.fromisoformat(text) if text else None
-    except ValueError:
-        return None
+DATE_FIELDS = {"date_from": "From", "date_to": "To"}
 
 
 def order_filter(form: dict[str, str]) -> orders.OrderFilter:
     """The filter form's strings as an OrderFilter; unparseable values mean "any"."""
     return orders.OrderFilter(
-        date_from=_date(form.get("date_from", "")),
-        date_to=_date(form.get("date_to", "")),
+        date_from=day_or_none(form.get("date_from", "")),
+        date_to=day_or_none(form.get("date_to", "")),
         strategy_id=int(form["strategy_id"]) if form.get("strategy_id", "").isdigit() else None,
         account_id=int(form["account_id"]) if form.get("account_id", "").isdigit() else None,
         status=form.get("status") or None,
@@ -55,8 +53,11 @@ def delete_label(selected: int, total: int) -> str:
     return f"Delete {n} order{'s' if n != 1 else ''} {which}? This cannot be undone."
 
 
-def _str_row(v: orders.OrderView) -> dict[str, str]:
-    return {k: "" if val is None else str(val) for k, val in asdict(v).items()}
+def order_row(v: orders.OrderView) -> dict[str, str]:
+    """An order as the page's strings; `created_ist` is its time as every screen shows one."""
+    row = {k: "" if val is None else str(val) for k, val in asdict(v).items()}
+    row["created_ist"] = ist_stamp(datetime.fromisoformat(v.created_at))
+    return row
 
 
 class OrdersState(AuthState):
@@ -68,6 +69,7 @@ class OrdersState(AuthState):
     account_options: list[list[str]] = []
     selected: list[str] = []
     confirm_delete: bool = False
+    filter_error: str = ""
 
     def _filter(self) -> orders.OrderFilter:
         return order_filter(self.filters)
@@ -77,7 +79,7 @@ class OrdersState(AuthState):
         with session_scope() as s:
             self.total = orders.count_orders(s, uid, f)
             self.rows = [
-                _str_row(v)
+                order_row(v)
                 for v in orders.list_orders(
                     s, uid, f, offset=self.page * PAGE_SIZE, limit=PAGE_SIZE
                 )
@@ -109,7 +111,12 @@ class OrdersState(AuthState):
         uid = self._user_id()
         if uid is None:
             return rx.redirect(routes.LOGIN)
-        self.filters = {k: str(v).strip() for k, v in form.items()}
+        form = {k: str(v).strip() for k, v in form.items()}
+        # A mistyped date would otherwise mean "any day": the list would look filtered.
+        self.filter_error = day_errors(form, DATE_FIELDS)
+        if self.filter_error:
+            return None
+        self.filters = form
         self.page, self.selected = 0, []
         self._reload(uid)
         return None

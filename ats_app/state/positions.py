@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import reflex as rx
 
 from ats_app import routes
 from ats_app.engine.broker import prices
+from ats_app.engine.core.clock import ist_stamp
 from ats_app.engine.execution import positions
 from ats_app.engine.store.db import session_scope
 from ats_app.engine.store.queueing import connection, enqueue_exit
@@ -25,7 +28,24 @@ def position_rows(uid: int, status: str | None = None) -> list[dict[str, str]]:
                 latest[f"{p['exchange']}:{p['symboltoken']}"] = tick.ltp
     with session_scope() as s:
         rows = positions.list_positions(s, uid, status, ltp=latest)
-    return [{k: "" if v is None else str(v) for k, v in r.items()} for r in rows]
+    return open_first([position_row(r) for r in rows])
+
+
+def open_first(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Open and exiting positions above closed ones (each newest first, as given): the ones
+    a trader may act on are not below a day's closed trades."""
+    return sorted(rows, key=lambda r: r["status"] == "CLOSED")
+
+
+def position_row(r: dict[str, object]) -> dict[str, str]:
+    """A position as the page's strings, with its open and close times as screens show them."""
+    row = {k: "" if v is None else str(v) for k, v in r.items()}
+    if row.get("status") == "CLOSED":
+        row["ltp"] = ""  # today's price of the instrument, not this position's: its exit is
+    for key in ("opened", "closed"):
+        at = row[f"{key}_at"]
+        row[f"{key}_ist"] = ist_stamp(datetime.fromisoformat(at)) if at else ""
+    return row
 
 
 class PositionsState(AuthState):

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import UTC, datetime, timedelta
+import re
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from ats_app.engine.core.errors import ValidationError
@@ -29,9 +30,40 @@ def ist(at: datetime) -> datetime:
 
 
 def ist_stamp(at: datetime) -> str:
-    """`at` as the dashboard shows a recent moment, e.g. "06 Dec 14:32:05 IST": the zone is
-    named because traders read it beside TradingView, which may show another zone."""
-    return ist(at).strftime("%d %b %H:%M:%S IST")
+    """`at` as every screen shows a moment, e.g. "2026-12-06 14:32:05 IST": the zone is named
+    because traders read it beside TradingView, which may show another zone; the year is there
+    because order history and the audit log go back further than this year."""
+    return ist(at).strftime("%Y-%m-%d %H:%M:%S IST")
+
+
+def iso_ist(at: datetime) -> str:
+    """`at` for machine-readable exports (CSV, JSON): ISO 8601 with its offset, in IST, e.g.
+    "2026-12-06T14:32:05.123456+05:30" — unambiguous to a parser, readable as IST to a person."""
+    return ist(at).isoformat()
+
+
+DAY_HINT = "dd-mm-yyyy"
+_DAY = re.compile(r"(\d{1,2})[-/. ](\d{1,2})[-/. ](\d{4})")
+_ISO_DAY = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})")
+
+
+def parse_day(text: str) -> date | None:
+    """A date filter as a trader in India types it, day first: 05-12-2026 (or / . as the
+    separator); 2026-12-05 (year first) is unambiguous too. Empty: None. Anything else, or a
+    day that does not exist (31-02-2026), raises ValueError naming the expected form."""
+    t = text.strip()
+    if not t:
+        return None
+    if m := _DAY.fullmatch(t):
+        d, mo, y = (int(g) for g in m.groups())
+    elif m := _ISO_DAY.fullmatch(t):
+        y, mo, d = (int(g) for g in m.groups())
+    else:
+        raise ValueError(f"{text.strip()!r} is not a date: use {DAY_HINT}")
+    try:
+        return date(y, mo, d)
+    except ValueError:
+        raise ValueError(f"{text.strip()!r} is not a date: use {DAY_HINT}") from None
 
 
 def now() -> datetime:

@@ -10,10 +10,11 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
+from ats_app.engine.core.clock import iso_ist, ist_stamp
 from ats_app.engine.store.models import AuditEvent
 
 IST = ZoneInfo("Asia/Kolkata")
-COLUMNS = ("id", "time_ist", "category", "action", "subject", "detail")
+COLUMNS = ("id", "time_ist", "category", "action", "subject", "detail")  # of the export
 
 
 def list_events(
@@ -43,7 +44,8 @@ def list_events(
     return [
         {
             "id": str(e.id),
-            "time_ist": e.created_at.astimezone(IST).strftime("%Y-%m-%d %H:%M:%S"),
+            "time_ist": ist_stamp(e.created_at),
+            "time_iso": iso_ist(e.created_at),
             "category": e.action.split(".", 1)[0],
             "action": e.action,
             "subject": e.subject or "",
@@ -54,10 +56,13 @@ def list_events(
 
 
 def export_events(rows: list[dict[str, str]], fmt: str) -> str:
+    """`list_events` rows as CSV or JSON; time_ist there is ISO 8601 with +05:30, for a
+    parser (the page's "… IST" text is for people)."""
+    out = [{**{k: r[k] for k in COLUMNS}, "time_ist": r["time_iso"]} for r in rows]
     if fmt == "json":
-        return json.dumps(rows, indent=2)
+        return json.dumps(out, indent=2)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(COLUMNS))
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(out)
     return buf.getvalue()
