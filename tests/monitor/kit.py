@@ -174,3 +174,12 @@ def sim_subscribed(sim: ServerThread) -> set[str]:
     """Tokens the simulator's feed sockets are subscribed to right now (all clients)."""
     return {tok for conns in list(sim.state.feed_conns.values()) for c in list(conns)
             for (_mode, tok) in list(c.subs)}
+
+
+def sim_spot_tokens(sim: ServerThread) -> set[str]:
+    """The index spots the feed follows always (those the simulator's master lists)."""
+    from ats_app.engine.execution.contracts import index_for
+    from ats_app.engine.market.feed_sources import SPOT_UNDERLYINGS
+
+    index = index_for(sim.base_url)
+    return {r.token for r in map(index.spot_instrument, SPOT_UNDERLYINGS) if r is not None}

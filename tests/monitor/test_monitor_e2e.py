@@ -33,6 +33,7 @@ from tests.monitor.kit import (
     run_burst_worker,
     sells,
     sim_price,
+    sim_spot_tokens,
     sim_subscribed,
     wait_for,
 )
@@ -156,7 +157,8 @@ def test_stop_loss_target_and_trailing_stop_each_exit_once(
     # Bob's stop (8 %) was not hit by Alice's exit price: his position is still guarded.
     assert position(p_bob.id).status == "OPEN" and sells(p_bob.id) == []
     # The socket stays open for Bob's contract; the closed instruments are unsubscribed on it.
-    wait_for(lambda: sim_subscribed(sim) == {p_sl.symbol_token}, 10,
+    spots = sim_spot_tokens(sim)  # followed always, for ATM strikes
+    wait_for(lambda: sim_subscribed(sim) == spots | {p_sl.symbol_token}, 10,
              "the closed instruments unsubscribed")
     bob_path = [on_grid(e_sl * Decimal(k)) for k in ("0.93", "0.91", "0.89")]
     bob_decision, _ = expected_exit(e_bob, exits.ExitRules.from_settings(8), bob_path)
@@ -164,11 +166,12 @@ def test_stop_loss_target_and_trailing_stop_each_exit_once(
     wait_for(lambda: position(p_bob.id).status == "CLOSED", 20, "Bob's exit")
     assert_exited_once(p_bob.id, "stop_loss", bob_decision)
 
-    # The last position on each instrument closed: nothing is subscribed any more.
-    wait_for(lambda: not sim_subscribed(sim), 10, "the feed to unsubscribe")
+    # The last position on each instrument closed: only the index spots stay subscribed.
+    wait_for(lambda: sim_subscribed(sim) == spots, 10, "the feed to unsubscribe")
     wait_for(lambda: heartbeat(rds).get("instruments") == 0, 10, "the monitor to unsubscribe")
-    wait_for(lambda: not json.loads(rds.get(FEED_STATUS_KEY) or b"{}").get("connections"),
-             5, "the feed status without sockets")
+    wait_for(lambda: [c["tokens"] for c in json.loads(rds.get(FEED_STATUS_KEY) or b"{}")
+                      .get("connections", [])] == [len(spots)],
+             5, "the feed status with one socket, for the spots")
     for p in (p_sl, p_tgt, p_tsl, p_bob):
         assert len(sells(p.id)) == 1
 

@@ -24,6 +24,7 @@ from ats_app.engine.broker.angel import DEFAULT_IP_ECHO_URL, AngelBroker
 from ats_app.engine.broker.base import Broker, ConnectionReport
 from ats_app.engine.broker.paper import PaperBroker
 from ats_app.engine.broker.prices import (
+    DEFAULT_MAX_AGE_S,
     BrokerPriceSource,
     FallbackPriceSource,
     PriceSource,
@@ -132,13 +133,15 @@ def broker_for(session: Session, user_id: int, account_id: int | None, *, paper:
     return PaperBroker(r, scope, sources, slippage_ticks=slippage_ticks)
 
 
-def live_prices(broker: Broker, r: redis.Redis) -> PriceSource:
-    """Prices for deciding and filling: the feed's ticks, else the broker's quote shared by
-    every worker for a second (Angel allows 10 quotes/s). A paper broker prices itself."""
+def live_prices(broker: Broker, r: redis.Redis, *,
+                max_age: float = DEFAULT_MAX_AGE_S) -> PriceSource:
+    """Prices for deciding and filling: the feed's ticks at most `max_age` s old, else the
+    broker's quote shared by every worker for a second (Angel allows 10 quotes/s). A paper
+    broker prices itself."""
     if not isinstance(broker, AngelBroker):
         return broker
     server = broker.session.creds.base_url or "angel"
-    return FallbackPriceSource(RedisPriceSource(r),
+    return FallbackPriceSource(RedisPriceSource(r, max_age=max_age),
                                SharedQuoteCache(r, BrokerPriceSource(broker), server))
 
 

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 
+import redis
+
 from ats_app.engine.broker.base import Contract
 from ats_app.engine.core.errors import ValidationError
 from ats_app.engine.execution import sizing
@@ -15,7 +17,12 @@ from ats_app.engine.execution.signals import AlertSignal
 from ats_app.engine.market import scrip_master
 from ats_app.engine.market.instruments import Instrument, InstrumentIndex
 from ats_app.engine.market.resolve import resolve_option, resolve_symbol
+from ats_app.engine.market.tickbus import FEED_SPOTS_KEY, server_name
 
+# ATM's spot from the feed (live accounts): older ticks are quoted afresh instead. An index
+# rarely moves a strike step (50-100 points) in a few seconds; the feed's 10 s default is too
+# lax here. A paper broker prices itself (its own 10 s limit).
+SPOT_MAX_AGE_S = 5.0
 INDEX_MAX_AGE = 6 * 3600  # the master changes daily; reloading from the disk cache is cheap
 
 _lock = threading.Lock()
@@ -32,6 +39,17 @@ def index_for(base_url: str | None) -> InstrumentIndex:
         index = scrip_master.load_index(base_url=base_url)
         _indexes[key] = (time.monotonic(), index)
         return index
+
+
+def spot_max_age(r: redis.Redis, base_url: str | None) -> float:
+    """How old a feed tick may be to serve as ATM's spot for an account on `base_url`: none
+    (0: quote it) unless the feed follows the spots of that very server. The simulator's
+    spot rows carry Angel's tokens, and a live order must not pick its strike from them."""
+    followed = r.get(FEED_SPOTS_KEY)
+    if followed is None:
+        return 0.0
+    name = followed.decode() if isinstance(followed, bytes) else str(followed)
+    return SPOT_MAX_AGE_S if name == server_name(base_url) else 0.0
 
 
 def to_contract(inst: Instrument) -> Contract:

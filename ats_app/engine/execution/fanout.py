@@ -190,7 +190,8 @@ def _prepare(s: Session, alert_id: int, user_id: int, link: WebhookLink, e: Entr
     contract = shared.get(t.base_url)
     if contract is None:
         index = contracts.index_for(t.base_url)
-        prices = live_prices(e.broker, conn)  # ATM's spot: the feed, else a shared quote
+        # ATM's spot: the feed's tick (it follows the index spots), else a shared quote
+        prices = live_prices(e.broker, conn, max_age=contracts.spot_max_age(conn, t.base_url))
         contract = contracts.resolve(signal, index, utcnow(), lambda c: prices.quote(c).ltp)
         shared[t.base_url] = contract
     e.contract, e.tick = contract, contract.tick_size

@@ -5,6 +5,10 @@ connections and REST quotes per client code, so accounts sharing a client code s
 source). A position without one (paper trading without an account) uses the local SmartAPI
 simulator when it is enabled, else the same user's first broker account (market data needs
 no static IP), else nothing: it is then marked stale and the audit log says it is unguarded.
+
+The spots of the index underlyings ATM strikes are picked from (`SPOT_UNDERLYINGS`) have one
+source of their own (`SourceResolver.for_spots`): the simulator when it is enabled, else the
+lowest-id broker account of a user whose bot is running, else none (jobs then quote).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from sqlmodel import Session, col, select
 
 from ats_app.engine.broker.factory import simulator_credentials
 from ats_app.engine.core.errors import AtsError
-from ats_app.engine.store.models import BrokerAccount, Position
+from ats_app.engine.store.models import BotState, BrokerAccount, Position
 from ats_app.engine.tenants import accounts
 from ats_app.engine.tenants.accounts import Credentials
 
@@ -27,6 +31,9 @@ log = logging.getLogger("ats.feed")
 ANGEL_FEED_URL = "wss://smartapisocket.angelone.in/smart-stream"
 MAX_TOKENS_PER_SOCKET = 1000  # Angel's per-connection limit
 MAX_SOCKETS_PER_CLIENT = 3  # Angel's per-client-code limit
+# Followed always, so an ATM alert reads its underlying's spot from Redis instead of spending
+# one of Angel's 10 quotes/s (50-150 ms) on the order path.
+SPOT_UNDERLYINGS = ("NIFTY", "BANKNIFTY", "FINNIFTY", "MIDCPNIFTY", "SENSEX")
 
 
 def source_key(creds: Credentials) -> str:
@@ -64,6 +71,19 @@ class SourceResolver:
                 self._account(session, p.user_id, first) if first is not None else None
             )
         return self._by_user[p.user_id]
+
+    def for_spots(self, session: Session) -> Credentials | None:
+        """The spots' source: the simulator when enabled, else the lowest-id account of a
+        user whose bot is running (someone may trade), else None."""
+        sim = simulator_credentials()
+        if sim is not None:
+            return sim
+        row = session.exec(
+            select(BrokerAccount.id, BrokerAccount.user_id)
+            .join(BotState, col(BotState.user_id) == col(BrokerAccount.user_id))
+            .where(col(BotState.running).is_(True)).order_by(col(BrokerAccount.id))
+        ).first()
+        return self._account(session, row[1], row[0]) if row is not None else None
 
     def _account(self, session: Session, user_id: int, account_id: int) -> Credentials | None:
         if account_id not in self._by_account:

@@ -9,6 +9,9 @@ Channels and keys (all JSON):
   `{"at", "pid", "connections": [{"source", "index", "state": "connecting" | "connected" |
   "down", "tokens", "last_tick_at", "reconnects", "error"}], "stale": ["NFO:43650", ...]}`.
   A missing key means no feed process is running.
+- `ats:feed:spots` (key, expires 10 s): the server ("angel" or a base URL) whose index spots
+  the feed follows, rewritten every second; a job takes ATM's spot from the feed only when
+  this is its account's server (the simulator's spots share Angel's tokens).
 - `ats:monitor:stale` (hash): instrument "EXCH:token" -> `{"since": epoch_s, "rest": bool}`
   for every watched instrument whose feed is stale (no tick for `stale_seconds`); `rest`
   tells whether REST prices are guarding it. Cleared per field when ticks resume.
@@ -34,6 +37,12 @@ from dataclasses import dataclass
 TICK_PREFIX = "ticks:"
 _PLAIN_SOURCES = frozenset({"ws", "rest"})  # need no JSON escaping
 FEED_STATUS_KEY = "ats:feed:status"
+FEED_SPOTS_KEY = "ats:feed:spots"
+
+
+def server_name(base_url: str | None) -> str:
+    """How `ats:feed:spots` names an instrument server."""
+    return base_url or "angel"
 STALE_KEY = "ats:monitor:stale"
 PEAKS_KEY = "ats:monitor:peaks"
 

@@ -11,6 +11,13 @@ further frame is ready (never waiting for a batch to fill).
 - Which instruments: OPEN and EXITING positions in the database, re-read on every
   `ats:positions` event and every few seconds; a token is unsubscribed once no open position
   needs it.
+- Also the spots of the index underlyings ATM strikes are picked from (`SPOT_UNDERLYINGS`, the
+  rows of the source's own instrument master; names it lacks are skipped), so an option
+  alert's job reads its spot from Redis instead of quoting it. Their source: the simulator
+  when it is enabled, else the lowest-id broker account of a user whose bot is running
+  (`SourceResolver.for_spots`); with neither, no spots (jobs quote). They share that source's
+  sockets and limits with its positions and stay subscribed whatever positions do. The
+  spots' server is published (`ats:feed:spots`): a job uses them only for accounts on it.
 - Each socket has a supervisor thread that reconnects without limit (jittered exponential
   back-off) and subscribes everything again in `on_open`: the SDK's own retry gives up after
   one attempt, and its resubscribe relies on `input_request_dict`, a class attribute shared
@@ -36,23 +43,28 @@ import redis
 
 from ats_app.engine.broker.factory import angel_broker
 from ats_app.engine.broker.feed_socket import FeedSocket
+from ats_app.engine.execution import contracts
 from ats_app.engine.execution.positions import POSITIONS_CHANNEL
 from ats_app.engine.exits.watchlist import active_positions
 from ats_app.engine.market.feed_sources import (
     MAX_SOCKETS_PER_CLIENT,
     MAX_TOKENS_PER_SOCKET,
+    SPOT_UNDERLYINGS,
     Backoff,
     SourceResolver,
     feed_url,
     socket_silent,
     source_key,
 )
+from ats_app.engine.market.instruments import InstrumentIndex
 from ats_app.engine.market.tickbus import (
     EXCHANGE_BY_TYPE,
     EXCHANGE_TYPES,
+    FEED_SPOTS_KEY,
     FEED_STATUS_KEY,
     FeedSettings,
     instrument_key,
+    server_name,
 )
 from ats_app.engine.market.tickwriter import TickWriter
 from ats_app.engine.services.processes import STOP_GRACE_S, exit_within
@@ -66,6 +78,18 @@ Token = tuple[int, str]  # (exchange type, symbol token)
 RESYNC_SECONDS = 5.0
 MIN_RESYNC_GAP = 0.1  # event-driven resyncs at most 10/s, however fast events arrive
 LTP_MODE = 1
+MASTER_RETRY_S = 60.0  # an unreadable master is retried this often, not on every resync
+
+
+def spot_tokens(index: InstrumentIndex, names: tuple[str, ...]) -> set[Token]:
+    """The spot rows of `names` in `index` as feed tokens; names it lacks are skipped."""
+    out: set[Token] = set()
+    for name in names:
+        row = index.spot_instrument(name)
+        exch = EXCHANGE_TYPES.get(row.exchange.upper()) if row is not None else None
+        if row is not None and exch is not None:
+            out.add((exch, row.token))
+    return out
 
 
 def _token_list(tokens: set[Token]) -> list[dict[str, Any]]:
@@ -235,6 +259,8 @@ class FeedProcess:
         self.wanted_since: dict[str, float] = {}
         self.stopping = threading.Event()
         self.writer = TickWriter(self.redis)
+        self._master_failed: dict[str | None, float] = {}
+        self.spots_server: str | None = None  # published as FEED_SPOTS_KEY
 
     # ------------------------------------------------------------ ticks (socket threads)
 
@@ -265,7 +291,25 @@ class FeedProcess:
                               p.exchange, p.symbol_token)
                     continue
                 out.setdefault(source_key(creds), (creds, set()))[1].add((exch, p.symbol_token))
+            spot_creds = self.resolver.for_spots(s)
+        spots = self._spots(spot_creds.base_url) if spot_creds is not None else set()
+        if spot_creds is not None and spots:
+            out.setdefault(source_key(spot_creds), (spot_creds, set()))[1].update(spots)
+        self.spots_server = server_name(spot_creds.base_url) if spot_creds and spots else None
         return out
+
+    def _spots(self, base_url: str | None) -> set[Token]:
+        failed_at = self._master_failed.get(base_url)
+        if failed_at is not None and time.monotonic() - failed_at < MASTER_RETRY_S:
+            return set()
+        try:
+            index = contracts.index_for(base_url)  # cached per process; reloaded daily
+        except Exception as exc:  # master unreachable: positions are followed regardless
+            log.warning("no instrument master for the index spots (%s): %s", base_url, exc)
+            self._master_failed[base_url] = time.monotonic()
+            return set()
+        self._master_failed.pop(base_url, None)
+        return spot_tokens(index, SPOT_UNDERLYINGS)
 
     def resync(self) -> None:
         desired = self.desired()
@@ -320,6 +364,10 @@ class FeedProcess:
                   "stale": self.stale(now), "ticks_published": self.writer.published,
                   "tick_batches": self.writer.batches, "tick_write_errors": self.writer.errors}
         self.redis.set(FEED_STATUS_KEY, json.dumps(status), ex=10)
+        if self.spots_server is None:
+            self.redis.delete(FEED_SPOTS_KEY)
+        else:
+            self.redis.set(FEED_SPOTS_KEY, self.spots_server, ex=10)
 
     def run(self) -> None:
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
@@ -370,7 +418,7 @@ class FeedProcess:
         self.conns.clear()
         self.writer.close()  # after the sockets: their last ticks still go out
         with contextlib.suppress(redis.RedisError):
-            self.redis.delete(FEED_STATUS_KEY)
+            self.redis.delete(FEED_STATUS_KEY, FEED_SPOTS_KEY)
 
 
 def run_feed() -> None:

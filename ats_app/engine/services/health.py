@@ -18,7 +18,8 @@ MONITOR_STALE_SECONDS = 5.0
 def feed_state(conn: redis.Redis) -> str:
     """live (a socket connected), down (process up, no socket), or off (no feed process).
 
-    Nothing to watch is normal: the feed keeps no socket open without open positions."""
+    Nothing to watch is normal: without open positions the feed keeps only the index spots'
+    socket, or none when it has no source for them."""
     raw = conn.get(FEED_STATUS_KEY)
     if not raw:
         return "off"
