@@ -312,37 +312,6 @@ def _book_orders(sim: ServerThread, side: str) -> list[Order]:
 
 
 @pytest.mark.parametrize("fleet", [2], indirect=True)
-def test_a_reversal_buys_while_the_previous_position_is_still_selling(fleet: dict) -> None:
-    """Exit the CALL and buy the PUT on the same bar: both alerts arrive together and at
-    Angel's pace the sell is still working when the buy is handled. The buy trades (an
-    exiting position does not block it); a second buy while the PUT is open is ignored."""
-    _warm(fleet)
-    entry.handle_alert(_post(fleet, id="call"))
-    for a in fleet["accounts"]:
-        follower.follow_account(fleet["user"], a)
-    with session_scope() as s:
-        calls = s.exec(select(Position.id).where(Position.status == "OPEN")).all()
-    assert len(calls) == 2
-    sold = _post(fleet, action="sell", id="exit-call")
-    entry.handle_alert(sold)  # the sells are left working: the CALL positions are EXITING
-    with session_scope() as s:
-        assert set(s.exec(select(Position.status).where(col(Position.id).in_(calls))).all()) \
-            == {"EXITING"}
-    put = _post(fleet, id="put", option="PE")
-    entry.handle_alert(put)
-    assert len(_orders(put)) == 2 and {o.symbol[-2:] for o in _orders(put)} == {"PE"}
-    for a in fleet["accounts"]:
-        follower.follow_account(fleet["user"], a)
-    with session_scope() as s:
-        rows = s.exec(select(Position.id, Position.status, Position.symbol)).all()
-    assert {st for pid, st, _ in rows if pid in calls} == {"CLOSED"}
-    assert sorted(sym[-2:] for _, st, sym in rows if st == "OPEN") == ["PE", "PE"]
-    again = _post(fleet, id="put-again", option="PE")
-    entry.handle_alert(again)
-    assert _orders(again) == []  # an OPEN position still holds the rule: one per account
-
-
-@pytest.mark.parametrize("fleet", [2], indirect=True)
 def test_recovery_gives_a_placed_alert_its_verdict_once_every_order_is_final(
         fleet: dict, redis_url: str) -> None:
     """The backstop: an alert left PLACED although every order it waits on is final (a

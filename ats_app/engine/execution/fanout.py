@@ -174,8 +174,7 @@ def _prepare(s: Session, alert_id: int, user_id: int, link: WebhookLink, e: Entr
              shared: dict[str | None, Contract]) -> None:
     t = e.target
     e.existing = latest_attempt(s, e.client_id) if has_orders else None
-    open_id = positions.open_position_id(s, link.id, t.account_id,  # type: ignore[arg-type]
-                                         statuses=positions.BLOCKS_ENTRY)
+    open_id = positions.open_position_id(s, link.id, t.account_id)  # type: ignore[arg-type]
     if e.existing is None and open_id is not None:
         reason = "a position is already open for this link and account"
         audit.record(s, "alert.entry_ignored", user_id=user_id, subject=str(alert_id),

@@ -34,33 +34,23 @@ POSITIONS_CHANNEL = "ats:positions"  # the monitor subscribes/unsubscribes instr
 _POSITIONS = Position.__table__  # type: ignore[attr-defined]
 
 
-# An entry is held back by an OPEN position only: one already EXITING is on its way out.
-# A reversal (exit the CALL, buy the PUT on the same bar) sends both alerts at once, and at
-# Angel's pace the sell works for a few hundred ms: the buy must not be ignored meanwhile.
-BLOCKS_ENTRY = ("OPEN",)
-BLOCKS_EXIT = ("OPEN", "EXITING")  # an exit alert answers to the position being exited too
-
-
-def _open_id(account: sa.ColumnElement[bool], statuses: tuple[str, ...]) -> sa.Select:
+def _open_id(account: sa.ColumnElement[bool]) -> sa.Select:
     return (sa.select(_POSITIONS.c.id)
-            .where(_POSITIONS.c.status.in_(statuses))
+            .where(_POSITIONS.c.status.in_(("OPEN", "EXITING")))
             .where(_POSITIONS.c.link_id == bindparam("link")).where(account).limit(1))
 
 
 # Built once (one per kind of account: "= NULL" would match nothing).
-_OPEN_ID = {statuses: (_open_id(_POSITIONS.c.account_id == bindparam("account"), statuses),
-                       _open_id(_POSITIONS.c.account_id.is_(None), statuses))
-            for statuses in (BLOCKS_ENTRY, BLOCKS_EXIT)}
+_OPEN_ID = _open_id(_POSITIONS.c.account_id == bindparam("account"))
+_OPEN_ID_NO_ACCOUNT = _open_id(_POSITIONS.c.account_id.is_(None))
 
 
-def open_position_id(session: Session, link_id: int, account_id: int | None, *,
-                     statuses: tuple[str, ...] = BLOCKS_EXIT) -> int | None:
-    """The id of the link's position on this account in one of `statuses`, if any: the
-    rule is one open position per link and account."""
-    with_account, no_account = _OPEN_ID[statuses]
+def open_position_id(session: Session, link_id: int, account_id: int | None) -> int | None:
+    """The id of the link's open (or exiting) position on this account, if any: the rule is
+    one per link and account."""
     if account_id is None:
-        return session.execute(no_account, {"link": link_id}).scalar()
-    return session.execute(with_account, {"link": link_id, "account": account_id}).scalar()
+        return session.execute(_OPEN_ID_NO_ACCOUNT, {"link": link_id}).scalar()
+    return session.execute(_OPEN_ID, {"link": link_id, "account": account_id}).scalar()
 
 
 # An entry still working at the broker, or filled a moment ago and not yet a position.
@@ -81,7 +71,7 @@ def busy_accounts(session: Session, link_id: int, account_ids: list[int],
     held = session.exec(
         select(Position.account_id, Position.id).where(Position.link_id == link_id)
         .where(col(Position.account_id).in_(account_ids))
-        .where(col(Position.status).in_(BLOCKS_ENTRY))).all()
+        .where(col(Position.status).in_(("OPEN", "EXITING")))).all()
     for account_id, position_id in held:
         if account_id is not None:
             busy[account_id] = ("a position is already open for this link and account "
