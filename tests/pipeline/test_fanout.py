@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -20,8 +22,9 @@ from sqlmodel import col, select
 from starlette.testclient import TestClient
 
 from ats_app.api import build_api
+from ats_app.engine.broker.factory import broker_for
 from ats_app.engine.core.config import reset_settings_cache
-from ats_app.engine.execution import entry, follower, recovery
+from ats_app.engine.execution import entry, follower, recovery, submit
 from ats_app.engine.risk import bot, gate
 from ats_app.engine.store.db import session_scope
 from ats_app.engine.store.models import Alert, AlertTarget, AuditEvent, Order, Position
@@ -333,3 +336,47 @@ def test_recovery_gives_a_placed_alert_its_verdict_once_every_order_is_final(
     with session_scope() as s:
         assert s.get(Alert, done).status == "DONE"  # type: ignore[union-attr]
         assert s.get(Alert, working).status == "PLACED"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("fleet", [1], indirect=True)
+def test_a_young_submitting_order_is_left_to_its_sender_not_looked_up(
+        fleet: dict, redis_url: str) -> None:
+    """Two exits of one position at once (the monitor's stop and a sell alert) meet at one
+    SUBMITTING row while its broker call is in flight in the other job. Driving it as
+    though its sender had died looked it up before Angel had it (three tries over ~3 s),
+    marked it not in the book and reopened the position for a second sell. The row is
+    left to its sender until it answers: here 6 s later, past the look-up's tries."""
+    _warm(fleet)
+    account = fleet["accounts"][0]
+    conn = redis.Redis.from_url(redis_url)
+    with session_scope() as s:
+        broker = broker_for(s, fleet["user"], account, paper=False, redis=conn)
+        won = _orders(_post_and_run(fleet, "template"))[0]
+        order = submit.write_submitting(s, Order(
+            user_id=fleet["user"], account_id=account, client_order_id="INFLIGHT1",
+            purpose="ENTRY", exchange=won.exchange, symbol=won.symbol,
+            symbol_token=won.symbol_token, side="BUY", quantity=won.quantity, paper=False))
+    request = submit.request_for(order, Decimal("0.05"))
+
+    def sender() -> None:  # the other job: its call answers late
+        time.sleep(6.0)
+        placed = submit.place(broker_for_thread(), request)
+        with submit.job_session() as own:
+            submit.apply_placement(own, order.id, placed)  # type: ignore[arg-type]
+
+    def broker_for_thread() -> object:
+        with session_scope() as s:
+            return broker_for(s, fleet["user"], account, paper=False, redis=conn)
+
+    other = threading.Thread(target=sender)
+    other.start()
+    driven = submit.drive(order.id, broker, request)  # type: ignore[arg-type]
+    other.join(30)
+    assert driven.status != "FAILED" and driven.broker_order_id, driven
+    assert [o["ordertag"] for o in _book(fleet["sim"])].count("INFLIGHT1") == 1
+
+
+def _post_and_run(world: dict, tag: str) -> int:
+    alert_id = _post(world, id=tag)
+    entry.handle_alert(alert_id)
+    return alert_id

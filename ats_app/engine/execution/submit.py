@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, timedelta
 from decimal import Decimal
 
 from sqlmodel import Session
@@ -26,6 +27,7 @@ from ats_app.engine.store.db import after_commit, get_engine, joined
 from ats_app.engine.store.models import (
     Order,
     Position,
+    utcnow,
 )
 from ats_app.engine.store.queueing import connection
 
@@ -148,7 +150,7 @@ def drive(
 
     With `session` (a job's), its last step may be left for the caller to commit."""
     with joined(session, job_session) as s:
-        order = order_store.get(order_id, session=s)
+        order = _after_its_sender(s, order_id, order_store.get(order_id, session=s))
         status = OrderStatus(order.status)
         if status == OrderStatus.SUBMITTING:
             # A previous run died mid-call: the broker may have it. Look, don't resend.
@@ -160,6 +162,27 @@ def drive(
             s.commit()  # required: SUBMITTING is durable before the broker call
             return _send(s, order_id, broker, request)
         return settle(s, order_id, broker, request, order)
+
+
+# A SUBMITTING row this young may still have its broker call in flight in another job (the
+# SDK's HTTP timeout is 7 s): two exits of one position at once (the monitor's stop and a
+# sell alert), or a job and its concurrent rerun. Read as "its sender died", it was looked up
+# before Angel had it, marked not in the book, and the position reopened and sold again.
+IN_FLIGHT_S = 10.0
+IN_FLIGHT_POLL_S = 0.1
+
+
+def _after_its_sender(s: Session, order_id: int, order: Order) -> Order:
+    """The order once its sender has had its answer, or once it is too old to be in flight."""
+    created = order.created_at
+    if created.tzinfo is None:  # SQLite gives naive UTC back
+        created = created.replace(tzinfo=UTC)
+    deadline = created + timedelta(seconds=IN_FLIGHT_S)
+    while order.status == OrderStatus.SUBMITTING and utcnow() < deadline:
+        s.commit()  # nothing held while we wait, and the next read sees the sender's commit
+        time.sleep(IN_FLIGHT_POLL_S)
+        order = order_store.get(order_id, session=s)
+    return order
 
 
 @dataclass(frozen=True)
