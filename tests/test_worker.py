@@ -153,3 +153,19 @@ def test_a_job_thread_still_enforces_the_jobs_time_limit(redis_url: str) -> None
     assert proc.returncode == 0, out[-3000:]
     assert [j.get_status(refresh=True) for j in jobs] == ["failed"] * 3
     assert all("JobTimeoutException" in (j.latest_result().exc_string or "") for j in jobs)
+
+
+def test_a_burst_runs_what_its_last_jobs_enqueue(redis_url: str) -> None:
+    """A burst worker with two threads: the main thread finds the queue empty while the other
+    thread's job is still running; the job that job enqueues as it ends still runs."""
+    conn = redis.Redis.from_url(redis_url)
+    conn.flushdb()
+    queue = Queue(ALERTS_QUEUE, connection=conn)
+    queue.enqueue("tests.worker_jobs.wait_then_enqueue", 0.2, "short")
+    queue.enqueue("tests.worker_jobs.wait_then_enqueue", 3.0, "long")
+    proc = _worker(redis_url, "--threads", "2", "--burst")
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out[-3000:]
+    after = [Job.fetch(f"after-{t}", connection=conn) for t in ("short", "long")]
+    assert [j.get_status(refresh=True) for j in after] == ["finished", "finished"]
+    assert queue.count == 0

@@ -171,20 +171,33 @@ def run_worker(burst: bool = False, queue_names: list[str] | None = None,
     try:
         worked = worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
     finally:
-        _stop_job_threads(worker.job_threads)
+        _stop_job_threads(worker.job_threads, stop=not burst)
     return worked or any(other.worked for other in worker.job_threads)
 
 
-def _stop_job_threads(threads: list[JobThread]) -> None:
-    """After the main worker stopped: a thread running a job is waited for (the job ends
-    within its time limit); an idle one ends at its wait's end, or, with Redis gone (RQ then
-    retries the connection without end), is left to die with the process: it holds no job."""
-    for other in threads:
-        other.stop_after_current_job()
+def _stop_job_threads(threads: list[JobThread], *, stop: bool) -> None:
+    """After the main worker stopped: every thread ends after its current job and its queue
+    wait (burst: once it finds the queues empty itself, so what its last job enqueued still
+    runs). A thread is left to die with the process only when Redis is gone (RQ then retries
+    the connection without end): it cannot have taken a job then. Left while its wait could
+    still pop a job, that job would be in no queue and no registry."""
+    if stop:
+        for other in threads:
+            other.stop_after_current_job()
     idle_until = time.monotonic() + JobThread.TTL_S - 15 + 2  # one queue wait, and a margin
+    probe = connect(socket_timeout=1, socket_connect_timeout=1)
     for other in threads:
-        while other.alive() and (other.busy() or time.monotonic() < idle_until):
+        while other.alive():
+            if not other.busy() and time.monotonic() > idle_until and not _up(probe):
+                break
             other.join(0.1)
+
+
+def _up(conn: redis.Redis) -> bool:
+    try:
+        return bool(conn.ping())
+    except redis.RedisError:
+        return False
 
 
 def _queues(names: list[str], conn: redis.Redis) -> list[Queue]:
