@@ -327,6 +327,37 @@ class RiskLimits(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)  # type: ignore[call-overload]
 
 
+# --- refused alerts and Telegram control (issue 26) ---------------------------------------
+
+
+class RefusedAlert(SQLModel, table=True):
+    """A request to a user's webhook link that was refused (401, 408, 413, 400, 422 incl.
+    stale, 429): the Alerts page shows it beside the accepted alerts. `body` is what was
+    sent, with every secret masked (`intake.refusals.mask_body`), cut to a few KB."""
+
+    __tablename__ = "refused_alerts"
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    link_id: int = Field(foreign_key="webhook_links.id", index=True, ondelete="CASCADE")
+    status_code: int
+    error: str = Field(max_length=500)
+    field: str | None = Field(default=None, max_length=64)
+    body: str = Field(default="", sa_type=sa.Text)  # type: ignore[call-overload]
+    source_ip: str | None = Field(default=None, max_length=64)
+    received_at: datetime = _ts()
+
+
+class TelegramChat(SQLModel, table=True):
+    """The Telegram chat that controls a user's bot, bound with a one-time code: one chat per
+    user and one user per chat (another user's chat can never reach this user)."""
+
+    __tablename__ = "telegram_chats"
+    user_id: int = Field(foreign_key="users.id", primary_key=True, ondelete="CASCADE")
+    chat_id: int = Field(sa_type=sa.BigInteger, unique=True)  # type: ignore[call-overload]
+    username: str | None = Field(default=None, max_length=64)
+    bound_at: datetime = _ts()
+
+
 # The webhook ack caches what it reads of these; a commit changing any of them bumps the
 # generation its cache entries are checked against.
 generation.watch((WebhookLink, BotState, User))
