@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ENGINE = "ats_app.engine"
 
 LAYERS = ("core", "store", "tenants", "notify", "broker", "market", "exits", "risk", "execution",
-          "intake", "services")
+          "reports", "intake", "services")
 
 PURE = {
     "core.errors", "core.money", "core.fsm", "core.clock",
@@ -35,6 +35,7 @@ PURE = {
     "exits.rules", "exits.tracker",
     "execution.sizing",
     "notify.messages",
+    "reports.replay_rules", "reports.metrics", "reports.tradingview_trades",
 }
 IO_LIBRARIES = {"sqlmodel", "sqlalchemy", "redis", "rq", "requests", "httpx", "SmartApi",
                 "websocket", "apprise", "psycopg", "socket", "subprocess", "urllib", "reflex"}
