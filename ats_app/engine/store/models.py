@@ -358,6 +358,52 @@ class TelegramChat(SQLModel, table=True):
     bound_at: datetime = _ts()
 
 
+# --- reports and the what-if replay (issue 27) ------------------------------------------
+
+
+class CandleDay(SQLModel, table=True):
+    """One instrument's candles of one interval for one IST day, as a broker served them.
+
+    Market data, not a user's: shared by every user replaying on the same server. Only days
+    already over are stored, so a row is final; a day with no candles (a holiday, an expired
+    contract) is stored empty, so asking again costs no broker call either."""
+
+    __tablename__ = "candle_days"
+    __table_args__ = (
+        sa.UniqueConstraint("source", "exchange", "symbol_token", "interval", "day",
+                            name="uq_candle_days_key"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=255)  # the SmartAPI server: "angel" or its base URL
+    exchange: str = Field(max_length=8)
+    symbol_token: str = Field(max_length=32)
+    interval: str = Field(max_length=16)
+    day: str = Field(max_length=10)  # YYYY-MM-DD, IST
+    # JSON [[minute of day, open, high, low, close], ...] in paise (integers)
+    candles: str = Field(sa_type=sa.Text)  # type: ignore[call-overload]
+    fetched_at: datetime = _ts()
+
+
+class ReplayRun(SQLModel, table=True):
+    """One what-if replay: its source, grid, progress (the job updates it) and results."""
+
+    __tablename__ = "replay_runs"
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    link_id: int | None = Field(
+        default=None, foreign_key="webhook_links.id", ondelete="SET NULL"
+    )
+    source: str = Field(max_length=16)  # link / tradingview
+    label: str = Field(default="", max_length=255)  # what was replayed, for the page
+    params: str = Field(sa_type=sa.Text)  # type: ignore[call-overload]  # JSON: grid, trades
+    status: str = Field(default="QUEUED", max_length=12)  # QUEUED/RUNNING/DONE/FAILED
+    progress: int = Field(default=0)  # percent
+    message: str = Field(default="", max_length=500)
+    result: str | None = Field(default=None, sa_type=sa.Text)  # type: ignore[call-overload]
+    created_at: datetime = _ts()
+    finished_at: datetime | None = _ts_opt()
+
+
 # The webhook ack caches what it reads of these; a commit changing any of them bumps the
 # generation its cache entries are checked against.
 generation.watch((WebhookLink, BotState, User))
