@@ -33,6 +33,7 @@ ANGEL_LIMITS: Mapping[str, tuple[tuple[int, float], ...]] = {
     "quote": ((10, 1.0),),
     "login": ((1, 1.0),),
     "other": ((10, 1.0),),
+    "candles": ((3, 1.0), (180, 60.0), (5000, 3600.0)),  # getCandleData (historical data)
 }
 
 # Angel counts a request when it arrives, we when we are about to send it; a request that
