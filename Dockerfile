@@ -44,7 +44,8 @@ COPY . .
 ARG API_URL=http://localhost:8000
 # Writes .web/build/client (static site, pre-compressed .gz) and .web/backend (page metadata
 # the production backend reads); no zip, the next stages copy the directories.
-RUN API_URL=${API_URL} reflex export --frontend-only --no-zip --env prod \
+# Reflex 0.10 reads only REFLEX_-prefixed names: API_URL alone was ignored.
+RUN REFLEX_API_URL=${API_URL} reflex export --frontend-only --no-zip --env prod \
  && test -f .web/build/client/index.html \
  && test -f .web/build/client/404.html \
  && test -d .web/backend
