@@ -22,6 +22,7 @@ from ats_app.cli import (
     instruments,
     notify,
     positions,
+    reports,
     risk,
     services,
     strategies,
@@ -47,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="group", required=True)
     for group in (db, users, accounts, strategies, webhooks, trading, services, instruments,
-                  positions, notify, risk):
+                  positions, notify, risk, reports):
         group.add_commands(sub, common)
     return p
 

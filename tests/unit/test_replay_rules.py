@@ -145,7 +145,7 @@ def test_empty_summary_and_drawdown_from_zero() -> None:
 def test_setting_result_charges_both_orders_like_the_paper_broker() -> None:
     t = trade()
     e = replay_trade(t, [candle(1, "100", "105.5", "99", "105")], s("2", "5", "0"))
-    out = setting_result(s("2", "5", "0"), [e], [t.quantity], Segment.OPTIONS)
+    out = setting_result(s("2", "5", "0"), [e], [t.quantity], [Segment.OPTIONS])
     charges = (estimate(Segment.OPTIONS, Side.BUY, D("100"), 10).total
                + estimate(Segment.OPTIONS, Side.SELL, D("105"), 10).total)
     assert charges == round_trip_charges(Segment.OPTIONS, D("100"), D("105"), 10)

@@ -131,12 +131,13 @@ def round_trip_charges(segment: Segment, entry: Decimal, exit_price: Decimal,
 
 
 def setting_result(setting: Setting, exits: Sequence[Exit], quantities: Sequence[int],
-                   segment: Segment) -> dict[str, object]:
-    """One grid point as `replay --json` prints it (numbers as JSON numbers)."""
+                   segments: Sequence[Segment]) -> dict[str, object]:
+    """One grid point as `replay --json` prints it (numbers as JSON numbers); each trade
+    charged for its own segment (options, futures, equity intraday)."""
     closed = [
         ClosedTrade(e.exit_time, (e.exit_price - e.entry_price) * q,
-                    round_trip_charges(segment, e.entry_price, e.exit_price, q), e.reason)
-        for e, q in zip(exits, quantities, strict=True)
+                    round_trip_charges(seg, e.entry_price, e.exit_price, q), e.reason)
+        for e, q, seg in zip(exits, quantities, segments, strict=True)
     ]
     s = summarize(closed)
     return {
