@@ -8,7 +8,7 @@ STAMP := $(VENV)/.requirements.stamp
 export REFLEX_TELEMETRY_ENABLED := false
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup run test test-deps lint bench sim clean
+.PHONY: setup run test test-deps lint bench soak sim clean
 
 setup: $(STAMP) $(VENV)/bin/bun
 
@@ -53,6 +53,11 @@ lint: setup
 
 bench: setup
 	$(PY) -m bench
+
+# Load with faults at random, then an oracle over the three books (see bench/soak.py).
+MINUTES ?= 60
+soak: setup
+	$(PY) -m bench.soak --minutes $(MINUTES) $(SOAK_ARGS)
 
 sim: setup
 	$(PY) -m ats_app.cli sim --port 9100

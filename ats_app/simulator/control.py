@@ -135,7 +135,7 @@ async def orders(request: Request) -> Response:
     client = request.query_params.get("clientcode")
     rows = [{"clientcode": o.client_code, "orderid": o.orderid, "ordertag": o.ordertag,
              "transactiontype": o.transactiontype, "quantity": o.quantity, "status": o.status,
-             "filled": o.filled}
+             "filled": o.filled, "symboltoken": o.inst.token, "tradingsymbol": o.inst.symbol}
             for o in st.orders.orders.values() if client is None or o.client_code == client]
     return JSONResponse({"ok": True, "orders": rows})
 
