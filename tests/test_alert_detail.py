@@ -125,7 +125,7 @@ def test_recent_alerts_newest_first_with_counts_and_limit(session: Session, fann
     rows = alert_detail.recent_alerts(session, fanned["user"])
     assert [r["id"] for r in rows] == [paper, later, fanned["alert"]]
     assert [(r["ordered"], r["not_traded"]) for r in rows] == [(0, 1), (0, 0), (2, 1)]
-    assert rows[1]["reason"] == "bot_stopped"
+    assert rows[1]["reason"] == "the bot was stopped: recorded, not traded"
     assert rows[1]["received_ist"] == "2026-12-06 14:37:05 IST"
     assert rows[2]["action"] == "buy" and rows[2]["symbol"] == "NIFTY"
     assert [r["id"] for r in alert_detail.recent_alerts(session, fanned["user"], limit=1)] == [

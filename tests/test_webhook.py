@@ -272,6 +272,7 @@ def test_refusals_are_recorded_after_the_ack_gives_its_connection_back(
         return wrapped
 
     monkeypatch.setattr(alerts.audit, "record_now", spy(record_now))
+    monkeypatch.setattr(alerts.refusals, "record", spy(alerts.refusals.record))  # a link's own
     monkeypatch.setattr(notify, "emit", spy(emit))
     assert _post(client, link, _alert(link, id="dup-c")).status_code == 202
     assert _post(client, link, _alert(link, id="dup-c")).status_code == 200  # duplicate

@@ -10,45 +10,167 @@ after the alert it was written and last changed, or why the account did not trad
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from ats_app.engine.core.clock import ist_stamp
+from ats_app.engine.core.clock import IST, ist_stamp
 from ats_app.engine.core.errors import NotFound
 from ats_app.engine.core.fsm import OrderStatus, is_terminal
 from ats_app.engine.execution.order_history import paise_to_rupees
 from ats_app.engine.execution.verdict import ORDERED
-from ats_app.engine.store.models import Alert, AlertTarget, BrokerAccount, Order, WebhookLink
+from ats_app.engine.intake.refusals import plain_reason
+from ats_app.engine.store.models import (
+    Alert,
+    AlertTarget,
+    BrokerAccount,
+    Order,
+    RefusedAlert,
+    WebhookLink,
+)
 
 PAPER_LABEL = "paper"  # the row of a paper link without a broker account (account_id None)
+
+
+REFUSED = "REFUSED"  # the list's status of a refused request (a `RefusedAlert` row)
+# What the status filter offers: an alert's own statuses, then the refusals.
+STATUSES = ("ACCEPTED", "QUEUED", "PROCESSING", "PLACED", "DONE", "REJECTED", "FAILED",
+            "IGNORED", REFUSED)
+# An ignored alert's reason is a code in the table; the page says it in words.
+_PLAIN = {
+    "bot_stopped": "the bot was stopped: recorded, not traded",
+    "link_disabled": "the link is disabled: recorded, not traded",
+}
+
+
+def plain_words(reason: str | None) -> str:
+    return _PLAIN.get(reason or "", reason or "")
 
 
 def _alert_row(a: Alert, link: str | None) -> dict[str, Any]:
     return {
         "id": a.id,
+        "key": str(a.id),
+        "kind": "alert",
         "received_at": a.received_at.isoformat(),
         "received_ist": ist_stamp(a.received_at),
         "link": link or "",
         "action": a.action,
         "symbol": a.symbol,
+        "instrument": "",
         "status": a.status,
-        "reason": a.reason or "",
+        "code": None,
+        "reason": plain_words(a.reason),
+        "body": "",
     }
 
 
-def recent_alerts(session: Session, user_id: int, limit: int = 100) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class AlertQuery:
+    """The Alerts page's filters; days are IST calendar days, both ends included."""
+
+    link_id: int | None = None
+    status: str | None = None  # one of STATUSES
+    day_from: date | None = None
+    day_to: date | None = None
+
+
+def _fields(body: str) -> tuple[str, str]:
+    """A refused body's action and symbol when it is JSON enough to say (masked already)."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return "", ""
+    if not isinstance(data, dict):
+        return "", ""
+    low = {str(k).lower(): v for k, v in data.items()}
+    pick = [low.get("action"), low.get("tradingsymbol") or low.get("symbol")]
+    return tuple(v[:16] if isinstance(v, str) else "" for v in pick)  # type: ignore[return-value]
+
+
+def _refused_row(r: RefusedAlert, link: str | None) -> dict[str, Any]:
+    action, symbol = _fields(r.body)
+    return {
+        "id": r.id,
+        "key": f"r{r.id}",
+        "kind": "refused",
+        "received_at": r.received_at.isoformat(),
+        "received_ist": ist_stamp(r.received_at),
+        "link": link or "",
+        "action": action,
+        "symbol": symbol,
+        "instrument": "",
+        "status": REFUSED,
+        "code": r.status_code,
+        "reason": plain_reason(r.status_code, r.error),
+        "body": r.body,
+        "ordered": 0,
+        "not_traded": 0,
+    }
+
+
+def _in_days(stmt: Any, column: Any, q: AlertQuery) -> Any:
+    if q.day_from:
+        stmt = stmt.where(column >= datetime.combine(q.day_from, time(), IST))
+    if q.day_to:
+        stmt = stmt.where(column < datetime.combine(q.day_to + timedelta(days=1), time(), IST))
+    return stmt
+
+
+def list_alerts(session: Session, user_id: int, q: AlertQuery = AlertQuery(),
+                limit: int = 100) -> list[dict[str, Any]]:
+    """Accepted alerts and refused requests of the user, newest first, filtered by `q`:
+    each with its accounts' counts and the instruments its orders traded (resolved), a
+    refusal with its reason in words and its body (secrets masked)."""
+    if q.status and q.status not in STATUSES:
+        raise ValueError(f"unknown status {q.status!r}")
+    rows: list[dict[str, Any]] = []
+    if q.status != REFUSED:
+        rows += recent_alerts(session, user_id, limit, q)
+    if q.status in (None, REFUSED):
+        stmt = (select(RefusedAlert, WebhookLink.name)
+                .outerjoin(WebhookLink, col(WebhookLink.id) == RefusedAlert.link_id)
+                .where(RefusedAlert.user_id == user_id))
+        if q.link_id:
+            stmt = stmt.where(RefusedAlert.link_id == q.link_id)
+        stmt = _in_days(stmt, col(RefusedAlert.received_at), q)
+        rows += [_refused_row(r, link) for r, link in session.exec(
+            stmt.order_by(col(RefusedAlert.id).desc()).limit(limit)).all()]
+    rows.sort(key=lambda r: r["received_at"], reverse=True)
+    return rows[:limit]
+
+
+def _instruments(session: Session, user_id: int, ids: list[int | None]) -> dict[int, str]:
+    """Each alert's traded contracts (what `symbol`/`strike`/`expiry` resolved to)."""
+    found: dict[int, list[str]] = {}
+    for alert_id, symbol in session.exec(
+        select(Order.alert_id, Order.symbol).distinct()
+        .where(Order.user_id == user_id).where(col(Order.alert_id).in_(ids))
+        .order_by(col(Order.symbol))
+    ).all():
+        if alert_id is not None:
+            found.setdefault(alert_id, []).append(symbol)
+    return {k: ", ".join(v) for k, v in found.items()}
+
+
+def recent_alerts(session: Session, user_id: int, limit: int = 100,
+                  q: AlertQuery = AlertQuery()) -> list[dict[str, Any]]:
     """The user's latest alerts, newest first, each with its accounts' counts."""
-    rows = session.exec(
-        select(Alert, WebhookLink.name)
-        .outerjoin(WebhookLink, col(WebhookLink.id) == Alert.link_id)
-        .where(Alert.user_id == user_id)
-        .order_by(col(Alert.id).desc())
-        .limit(limit)
-    ).all()
+    stmt = (select(Alert, WebhookLink.name)
+            .outerjoin(WebhookLink, col(WebhookLink.id) == Alert.link_id)
+            .where(Alert.user_id == user_id))
+    if q.link_id:
+        stmt = stmt.where(Alert.link_id == q.link_id)
+    if q.status:
+        stmt = stmt.where(Alert.status == q.status)
+    stmt = _in_days(stmt, col(Alert.received_at), q)
+    rows = session.exec(stmt.order_by(col(Alert.id).desc()).limit(limit)).all()
     ids = [a.id for a, _ in rows]
+    instruments = _instruments(session, user_id, ids) if ids else {}
     ordered: dict[int | None, int] = {}
     not_traded: dict[int | None, int] = {}
     if ids:
@@ -62,7 +184,8 @@ def recent_alerts(session: Session, user_id: int, limit: int = 100) -> list[dict
             counts = ordered if outcome == ORDERED else not_traded
             counts[alert_id] = counts.get(alert_id, 0) + n
     return [{**_alert_row(a, link), "ordered": ordered.get(a.id, 0),
-             "not_traded": not_traded.get(a.id, 0)} for a, link in rows]
+             "not_traded": not_traded.get(a.id, 0),
+             "instrument": instruments.get(a.id, "")} for a, link in rows]
 
 
 def _ms(since: datetime, at: datetime | None) -> int | None:
@@ -121,7 +244,18 @@ def alert_detail(session: Session, user_id: int, alert_id: int) -> dict[str, Any
                                                 {t.account_id for t, _, _ in targets})]
     counts = sum(r["outcome"] == ORDERED for r in rows)
     return {**_alert_row(alert, link), "ordered": counts, "not_traded": len(rows) - counts,
+            "instrument": _instruments(session, user_id, [alert_id]).get(alert_id, ""),
             "accounts": rows}
+
+
+def refused_detail(session: Session, user_id: int, refused_id: int) -> dict[str, Any]:
+    """A refused request as in `list_alerts` (its masked body included), no accounts."""
+    row = session.get(RefusedAlert, refused_id)
+    if row is None or row.user_id != user_id:
+        raise NotFound(f"refused alert {refused_id} not found")
+    link = session.exec(select(WebhookLink.name).where(WebhookLink.id == row.link_id)
+                        .where(WebhookLink.user_id == user_id)).first()
+    return {**_refused_row(row, link), "accounts": []}
 
 
 def _untargeted_orders(session: Session, user_id: int, alert_id: int,

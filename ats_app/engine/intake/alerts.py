@@ -35,6 +35,7 @@ from ats_app.engine.execution.signals import (
     parse_json_object,
     stored_payload,
 )
+from ats_app.engine.intake import refusals
 from ats_app.engine.intake.link_cache import GEN_KEY, LinkCache, LinkFacts, current_generation
 from ats_app.engine.store import audit
 from ats_app.engine.store.db import get_engine, session_scope, write_promptly
@@ -215,11 +216,19 @@ class _Link:
     def subject(self) -> str:
         return str(self.facts.id)
 
-    def refuse(self, code: int, error: str, **detail: Any) -> _Refused:
-        return _refusal(
-            code, error, action="webhook.refused", user_id=self.user_id, subject=self.subject,
-            **detail,
-        )
+    def refuse(self, code: int, error: str, *, body: bytes | None, source_ip: str | None,
+               field_name: str | None = None, **detail: Any) -> _Refused:
+        """The refusal's answer; recorded (audit and the Alerts page's row, the body with
+        its secrets masked) once the ack's session is closed."""
+        reply = _refusal(code, error, action="webhook.refused", field_name=field_name).reply
+        secret = self.facts.secret
+
+        def record() -> None:
+            refusals.record(user_id=self.user_id, link_id=self.id, code=code, error=error,
+                            field=field_name, body=refusals.mask_body(body, [secret]),
+                            source_ip=source_ip, **detail)
+
+        return _Refused(reply, record)
 
 
 # Tokens come from secrets.token_urlsafe: anything else names no link, and is not looked up
@@ -244,18 +253,21 @@ def _authentic_body(
 ) -> dict[str, Any]:
     """Arrived, size, JSON, then the secret (constant-time) — in that order."""
     if body_timeout is not None:
-        raise link.refuse(408, f"body not received in full within {body_timeout:g} s")
+        raise link.refuse(408, f"body not received in full within {body_timeout:g} s",
+                          body=body, source_ip=source_ip)
     if body is None or len(body) > cfg.webhook_max_bytes:
-        raise link.refuse(413, f"body over {cfg.webhook_max_bytes} bytes")
+        raise link.refuse(413, f"body over {cfg.webhook_max_bytes} bytes", body=None,
+                          source_ip=source_ip)
     try:
         data = parse_json_object(body)
     except ValidationError as exc:  # a field named: JSON, but a repeated key (422)
-        raise link.refuse(422 if exc.field else 400, str(exc), field_name=exc.field) from exc
+        raise link.refuse(422 if exc.field else 400, str(exc), field_name=exc.field,
+                          body=body, source_ip=source_ip) from exc
     provided = data.get("secret")
     if not isinstance(provided, str) or not hmac.compare_digest(
         provided.encode(), link.facts.secret
     ):
-        raise link.refuse(401, "missing or wrong secret", source_ip=source_ip)
+        raise link.refuse(401, "missing or wrong secret", body=body, source_ip=source_ip)
     return data
 
 
@@ -266,10 +278,13 @@ def _valid_signal(
     conn: redis.Redis,
     cfg: Settings,
     now: datetime,
+    body: bytes | None = None,
+    source_ip: str | None = None,
 ) -> AlertSignal:
     if count is not None and count > cfg.webhook_rate_per_min:
         raise link.refuse(
-            429, f"more than {cfg.webhook_rate_per_min} alerts a minute for this link"
+            429, f"more than {cfg.webhook_rate_per_min} alerts a minute for this link",
+            body=body, source_ip=source_ip,
         )
     try:
         signal = parse_alert(data)
@@ -281,7 +296,8 @@ def _valid_signal(
         from ats_app.engine.notify import notices
 
         reason = str(exc)
-        refused = link.refuse(422, reason, field_name=exc.field)
+        refused = link.refuse(422, reason, field_name=exc.field, body=body,
+                              source_ip=source_ip)
         refused.after.append(lambda: notices.emit(
             link.user_id, "alert_refused", reason=reason, link=link.subject))
         raise refused from exc
@@ -404,7 +420,7 @@ def receive(
             if count is not None:
                 refused.after.append(lambda: _uncount(conn, link.id))
             raise
-        signal = _valid_signal(link, data, count, conn, cfg, now)
+        signal = _valid_signal(link, data, count, conn, cfg, now, body, source_ip)
         key = dedup_key(data, signal, now, cfg.alert_dedup_window_seconds)
         alert_id, ignored = _store(link, data, signal, key, now, source_ip)
     except _Refused as refused:
