@@ -5,12 +5,31 @@ from __future__ import annotations
 from typing import Any
 
 import reflex as rx
+from sqlmodel import col, select
 
 from ats_app import routes
 from ats_app.engine.core.errors import NotFound
 from ats_app.engine.execution import alert_detail
+from ats_app.engine.execution.alert_detail import AlertQuery
 from ats_app.engine.store.db import session_scope
+from ats_app.engine.store.models import WebhookLink
 from ats_app.state.auth import AuthState
+from ats_app.state.dates import day_errors, day_or_none
+
+DATE_FIELDS = {"date_from": "From", "date_to": "To"}
+
+
+def alert_query(form: dict[str, str]) -> AlertQuery:
+    """The filter form as a query (dates checked already by `day_errors`); an unknown
+    link or status means any."""
+    link = form.get("link_id", "")
+    status = form.get("status", "")
+    return AlertQuery(
+        link_id=int(link) if link.isdigit() else None,
+        status=status if status in alert_detail.STATUSES else None,
+        day_from=day_or_none(form.get("date_from", "")),
+        day_to=day_or_none(form.get("date_to", "")),
+    )
 
 
 def accounts_summary(ordered: int, not_traded: int) -> str:
@@ -27,8 +46,11 @@ def latency(ms: int | None) -> str:
 def alert_row(a: dict[str, Any]) -> dict[str, str]:
     """An engine alert as the page's strings (Reflex rows are plain string dicts)."""
     row = {k: "" if v is None else str(v) for k, v in a.items() if k != "accounts"}
-    row["accounts"] = accounts_summary(a["ordered"], a["not_traded"])
+    row["accounts"] = accounts_summary(a.get("ordered", 0), a.get("not_traded", 0))
     row["signal"] = f"{a['action'].upper()} {a['symbol']}".strip()
+    if a.get("code"):  # a refusal: its HTTP answer, as TradingView's alert log shows it
+        row["reason"] = f"{a['code']} · {row['reason']}"
+    row.setdefault("key", row.get("id", ""))
     return row
 
 
@@ -46,11 +68,19 @@ class AlertsState(AuthState):
     detail: dict[str, str] = {}
     detail_rows: list[dict[str, str]] = []
     detail_open: bool = False
+    filters: dict[str, str] = {}
+    filter_error: str = ""
+    link_options: list[list[str]] = []
 
-    def _show(self, uid: int, alert_id: int) -> bool:
+    def _show(self, uid: int, key: str) -> bool:
         try:
             with session_scope() as s:
-                found = alert_detail.alert_detail(s, uid, alert_id)
+                if key.startswith("r") and key[1:].isdigit():
+                    found = alert_detail.refused_detail(s, uid, int(key[1:]))
+                elif key.isdigit():
+                    found = alert_detail.alert_detail(s, uid, int(key))
+                else:
+                    raise NotFound(key)
         except NotFound:
             self.detail_open, self.detail, self.detail_rows = False, {}, []
             return False
@@ -64,18 +94,39 @@ class AlertsState(AuthState):
         uid = self._user_id()
         if uid is None:
             return rx.redirect(routes.LOGIN)
-        with session_scope() as s:
-            self.rows = [alert_row(a) for a in alert_detail.recent_alerts(s, uid)]
-        if self.detail_open and self.detail.get("id", "").isdigit():
-            self._show(uid, int(self.detail["id"]))  # Refresh: the open detail too
+        self._reload(uid)
+        if self.detail_open and self.detail.get("key"):
+            self._show(uid, self.detail["key"])  # Refresh: the open detail too
         return None
 
+    def _reload(self, uid: int) -> None:
+        with session_scope() as s:
+            self.rows = [alert_row(a) for a in
+                         alert_detail.list_alerts(s, uid, alert_query(self.filters))]
+            self.link_options = [[str(i), n] for i, n in s.exec(
+                select(WebhookLink.id, WebhookLink.name).where(WebhookLink.user_id == uid)
+                .order_by(col(WebhookLink.name))).all()]
+
     @rx.event
-    def show(self, alert_id: str):
+    def apply_filters(self, form: dict[str, str]):
         uid = self._user_id()
         if uid is None:
             return rx.redirect(routes.LOGIN)
-        if not alert_id.isdigit() or not self._show(uid, int(alert_id)):
+        form = {k: str(v).strip() for k, v in form.items()}
+        # A mistyped date would otherwise mean "any day": the list would look filtered.
+        self.filter_error = day_errors(form, DATE_FIELDS)
+        if self.filter_error:
+            return None
+        self.filters = form
+        self._reload(uid)
+        return None
+
+    @rx.event
+    def show(self, key: str):
+        uid = self._user_id()
+        if uid is None:
+            return rx.redirect(routes.LOGIN)
+        if not self._show(uid, key):
             return rx.toast("That alert is not there any more.")
         return None
 
