@@ -25,7 +25,10 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 COPY requirements.txt /tmp/requirements.txt
-RUN /opt/venv/bin/pip install -r /tmp/requirements.txt
+# requirements.txt pins the development tools too; nothing in the images runs them (playwright
+# alone is 165 MB and carries a Node binary, which the runtime image must not).
+RUN /opt/venv/bin/pip install -r /tmp/requirements.txt \
+ && /opt/venv/bin/pip uninstall -y -q playwright pytest pytest-timeout hypothesis ruff aiosmtpd
 
 FROM pydeps AS frontend
 # Node from the official image (same Debian release), bun from the npm registry: Reflex's own

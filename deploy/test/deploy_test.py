@@ -132,7 +132,9 @@ def check_images() -> None:
     log(f"image sizes: { {k: f'{v / 1e6:.0f} MB' for k, v in sizes.items()} }")
     found = sh("docker", "run", "--rm", "--entrypoint", "sh", "ats:latest", "-c",
                "for t in node npm npx bun gcc cc make g++ git; do command -v $t; done;"
-               " ls -d /opt/bun /usr/local/lib/node_modules 2>/dev/null; true").stdout.split()
+               " ls -d /opt/bun /usr/local/lib/node_modules 2>/dev/null;"
+               " find / -xdev -type f \\( -name node -o -name bun -o -name 'gcc*' \\)"
+               " -perm -u+x 2>/dev/null; true").stdout.split()
     if found:
         raise Failed(f"the runtime image carries build tools: {found}")
     du = sh("docker", "run", "--rm", "--entrypoint", "sh", "ats:latest", "-c",
