@@ -8,7 +8,7 @@ STAMP := $(VENV)/.requirements.stamp
 export REFLEX_TELEMETRY_ENABLED := false
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup run test test-deps lint bench soak sim clean
+.PHONY: setup run test test-deps lint bench soak sim clean deploy-test
 
 setup: $(STAMP) $(VENV)/bin/bun
 
@@ -58,6 +58,12 @@ bench: setup
 MINUTES ?= 60
 soak: setup
 	$(PY) -m bench.soak --minutes $(MINUTES) $(SOAK_ARGS)
+
+# The Docker deploy built and run for real (deploy/test/): a private dockerd, Compose v2 and the
+# base images brought when missing (cached in ~/.cache/ats-deploy-test), then the production
+# docker-compose.yml over HTTPS: a paper alert, scaling, restarts, an upgrade, backup/restore.
+deploy-test: setup
+	bash deploy/test/deploy_test.sh
 
 sim: setup
 	$(PY) -m ats_app.cli sim --port 9100
