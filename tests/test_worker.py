@@ -169,3 +169,35 @@ def test_a_burst_runs_what_its_last_jobs_enqueue(redis_url: str) -> None:
     after = [Job.fetch(f"after-{t}", connection=conn) for t in ("short", "long")]
     assert [j.get_status(refresh=True) for j in after] == ["finished", "finished"]
     assert queue.count == 0
+
+
+_STOPPED_AS_THREADS_START = """
+import os, signal, sys
+from ats_app.engine.services import worker
+start = worker.JobThread.start
+def start_after_a_stop(self, burst):
+    os.kill(os.getpid(), signal.SIGTERM)  # the operator's stop, as the threads start
+    start(self, burst)
+worker.JobThread.start = start_after_a_stop
+worker.run_worker(threads=3)
+"""
+
+
+def test_a_stop_while_the_job_threads_start_still_ends_the_worker(redis_url: str) -> None:
+    """SIGTERM while the job threads were starting raised RQ's StopRequested outside its
+    loop: RQ's teardown never ran, its scheduler process lived on, and the worker waited on
+    it for ever at exit (a CI run's `proc.wait` timed out)."""
+    conn = redis.Redis.from_url(redis_url)
+    conn.flushdb()
+    env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", _STOPPED_AS_THREADS_START], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    assert proc.returncode == 0, out[-3000:]
+    assert "StopRequested" not in out
+    assert Worker.all(connection=conn) == []  # the main worker and its threads deregistered

@@ -20,6 +20,7 @@ from typing import Any
 import redis
 from redis.client import Pipeline
 from rq import Queue, SimpleWorker
+from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.timeouts import TimerDeathPenalty
 from rq.utils import import_attribute
@@ -58,11 +59,24 @@ class TradingWorker(SimpleWorker):
         self.burst = False
 
     def _install_signal_handlers(self) -> None:
-        super()._install_signal_handlers()
         # The job threads start only now, after RQ has forked its scheduler: a fork copies
-        # the forking thread alone, and a lock another thread held would stay held.
+        # the forking thread alone, and a lock another thread held would stay held. A stop
+        # arriving meanwhile is noted and taken once they run: RQ's handler raises
+        # StopRequested wherever the main thread is, and raised here, outside RQ's loop, it
+        # skipped RQ's teardown, so the scheduler process lived on and the worker waited on
+        # it for ever at exit.
+        noted: list[int] = []
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda n, _frame: noted.append(n))
         for other in self.job_threads:
             other.start(self.burst)
+        try:
+            super()._install_signal_handlers()
+            if noted:
+                self.handle_warm_shutdown_request()
+                self._stop_requested = True  # RQ's loop stops before its first job
+        except StopRequested:  # a stop in the instant RQ's handler came in
+            self._stop_requested = True
 
     def handle_warm_shutdown_request(self) -> None:
         super().handle_warm_shutdown_request()
@@ -170,6 +184,9 @@ def run_worker(burst: bool = False, queue_names: list[str] | None = None,
     # scheduler among workers, so several workers still run each schedule once.
     try:
         worked = worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+    except StopRequested:  # a stop before RQ's loop began: its teardown stops the scheduler
+        worker.teardown()
+        worked = False
     finally:
         _stop_job_threads(worker.job_threads, stop=not burst)
     return worked or any(other.worked for other in worker.job_threads)
