@@ -14,6 +14,8 @@ from ats_app.pages.overview import overview_page
 from ats_app.pages.positions import positions_page
 from ats_app.pages.profile import profile_page
 from ats_app.pages.register import register_page
+from ats_app.pages.replay import replay_page
+from ats_app.pages.reports import reports_page
 from ats_app.pages.strategies import strategies_page
 from ats_app.pages.webhooks import webhooks_page
 from ats_app.state.accounts import AccountsState
@@ -23,6 +25,8 @@ from ats_app.state.auth import AuthState
 from ats_app.state.orders import OrdersState
 from ats_app.state.overview import OverviewState
 from ats_app.state.positions import PositionsState
+from ats_app.state.replay import ReplayState
+from ats_app.state.reports import ReportsState
 from ats_app.state.settings import SettingsState
 from ats_app.state.strategies import StrategiesState
 from ats_app.state.webhooks import WebhooksState
@@ -52,6 +56,8 @@ for page, route, title, loader in (
     (orders_page, routes.ORDERS, "Orders", OrdersState.load),
     (positions_page, routes.POSITIONS, "Positions", PositionsState.load),
     (alerts_page, routes.ALERTS, "Alerts", AlertsState.load),
+    (reports_page, routes.REPORTS, "Reports", ReportsState.load),
+    (replay_page, routes.REPLAY, "What-if replay", ReplayState.load),
     (audit_page, routes.AUDIT, "Audit log", AuditState.load),
     (profile_page, routes.PROFILE, "Profile", SettingsState.load),
 ):

@@ -9,6 +9,8 @@ WEBHOOKS = "/webhooks"
 ORDERS = "/orders"
 POSITIONS = "/positions"
 ALERTS = "/alerts"
+REPORTS = "/reports"
+REPLAY = "/replay"
 AUDIT = "/audit"
 PROFILE = "/profile"
 
@@ -20,6 +22,8 @@ NAV = (
     ("Orders", ORDERS),
     ("Positions", POSITIONS),
     ("Alerts", ALERTS),
+    ("Reports", REPORTS),
+    ("Replay", REPLAY),
     ("Audit", AUDIT),
     ("Profile", PROFILE),
 )

@@ -197,6 +197,7 @@ def replay_trades(session: Session, broker: candle_cache.CandleSource | None, so
     results = run_grid(trades, prepared, grid, progress)
     (actual,) = run_grid(trades, prepared, [Setting(Decimal(0), Decimal(0), Decimal(0))])
     return {"results": results, "actual": actual,
+            "quantities": [t.trade.quantity for t in trades],
             "candles_missing": sum(1 for w in prepared if not w.candles)}
 
 
