@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from ats_app.engine.execution import sizing
 from ats_app.engine.execution.signals import AlertSignal
 from ats_app.engine.market import scrip_master
 from ats_app.engine.market.instruments import Instrument, InstrumentIndex
-from ats_app.engine.market.resolve import resolve_option, resolve_symbol
+from ats_app.engine.market.resolve import check_option, resolve_option, resolve_symbol
 from ats_app.engine.market.tickbus import FEED_SPOTS_KEY, server_name
 
 # ATM's spot from the feed (live accounts): older ticks are quoted afresh instead. An index
@@ -25,7 +26,9 @@ from ats_app.engine.market.tickbus import FEED_SPOTS_KEY, server_name
 SPOT_MAX_AGE_S = 5.0
 INDEX_MAX_AGE = 6 * 3600  # the master changes daily; reloading from the disk cache is cheap
 
+log = logging.getLogger("ats.contracts")
 _lock = threading.Lock()
+_warm_lock = threading.Lock()
 _indexes: dict[str, tuple[float, InstrumentIndex]] = {}
 
 
@@ -39,6 +42,66 @@ def index_for(base_url: str | None) -> InstrumentIndex:
         index = scrip_master.load_index(base_url=base_url)
         _indexes[key] = (time.monotonic(), index)
         return index
+
+
+def cached_index(base_url: str | None) -> InstrumentIndex | None:
+    """The index if this process holds a fresh one, else None: never loads (the webhook's
+    ack must not wait for a download or a parse of Angel's tens of MB)."""
+    cached = _indexes.get(scrip_master.master_url(base_url))
+    if cached and time.monotonic() - cached[0] < INDEX_MAX_AGE:
+        return cached[1]
+    return None
+
+
+_warming: set[str] = set()
+_warm_failed: dict[str, float] = {}  # master URL -> when its last background load failed
+WARM_RETRY_S = 60.0  # a master that failed to load is tried again at most this often
+
+
+def warm_index(base_url: str | None) -> None:
+    """Load the index in a background thread (one at a time per master), so that the next
+    `cached_index` finds it."""
+    key = scrip_master.master_url(base_url)
+    with _warm_lock:
+        failed = _warm_failed.get(key)
+        if key in _warming or (failed and time.monotonic() - failed < WARM_RETRY_S):
+            return
+        _warming.add(key)
+
+    def load() -> None:
+        try:
+            index_for(base_url)
+        except Exception:  # master unavailable: alerts are resolved in their jobs, as before
+            _warm_failed[key] = time.monotonic()
+            log.warning("scrip master of %s not loaded for intake checks", key, exc_info=True)
+        finally:
+            with _warm_lock:
+                _warming.discard(key)
+
+    threading.Thread(target=load, name="warm-index", daemon=True).start()
+
+
+def check_listed(signal: AlertSignal, index: InstrumentIndex, now: datetime) -> None:
+    """An entry alert's instrument as far as it can be resolved without a price: raises
+    ValidationError naming the alert's field (symbol, tradingsymbol, exchange, option,
+    strike, expiry) when the job's `resolve` would surely fail. Pure; microseconds."""
+    if not signal.is_entry:
+        return  # an exit names no contract: it closes what is open
+    try:
+        if signal.tradingsymbol and signal.exchange:
+            resolve_symbol(index, exchange=signal.exchange, tradingsymbol=signal.tradingsymbol,
+                           on=now)
+        elif signal.option is None:
+            resolve_symbol(index, exchange="NSE", tradingsymbol=f"{signal.symbol}-EQ", on=now)
+        else:
+            check_option(index, underlying=signal.symbol, option_type=signal.option,
+                         strike=signal.strike, expiry=signal.expiry, on=now)
+    except ValidationError as exc:
+        # The resolver names its own arguments; the alert calls the underlying `symbol`.
+        field = exc.field
+        if field == "underlying" or (field == "tradingsymbol" and not signal.tradingsymbol):
+            field = "symbol"
+        raise ValidationError(str(exc), field) from None
 
 
 def spot_max_age(r: redis.Redis, base_url: str | None) -> float:

@@ -37,6 +37,8 @@ from ats_app.engine.execution.signals import (
 )
 from ats_app.engine.intake import refusals
 from ats_app.engine.intake.link_cache import GEN_KEY, LinkCache, LinkFacts, current_generation
+from ats_app.engine.intake.listing import check as check_listed
+from ats_app.engine.intake.listing import servers_of
 from ats_app.engine.store import audit
 from ats_app.engine.store.db import get_engine, session_scope, write_promptly
 from ats_app.engine.store.models import Alert, AuditEvent, BotState, WebhookLink, utcnow
@@ -156,12 +158,13 @@ def _find_link(session: Session, token: str) -> tuple[WebhookLink, bool] | None:
 def _read_link(token: str) -> LinkFacts | None:
     with session_scope() as s:
         found = _find_link(s, token)
+        servers = servers_of(s, found[0].id) if found and found[0].id else ()  # type: ignore[arg-type]
     if found is None:
         return None
     link, running = found
     assert link.id is not None
     secret = default_box().decrypt(link.secret_enc).encode()
-    return LinkFacts(link.id, link.user_id, secret, link.enabled, running)
+    return LinkFacts(link.id, link.user_id, secret, link.enabled, running, servers)
 
 
 _links = LinkCache()
@@ -289,6 +292,7 @@ def _valid_signal(
     try:
         signal = parse_alert(data)
         check_dates(signal, now)
+        check_listed(link.facts, signal, now)  # the master in memory: unknown symbol, strike...
         if signal.is_entry:  # a late exit still protects money; a late entry is a wrong one
             check_fresh(signal, now, cfg.alert_max_age_seconds)
     except ValidationError as exc:

@@ -33,6 +33,9 @@ class LinkFacts:
     secret: bytes
     enabled: bool
     bot_running: bool
+    # The instrument servers its jobs resolve on (each account's base_url; None: Angel's
+    # master): the ack checks an entry's instrument against those it holds in memory.
+    servers: tuple[str | None, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -267,6 +267,34 @@ def resolve_option(
     return inst
 
 
+def check_option(index: InstrumentIndex, *, underlying: str, option_type: str,
+                 strike: StrikeChoice, expiry: ExpiryChoice, on: date | datetime,
+                 needs_spot_row: bool = True) -> None:
+    """What can be known of an option alert without the spot: the underlying has options,
+    the expiry is listed, an exact strike is in that chain, ATM/ITMn/OTMn has a spot row and
+    no more steps than the chain has strikes. Raises what `resolve_option` would (the field
+    named); passing proves nothing about the step count against today's ATM."""
+    name = index.underlying_name(underlying)
+    opt = parse_option_type(option_type)
+    ex = _option_exchange(index, name, None)
+    day, same_day_live = as_of(on)
+    chosen = pick_expiry(index.expiries(ex, name, opt), expiry, day=day,
+                         same_day_live=same_day_live, label=f"{name} {opt}")
+    strikes = index.strikes(ex, name, opt, chosen)
+    label = f"{name} {chosen} {opt}"
+    if not strikes:
+        raise ValidationError(f"no {label} strikes listed", field="strike")
+    if strike.kind == "EXACT" and strike.strike is not None:
+        _exact_listed(strikes, strike.strike, label)
+        return
+    if needs_spot_row and index.spot_instrument(name) is None:
+        raise ValidationError(f"no spot price row for {name} in the scrip master",
+                              field="underlying")
+    if strike.steps >= len(strikes):
+        raise ValidationError(f"{strike.kind}{strike.steps} is beyond the {len(strikes)} "
+                              f"listed {label} strikes", field="strike")
+
+
 def resolve_symbol(index: InstrumentIndex, *, exchange: str, tradingsymbol: str,
                    on: date | datetime | None = None) -> Instrument:
     """Validate an explicit tradingsymbol + exchange from an alert."""

@@ -406,4 +406,4 @@ class ReplayRun(SQLModel, table=True):
 
 # The webhook ack caches what it reads of these; a commit changing any of them bumps the
 # generation its cache entries are checked against.
-generation.watch((WebhookLink, BotState, User))
+generation.watch((WebhookLink, WebhookLinkAccount, BrokerAccount, BotState, User))
