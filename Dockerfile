@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1
-#
 # Production image, four stages:
 #   pydeps   - Python 3.11 + the pinned requirements in /opt/venv
 #   frontend - pydeps + Node + bun (build time only): `reflex export --frontend-only` -> static files
@@ -13,6 +11,10 @@
 # The dashboard is domain-independent: with the default API_URL (localhost) the exported frontend
 # reaches the backend on the page's own origin (https://your-domain/_event), so one image serves
 # any domain. Set --build-arg API_URL=https://other-host only when the backend lives elsewhere.
+#
+# No `# syntax=` line: BuildKit's built-in Dockerfile frontend builds this file, so a build
+# needs no image from Docker Hub beyond the base images (which --build-arg can point at a
+# mirror: PYTHON_IMAGE, NODE_IMAGE, CADDY_IMAGE).
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG NODE_IMAGE=node:22-bookworm-slim

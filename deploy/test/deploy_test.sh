@@ -75,6 +75,8 @@ cleanup() {
 		for _ in $(seq 60); do [ -f "$RUN/dockerd.pid" ] || break; sleep 0.5; done
 	fi
 	[ $rc = 0 ] || { echo "--- dockerd log (last 30 lines)"; tail -30 "$RUN/dockerd.log" 2>/dev/null; } >&2
+	# dockerd leaves its network namespace mounted under the exec root.
+	grep -o " $RUN/[^ ]*" /proc/mounts | sort -r | xargs -r umount -l 2>/dev/null || true
 	rm -rf "$RUN"
 	exit $rc
 }
@@ -93,6 +95,10 @@ done
 docker version >/dev/null 2>&1 || die "dockerd did not answer on $DOCKER_HOST within 60 s: $(tail -3 "$RUN/dockerd.log")"
 docker compose version >/dev/null || die "the Compose plugin at $PLUGIN does not run"
 log "engine $(docker version -f '{{.Server.Version}}') up; $(docker compose version)"
+
+# Caddy publishes 80 and 443 on this host, as on EC2.
+busy=$(ss -Hltn '( sport = :80 or sport = :443 )' 2>/dev/null || true)
+[ -z "$busy" ] || die "ports 80/443 are taken on this host (the stack publishes them): $busy"
 
 # --- 4. Base images: official if pullable, else Debian stand-ins ----------------------------
 OVERRIDES=(-f docker-compose.yml -f deploy/test/compose.test.yml)
