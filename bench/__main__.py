@@ -10,7 +10,7 @@ from bench.results import RESULTS
 from bench.table import render
 
 BENCHES = ("bench.webhook_bench", "bench.fanout_bench", "bench.sim_feed", "bench.feed_bench",
-           "bench.monitor_bench", "bench.browser_bench")
+           "bench.monitor_bench", "bench.browser_bench", "bench.replay_bench")
 
 
 def main() -> int:
