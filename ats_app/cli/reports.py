@@ -17,8 +17,11 @@ to stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,10 +85,46 @@ def _levels(args: argparse.Namespace, link: Any) -> tuple[Any, Any, Any]:
             given(args.tsl, link.trailing_stop_pct if link else None, "tsl"))
 
 
+@contextlib.contextmanager
+def _redis() -> Iterator[Any]:
+    """Redis for the account's session and Angel's rate limits: REDIS_URL, else the running
+    system's embedded server, else a throwaway one for this command alone (nothing else
+    runs then to share the limits with)."""
+    import redis
+
+    from ats_app.engine.core.config import settings
+    from ats_app.engine.services import embedded_redis
+    from ats_app.engine.store.redis_conn import connect
+
+    url = settings().redis_url
+    if not url:
+        url_file = settings().data_dir / "redis" / "redis.url"
+        if url_file.exists():
+            url = url_file.read_text().strip()
+            try:
+                connect(url, socket_connect_timeout=1).ping()
+            except redis.RedisError:
+                url = None  # left over from a stopped `make run`
+    if url:
+        yield connect(url)
+        return
+    with tempfile.TemporaryDirectory(prefix="ats-replay-redis-") as tmp:
+        proc, own = embedded_redis.start(Path(tmp), persist=False)
+        try:
+            yield connect(own)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
 def cmd_replay(args: argparse.Namespace) -> dict[str, Any]:
+    with _redis() as conn:
+        return _replay(args, conn)
+
+
+def _replay(args: argparse.Namespace, conn: Any) -> dict[str, Any]:
     from ats_app.engine.reports import replay
     from ats_app.engine.store.db import session_scope
-    from ats_app.engine.store.redis_conn import connect
     from ats_app.engine.tenants import users, webhooks
 
     if (args.link is None) == (args.trades is None):
@@ -117,7 +156,7 @@ def cmd_replay(args: argparse.Namespace) -> dict[str, Any]:
             account = link.accounts[0].account_id
         else:
             account = args.account
-        broker, source = replay.candle_broker(s, uid, account, connect())
+        broker, source = replay.candle_broker(s, uid, account, conn)
         out = replay.replay_trades(s, broker, source, trades, grid,
                                    lambda _pct, msg: _note(msg))
     if out["candles_missing"]:
