@@ -252,3 +252,29 @@ def test_gate_reads_limits_kill_switch_and_day_fresh_in_one_statement(trader: in
         bot.set_running(s, trader, True)
     with session_scope() as s:
         assert not risk_gate.read_gate(s, trader, NOW)[1].halted
+
+
+def test_an_entry_filled_but_not_yet_a_position_still_holds_its_slot(trader: int) -> None:
+    """The order-update stream and the follower commit an entry's fill, then open its
+    position: in between, the fill must still count as an open position, or a second alert
+    passes "max open positions" and both fill (seen under two workers' job threads)."""
+    from ats_app.engine.store.models import utcnow
+
+    with session_scope() as s:
+        filled = _order(trader, 1, NOW)
+        filled.filled_quantity, filled.updated_at = 65, utcnow()
+        stale = _order(trader, 2, NOW)  # filled long ago and never opened: not a slot
+        stale.filled_quantity, stale.updated_at = 65, utcnow() - timedelta(minutes=5)
+        s.add(filled)
+        s.add(stale)
+    with session_scope() as s:
+        assert risk_gate.read_gate(s, trader, NOW)[1].open_positions == 1
+        position = Position(user_id=trader, exchange="NFO", symbol="X", symbol_token="1",
+                            side="LONG", quantity=65, entry_price_paise=100, status="OPEN")
+        s.add(position)
+        s.flush()
+        order = s.get(Order, filled.id)
+        assert order is not None
+        order.position_id = position.id
+    with session_scope() as s:  # now the position counts, and the order no longer does
+        assert risk_gate.read_gate(s, trader, NOW)[1].open_positions == 1

@@ -24,6 +24,7 @@ from sqlmodel import Session, col, select
 from ats_app.engine.core.config import settings
 from ats_app.engine.core.errors import NotFound, ValidationError
 from ats_app.engine.core.money import to_paise, to_rupees
+from ats_app.engine.execution.positions import FILL_TO_POSITION
 from ats_app.engine.exits.claims import exit_all
 from ats_app.engine.market import hours
 from ats_app.engine.risk import policy as risk
@@ -214,8 +215,13 @@ def _gate_read() -> Select:
         .where(mine).where(Position.status == "CLOSED")
         .where(col(Position.closed_at) >= since).scalar_subquery().label("realized"),
         # An entry still on its way to a fill will be a position: count it, or two alerts
-        # in flight could both pass a "max open positions" check.
-        entries.where(col(Order.position_id).is_(None)).where(col(Order.status).in_(IN_FLIGHT))
+        # in flight could both pass a "max open positions" check. So is one filled a moment
+        # ago whose position is not written yet: the order-update stream and the follower
+        # commit the fill first, then open the position (between the two, a second alert
+        # passed the check and both filled).
+        entries.where(col(Order.position_id).is_(None)).where(sa.or_(
+            col(Order.status).in_(IN_FLIGHT),
+            sa.and_(Order.filled_quantity > 0, col(Order.updated_at) >= sa.bindparam("recent"))))
         .scalar_subquery().label("in_flight"),
     ).select_from(
         one.outerjoin(_LIMITS, _LIMITS.c.user_id == user).outerjoin(_BOT, _BOT.c.user_id == user)
@@ -232,7 +238,8 @@ def read_gate(session: Session, user_id: int, at: datetime, conn: redis.Redis | 
     """The user's limits and day as the gate sees them, fresh from the database (one
     statement). `unrealized`: price the open positions (None: only when a daily loss limit
     needs it; their count is always there)."""
-    row = session.execute(_GATE_READ, {"user_id": user_id, "since": day_start(at)}).one()
+    row = session.execute(_GATE_READ, {"user_id": user_id, "since": day_start(at),
+                                       "recent": utcnow() - FILL_TO_POSITION}).one()
     limits = limits_of(row if row.has_limits is not None else None)
     if unrealized is None:
         unrealized = limits.daily_loss_limit is not None
