@@ -1,4 +1,4 @@
-"""The long-running services: `worker`, `monitor`, `feed`, `order-updates` (and `sim`,
+"""The long-running services: `worker`, `monitor`, `feed`, `order-updates`, `telegram` (and `sim`,
 dispatched before parsing)."""
 
 from __future__ import annotations
@@ -50,6 +50,12 @@ def cmd_order_updates(args: argparse.Namespace) -> dict[str, Any]:
     return _serve(run_order_updates)
 
 
+def cmd_telegram(args: argparse.Namespace) -> dict[str, Any]:
+    from ats_app.engine.services.telegram_bot import run_telegram
+
+    return _serve(run_telegram)
+
+
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     sim = sub.add_parser("sim", help="run the SmartAPI simulator (see: sim --help)", add_help=False)
     sim.add_argument("sim_args", nargs=argparse.REMAINDER)
@@ -78,3 +84,8 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="run the order-update consumer (Angel's order-update socket -> order rows)",
     ).set_defaults(fn=cmd_order_updates)
+    sub.add_parser(
+        "telegram",
+        parents=[common],
+        help="run the Telegram control bot (getUpdates; needs TELEGRAM_BOT_TOKEN)",
+    ).set_defaults(fn=cmd_telegram)

@@ -66,6 +66,10 @@ class Supervisor:
         self.children.append(
             ("order-updates", python_child(["ats_app.cli", "order-updates"], env))
         )
+        from ats_app.engine.telegram.binding import telegram_config
+
+        if telegram_config().enabled:  # Telegram control only with the operator's bot token
+            self.children.append(("telegram", python_child(["ats_app.cli", "telegram"], env)))
         if self.settings.simulator_enabled:
             port = str(self.settings.simulator_port)
             self.children.append(
