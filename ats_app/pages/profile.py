@@ -5,6 +5,7 @@ import reflex as rx
 from ats_app.components.layout import app_page, form_error, form_message, submit_button
 from ats_app.state.auth import AuthState
 from ats_app.state.settings import SettingsState
+from ats_app.state.telegram import TelegramState
 
 
 def _limit(label: str, name: str, hint: str) -> rx.Component:
@@ -136,6 +137,43 @@ def _notify_card() -> rx.Component:
     )
 
 
+def _telegram_card() -> rx.Component:
+    return rx.card(
+        rx.vstack(
+            rx.heading("Telegram control", size="4"),
+            rx.text("Run your bot from your phone: /status, /positions, /pnl, /orders, /start, "
+                    "/stop and /kill (asks you to confirm). Only the chat you link here is "
+                    "answered.", size="2", color="var(--gray-11)"),
+            rx.cond(
+                TelegramState.tg_linked != "",
+                rx.hstack(
+                    rx.text("Linked: ", rx.text.strong(TelegramState.tg_linked), size="2",
+                            id="tg-linked"),
+                    rx.button("Unlink", size="1", variant="soft", color_scheme="red",
+                              on_click=TelegramState.unlink_telegram, id="tg-unlink"),
+                    align="center", wrap="wrap",
+                ),
+                rx.text("No chat linked.", size="2", id="tg-linked"),
+            ),
+            rx.button("Get a link code", variant="soft", on_click=TelegramState.new_telegram_code,
+                      id="tg-code-button"),
+            rx.cond(
+                TelegramState.tg_code != "",
+                rx.text("Send ", rx.code("/link " + TelegramState.tg_code, id="tg-code"),
+                        " to the ATS bot in Telegram within 10 minutes. The code works once.",
+                        size="2"),
+            ),
+            rx.cond(TelegramState.tg_error != "",
+                    rx.callout(TelegramState.tg_error, icon="triangle_alert", color_scheme="red",
+                               id="tg-error")),
+            spacing="3",
+            width="100%",
+        ),
+        width="100%",
+        on_mount=TelegramState.load_telegram,
+    )
+
+
 def profile_page() -> rx.Component:
     return app_page(
         rx.heading("Profile", size="6"),
@@ -154,6 +192,7 @@ def profile_page() -> rx.Component:
             form_message(SettingsState.settings_message),
             _risk_card(),
             _notify_card(),
+            _telegram_card(),
             width="100%",
             spacing="3",
             margin_bottom="12px",
