@@ -33,7 +33,7 @@ from decimal import Decimal
 from typing import Any
 
 import redis
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from ats_app.engine.broker.base import Broker, BrokerOrder, Contract
 from ats_app.engine.broker.errors import BrokerError
@@ -105,6 +105,9 @@ class Entry:
     outcome: str | None = None  # set once this account is finished in this run
     row: AlertTarget | None = None  # this account's AlertTarget, once written
     futures: list[Future[Any]] = field(default_factory=list)
+    # The broker could not be asked what became of this account's order (its book unread):
+    # the job is retried for it once the other accounts are done.
+    unresolved: BrokerError | None = None
 
 
 class _Inline:
@@ -150,7 +153,24 @@ def enter_all(s: Session, alert_id: int, user_id: int, link: WebhookLink,
         if e.outcome is None:
             _guard(s, alert_id, user_id, e, lambda e=e: _finish(s, alert_id, user_id, e, conn),
                    many)
+    unresolved = [e.unresolved for e in entries if e.unresolved is not None]
+    if unresolved:
+        # Not a verdict: the job fails, RQ retries it (then recovery re-runs it), and the run
+        # looks the order up again, never resending it.
+        raise unresolved[0]
     return [e.outcome or "unknown" for e in entries]
+
+
+_UNRESOLVED = (OrderStatus.SUBMITTING.value, OrderStatus.UNKNOWN.value)
+
+
+def _unresolved_order(s: Session, e: Entry) -> int | None:
+    """The entry's order whose outcome is still unknown (SUBMITTING / UNKNOWN), if any."""
+    order = e.order or e.existing
+    if order is None or order.id is None:
+        return None
+    status = s.exec(select(Order.status).where(Order.id == order.id)).first()
+    return order.id if status in _UNRESOLVED else None
 
 
 def _guard(s: Session, alert_id: int, user_id: int, e: Entry, step: Callable[[], None],
@@ -158,15 +178,33 @@ def _guard(s: Session, alert_id: int, user_id: int, e: Entry, step: Callable[[],
     """One account's failure never blocks the others: its error is its outcome."""
     try:
         step()
-    except (AtsError, BrokerError) as exc:
-        # Nothing half-done is pending here: every write is committed before the broker,
-        # price or contract calls that raise these.
-        audit.record(s, "alert.target_failed", user_id=user_id, subject=str(alert_id),
-                     account_id=e.target.account_id, error=str(exc))
-        verdict.record(s, alert_id, user_id, e.target.account_id, verdict.FAILED,
-                       reason=str(exc), notify=many)
+    except BrokerError as exc:
+        order_id = _unresolved_order(s, e)
+        if order_id is None:
+            _failed(s, alert_id, user_id, e, exc, many)
+            return
+        # The order may be at the broker (its answer lost, then the book unreadable): not a
+        # failure of the account, which a verdict would make final with the order unknown.
+        audit.record(s, "alert.target_unresolved", user_id=user_id, subject=str(alert_id),
+                     account_id=e.target.account_id, order_id=order_id, error=str(exc))
         s.commit()
-        e.outcome = f"failed: {exc}"
+        e.unresolved = exc
+        e.outcome = f"unresolved: {exc}"
+    except AtsError as exc:
+        _failed(s, alert_id, user_id, e, exc, many)
+
+
+def _failed(s: Session, alert_id: int, user_id: int, e: Entry, exc: Exception,
+            many: bool) -> None:
+    """One account's failure: its error is its outcome (audited, its verdict FAILED).
+    Nothing half-done is pending here: every write is committed before the broker, price or
+    contract calls that raise these."""
+    audit.record(s, "alert.target_failed", user_id=user_id, subject=str(alert_id),
+                 account_id=e.target.account_id, error=str(exc))
+    verdict.record(s, alert_id, user_id, e.target.account_id, verdict.FAILED,
+                   reason=str(exc), notify=many)
+    s.commit()
+    e.outcome = f"failed: {exc}"
 
 
 def _prepare(s: Session, alert_id: int, user_id: int, link: WebhookLink, e: Entry,

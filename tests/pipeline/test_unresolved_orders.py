@@ -1,0 +1,66 @@
+"""An order whose outcome is unknown stays the job's until the broker's book says what became
+of it: a book that cannot be read is a reason to run the job again, never a verdict.
+
+Found by the soak (seed 3): placeOrder answered with an empty body (order UNKNOWN), the job's
+retry found the order book unreadable too, and the account's target was recorded FAILED and
+the alert REJECTED — final — with the order left UNKNOWN for good: no follower, no recovery
+looks at an UNKNOWN order of a finished alert, so an order Angel did hold would have been a
+position nobody watched.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from sqlmodel import select
+
+from ats_app.engine.broker.errors import BrokerError
+from ats_app.engine.execution import entry, follower
+from ats_app.engine.store.db import session_scope
+from ats_app.engine.store.models import Alert, AlertTarget, AuditEvent, Order
+from tests.pipeline.test_fanout import _book, _client, _fault, _orders, _post, _warm, fleet
+
+__all__ = ["fleet"]  # the fixture, shared with test_fanout
+
+
+def _alert(alert_id: int) -> Alert:
+    with session_scope() as s:
+        alert = s.get(Alert, alert_id)
+        assert alert is not None
+        return alert
+
+
+@pytest.mark.parametrize("fleet", [2], indirect=True)
+def test_an_unknown_order_with_the_book_unreadable_is_retried_not_failed(fleet: dict) -> None:
+    _warm(fleet)
+    sim, (a0, a1) = fleet["sim"], fleet["accounts"]
+    # Account 0: placeOrder answers an empty body (not placed), and its book cannot be read.
+    _fault(sim, route="placeOrder", kind="empty", client=_client(0), times=1)
+    _fault(sim, route="getOrderBook", kind="empty", client=_client(0))
+    alert_id = _post(fleet, id="unreadable")
+    for _ in range(2):  # the job and RQ's retry: both meet the unreadable book
+        with pytest.raises(BrokerError):
+            entry.handle_alert(alert_id)
+        orders = {o.account_id: o for o in _orders(alert_id)}
+        assert orders[a0].status == "UNKNOWN"
+        assert _alert(alert_id).status == "PROCESSING"  # no verdict while an order is unknown
+    with session_scope() as s:
+        targets = {t.account_id: t.outcome for t in s.exec(
+            select(AlertTarget).where(AlertTarget.alert_id == alert_id)).all()}
+        unresolved = s.exec(select(AuditEvent).where(
+            AuditEvent.action == "alert.target_unresolved")).all()
+    assert targets.get(a0) != "FAILED" and targets[a1] == "ORDERED"
+    assert unresolved
+    # The book readable again: the next run looks the order up (not in the book: it never
+    # reached Angel), sends it under its next ordertag, and the account trades once.
+    httpx.request("DELETE", f"{sim.base_url}/sim/faults", json={}).raise_for_status()
+    entry.handle_alert(alert_id)
+    for a in (a0, a1):
+        follower.follow_account(fleet["user"], a)
+    with session_scope() as s:
+        sent = s.exec(select(Order).where(Order.alert_id == alert_id)
+                      .where(Order.account_id == a0)).all()
+    assert sorted(o.status for o in sent) == ["FAILED", "FILLED"]  # attempt 1 not in book
+    book = [o["ordertag"] for o in _book(sim)]
+    assert sum(book.count(o.client_order_id) for o in sent) == 1
+    assert _alert(alert_id).status == "DONE"
