@@ -109,10 +109,16 @@ else
 	STANDINS=1
 	key=$(cat "$HERE"/standins/* <(echo "$NODE_PKG $NPM_PKG $MIRROR") /etc/ssl/certs/ca-certificates.crt \
 		| sha256sum | cut -c1-16)
-	tarball=$CACHE/images/standins-$key.tar
-	if [ -f "$tarball" ]; then
-		log "loading cached stand-in images ($tarball)"
-		docker load -q -i "$tarball" >/dev/null || die "cannot load $tarball"
+	cached=$CACHE/images/standins-$key
+	STANDIN_IMAGES=(python:3.11-bookworm node:22-bookworm caddy:2.6-bookworm postgres:15-bookworm redis:7.0-bookworm)
+	if [ -f "$cached/done" ]; then
+		log "importing cached stand-in images ($cached)"
+		t0=$(date +%s)
+		for img in "${STANDIN_IMAGES[@]}"; do
+			python3 "$HERE/flat_image.py" load "$cached/${img%%:*}" "ats-standin/$img" \
+				|| die "cannot import $cached/${img%%:*}.tar"
+		done
+		log "stand-ins imported in $(( $(date +%s) - t0 )) s"
 	else
 		t0=$(date +%s)
 		rootfs=$CACHE/rootfs/debian-bookworm-minbase.tar
@@ -148,10 +154,12 @@ else
 		build ats-standin/caddy:2.6-bookworm caddy
 		build ats-standin/postgres:15-bookworm postgres
 		build ats-standin/redis:7.0-bookworm redis
-		mkdir -p "$CACHE/images" && rm -f "$CACHE"/images/standins-*.tar
-		docker save -o "$tarball.part" ats-standin/python:3.11-bookworm ats-standin/node:22-bookworm \
-			ats-standin/caddy:2.6-bookworm ats-standin/postgres:15-bookworm ats-standin/redis:7.0-bookworm \
-			&& mv "$tarball.part" "$tarball"
+		rm -rf "$CACHE"/images/standins-* && mkdir -p "$cached"
+		for img in "${STANDIN_IMAGES[@]}"; do
+			python3 "$HERE/flat_image.py" save "ats-standin/$img" "$cached/${img%%:*}" \
+				|| die "cannot export ats-standin/$img"
+		done
+		touch "$cached/done"
 		log "stand-ins built in $(( $(date +%s) - t0 )) s"
 	fi
 	OVERRIDES+=(-f deploy/test/compose.standins.yml)
