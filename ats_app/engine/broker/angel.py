@@ -61,12 +61,15 @@ def build_order_params(request: OrderRequest) -> dict[str, Any]:
         raise OrderRejected(f"client order id must be 1-{MAX_ORDERTAG} characters, got {coid!r}")
     if request.quantity <= 0:
         raise OrderRejected(f"quantity must be positive, got {request.quantity}")
-    is_limit = request.order_type == OrderType.LIMIT
+    is_stop = request.order_type == OrderType.STOPLOSS_LIMIT
+    is_limit = request.order_type == OrderType.LIMIT or is_stop
     if is_limit and (request.price is None or request.price <= 0):
-        raise OrderRejected("a LIMIT order needs a positive price")
+        raise OrderRejected(f"a {request.order_type.value} order needs a positive price")
+    if is_stop and (request.trigger_price is None or request.trigger_price <= 0):
+        raise OrderRejected("a STOPLOSS_LIMIT order needs a positive trigger price")
     c = request.contract
-    return {
-        "variety": "NORMAL",
+    params = {
+        "variety": request.variety,
         "tradingsymbol": c.tradingsymbol,
         "symboltoken": c.symboltoken,
         "transactiontype": request.side.value,
@@ -78,6 +81,9 @@ def build_order_params(request: OrderRequest) -> dict[str, Any]:
         "quantity": str(request.quantity),
         "ordertag": coid,
     }
+    if is_stop:
+        params["triggerprice"] = str(request.trigger_price)
+    return params
 
 
 def discover_egress_ip(echo_url: str, proxies: dict[str, str], timeout: float = 3.0,
@@ -183,8 +189,18 @@ class AngelBroker:
                       len(matches))
         return matches[-1]
 
-    def cancel_order(self, broker_order_id: str) -> BrokerOrder:
-        self._call("order", "cancelOrder", lambda c: c.cancelOrder(broker_order_id, "NORMAL"))
+    def modify_order(self, broker_order_id: str, request: OrderRequest) -> BrokerOrder:
+        params = build_order_params(request)
+        params.pop("ordertag")  # not a field of modifyOrder: the order keeps its tag
+        params["orderid"] = broker_order_id
+        self._call("order", "modifyOrder", lambda c: c.modifyOrder(dict(params)))
+        row = next((o for o in self.orders() if o.broker_order_id == broker_order_id), None)
+        if row is None:
+            raise UnknownOutcome(f"order {broker_order_id} is not in the book after its modify")
+        return row
+
+    def cancel_order(self, broker_order_id: str, variety: str = "NORMAL") -> BrokerOrder:
+        self._call("order", "cancelOrder", lambda c: c.cancelOrder(broker_order_id, variety))
         row = next((o for o in self.orders() if o.broker_order_id == broker_order_id), None)
         if row is None:
             return BrokerOrder(client_order_id="", broker_order_id=broker_order_id,

@@ -23,6 +23,9 @@ class Side(StrEnum):
 class OrderType(StrEnum):
     MARKET = "MARKET"
     LIMIT = "LIMIT"
+    # A resting stop: parked at the broker until the price trades through `trigger_price`,
+    # then a LIMIT order at `price` (Angel's variety STOPLOSS).
+    STOPLOSS_LIMIT = "STOPLOSS_LIMIT"
 
 
 class Product(StrEnum):
@@ -51,6 +54,12 @@ class OrderRequest:
     order_type: OrderType = OrderType.MARKET
     product: Product = Product.INTRADAY
     price: Decimal | None = None  # LIMIT price; for MARKET the price the signal saw (if any)
+    trigger_price: Decimal | None = None  # STOPLOSS_LIMIT only
+
+    @property
+    def variety(self) -> str:
+        """Angel's order variety: stop orders are their own (placed, modified, cancelled)."""
+        return "STOPLOSS" if self.order_type == OrderType.STOPLOSS_LIMIT else "NORMAL"
 
 
 @dataclass(frozen=True)
@@ -113,7 +122,12 @@ class Broker(Protocol):
 
     def place_order(self, request: OrderRequest) -> BrokerOrder: ...
 
-    def cancel_order(self, broker_order_id: str) -> BrokerOrder: ...
+    def cancel_order(self, broker_order_id: str, variety: str = "NORMAL") -> BrokerOrder: ...
+
+    def modify_order(self, broker_order_id: str, request: OrderRequest) -> BrokerOrder:
+        """Move a working (or trigger-pending) order to `request`'s price, trigger and
+        quantity; the broker's view afterwards. Refused (`OrderRejected`) once it is final."""
+        ...
 
     def find_order(self, client_order_id: str) -> BrokerOrder | None: ...
 

@@ -125,6 +125,9 @@ class WebhookLink(SQLModel, table=True):
     # The user's alerts close positions (exit/sell): what lets a link have no stop-loss,
     # target or trailing stop at all.
     exits_by_signal: bool = Field(default=False)
+    # Stop at broker: each filled entry's stop-loss also rests in the broker's book as a
+    # SELL stop-loss order, so the position stays protected while our processes are down.
+    broker_stop: bool = Field(default=False)
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
 
@@ -210,7 +213,8 @@ class Order(SQLModel, table=True):
     position_id: int | None = Field(default=None, index=True)
     # Deterministic per (alert, account, purpose): a retried job finds its row, never a twin.
     client_order_id: str = Field(max_length=20, unique=True, index=True)
-    purpose: str = Field(default="ENTRY", max_length=8)  # ENTRY / EXIT
+    # ENTRY / EXIT / STOP (a position's resting stop-loss at the broker, `broker_stops`)
+    purpose: str = Field(default="ENTRY", max_length=8)
     broker_order_id: str | None = Field(default=None, max_length=64, index=True)
     exchange: str = Field(max_length=8)
     symbol: str = Field(max_length=64)
@@ -220,6 +224,7 @@ class Order(SQLModel, table=True):
     product: str = Field(default="INTRADAY", max_length=20)
     quantity: int
     price_paise: int | None = Field(default=None)  # requested (signal / limit) price
+    trigger_paise: int | None = Field(default=None)  # a stop order's trigger (purpose STOP)
     status: str = Field(default="CREATED", max_length=20, index=True)  # engine.fsm.OrderStatus
     filled_quantity: int = Field(default=0)
     average_price_paise: int | None = Field(default=None)
@@ -248,6 +253,8 @@ class Position(SQLModel, table=True):
     target_paise: int | None = Field(default=None)
     trailing_stop_pct: float | None = Field(default=None)
     peak_price_paise: int | None = Field(default=None)
+    # Its stop-loss rests at the broker too (the link's `broker_stop` when it opened).
+    broker_stop: bool = Field(default=False)
     status: str = Field(default="OPEN", max_length=12, index=True)  # OPEN / EXITING / CLOSED
     exit_price_paise: int | None = Field(default=None)
     exit_reason: str | None = Field(default=None, max_length=32)
