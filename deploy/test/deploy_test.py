@@ -416,6 +416,10 @@ def main() -> int:
         backup_restore(counts())
     except Failed as exc:
         print(f"deploy-test: FAILED: {exc}", file=sys.stderr)
+        print("--- docker compose ps -a / logs --tail 40", file=sys.stderr)
+        print(dc("ps", "-a", check=False).stdout, file=sys.stderr)
+        print(dc("logs", "--tail", "40", "--no-color", check=False).stdout[-12000:],
+              file=sys.stderr)
         return 1
     finally:
         TIMINGS["scenario_s"] = round(time.monotonic() - t_all, 1)

@@ -65,12 +65,14 @@ export DOCKER_CONFIG=$RUN/config DOCKER_HOST=unix://$RUN/docker.sock
 mkdir -p "$DOCKER_CONFIG/cli-plugins" && ln -s "$PLUGIN" "$DOCKER_CONFIG/cli-plugins/docker-compose"
 cleanup() {
 	local rc=$?
+	if [ -n "${ATS_DEPLOY_KEEP:-}" ]; then  # debugging: leave the engine and stack running
+		log "kept: export DOCKER_HOST=$DOCKER_HOST DOCKER_CONFIG=$DOCKER_CONFIG (stop: kill \$(cat $RUN/dockerd.pid))"
+		exit $rc
+	fi
 	if [ -f "$RUN/dockerd.pid" ]; then
 		log "stopping the private dockerd"
 		# Stop the stack first so no container outlives the daemon's data root.
-		if [ -z "${ATS_DEPLOY_KEEP:-}" ]; then
-			docker ps -q 2>/dev/null | xargs -r docker kill >/dev/null 2>&1 || true
-		fi
+		docker ps -q 2>/dev/null | xargs -r docker kill >/dev/null 2>&1 || true
 		kill "$(cat "$RUN/dockerd.pid")" 2>/dev/null || true
 		for _ in $(seq 60); do [ -f "$RUN/dockerd.pid" ] || break; sleep 0.5; done
 	fi
