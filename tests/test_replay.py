@@ -5,6 +5,7 @@ account's session, the cache, the CLI's JSON, the RQ job, applying a setting, re
 from __future__ import annotations
 
 import json
+import time
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 import redis
 from rq import Queue, SimpleWorker
+from SmartApi.smartExceptions import DataException
 from sqlmodel import select
 
 from ats_app import cli
@@ -21,7 +23,14 @@ from ats_app.engine.core.errors import NotFound
 from ats_app.engine.reports import replay
 from ats_app.engine.reports.replay_rules import Setting
 from ats_app.engine.store import db
-from ats_app.engine.store.models import AuditEvent, Order, Position, ReplayRun, WebhookLink
+from ats_app.engine.store.models import (
+    Alert,
+    AuditEvent,
+    Order,
+    Position,
+    ReplayRun,
+    WebhookLink,
+)
 from ats_app.engine.tenants import accounts, users, webhooks
 from tests.simulator.fixtures import _sdk_cwd_in_tmp, sim, sim_factory  # noqa: F401
 from tests.simulator.sim_kit import API_KEY, CLIENT, PIN, SECRET, Sim
@@ -40,7 +49,12 @@ def _weekdays(start: date, n: int) -> list[date]:
 
 
 def _candles(server: Sim, token: str, first: date, last: date) -> list[list[Any]]:
-    sc = server.client()
+    for _ in range(5):  # logins are 1/s per client, and the CLI has just logged in
+        try:
+            sc = server.client()
+            break
+        except DataException:
+            time.sleep(1.0)
     env = sc.getCandleData({"exchange": "NSE", "symboltoken": token, "interval": "ONE_MINUTE",
                             "fromdate": f"{first} 00:00", "todate": f"{last} 23:59"})
     return env["data"]
@@ -210,6 +224,16 @@ def test_link_report_replay_job_and_apply(rig: dict[str, Any], redis_url: str,
         _closed(s, uid, link.id, acct, day[2] + timedelta(hours=2), 95000, 94000, "signal",
                 paper=False)
 
+        # The strategy's own exits, after the stop and the target had closed two positions:
+        # one with the price it carried, one without (its minute's candle then prices it).
+        for n, (at, body) in enumerate([
+                (day[0] - timedelta(seconds=30), {"action": "buy", "symbol": "SBIN"}),
+                (day[0] + timedelta(minutes=70), {"action": "exit", "price": "951.5"}),
+                (day[1] - timedelta(seconds=30), {"action": "buy", "symbol": "SBIN"}),
+                (day[1] + timedelta(minutes=75, seconds=20), {"action": "exit"})]):
+            s.add(Alert(user_id=uid, link_id=link.id, dedup_key=f"k{n}", action=body["action"],
+                        payload=json.dumps(body), status="DONE", received_at=at))
+
     rep = _run(capsys, "report", "--user", "trader", "--link", str(link.id), "--json")
     paper, live = rep["paper"], rep["live"]
     assert (paper["trades"], paper["wins"], paper["losses"]) == (3, 2, 1)
@@ -226,9 +250,19 @@ def test_link_report_replay_job_and_apply(rig: dict[str, Any], redis_url: str,
     assert cli.main(["report", "--user", "other", "--link", str(link.id), "--json"]) == 1
     assert "not found" in capsys.readouterr().err
 
-    out = _run(capsys, "replay", "--user", "trader", "--link", str(link.id), "--sl", "0.2,1",
+    out = _run(capsys, "replay", "--user", "trader", "--link", str(link.id), "--sl", "0.2,0",
                "--target", "0", "--tsl", "0", "--json")
     assert len(out["results"]) == 2 and out["results"][0]["trades"] == 4
+    signals = out["results"][1]["exits"]  # every level off: each trade's own exit signal
+    assert {e["reason"] for e in signals} == {"signal"}
+    assert (signals[0]["exit_time"], signals[0]["exit_price"]) == (
+        (day[0] + timedelta(minutes=70)).isoformat(), 951.5)
+    minute = day[1] + timedelta(minutes=75)
+    bars = _candles(rig["sim"], SBIN[0], minute.date(), minute.date())
+    opening = next(float(r[1]) for r in bars if _at(r) == minute)
+    assert (signals[1]["exit_time"], signals[1]["exit_price"]) == (
+        (minute + timedelta(seconds=20)).isoformat(), opening)
+    assert signals[2]["exit_price"] == 958.0  # closed on its signal: the real fill
 
     with db.session_scope() as s:
         trades = replay.link_trades(s, uid, link.id)
@@ -245,7 +279,10 @@ def test_link_report_replay_job_and_apply(rig: dict[str, Any], redis_url: str,
         assert (done.status, done.progress) == ("DONE", 100), done.message
         result = json.loads(done.result)
         assert len(result["results"]) == 4 and result["actual"]["trades"] == 4
-        assert {e["reason"] for e in result["actual"]["exits"]} == {"signal"}
+        # "actual" is what the positions really did, stops and target included
+        assert [e["reason"] for e in result["actual"]["exits"]] == [
+            "target", "stop_loss", "signal", "signal"]
+        assert result["actual"]["gross_pnl"] == 100 - 50 + 80 - 100
 
         with pytest.raises(NotFound):
             replay.apply_setting(s, other, link.id, Setting(Decimal("0.5"), Decimal(1),

@@ -20,7 +20,14 @@ from ats_app.engine.reports.metrics import (
     setting_result,
     summarize,
 )
-from ats_app.engine.reports.replay_rules import Candle, Setting, Trade, considered, replay_trade
+from ats_app.engine.reports.replay_rules import (
+    Candle,
+    Setting,
+    Trade,
+    considered,
+    replay_trade,
+    signal_price,
+)
 from ats_app.engine.reports.tradingview_trades import parse_trades
 
 T0 = datetime(2026, 12, 7, 10, 0, tzinfo=IST)
@@ -112,6 +119,14 @@ def test_settings_refuse_negative_and_whole_stops() -> None:
     for bad in (("-1", "1", "0"), ("100", "1", "0"), ("1", "-2", "0"), ("1", "1", "100")):
         with pytest.raises(ValueError):
             s(*bad)
+
+
+def test_a_signal_without_a_price_takes_the_candles_price_at_its_minute() -> None:
+    bars = [candle(1, "100", "101", "99", "100.5"), candle(5, "102", "103", "101", "102.5")]
+    assert signal_price(bars, at(1) + timedelta(seconds=40), D("1")) == D("100")
+    assert signal_price(bars, at(3), D("1")) == D("102")  # the next candle's open
+    assert signal_price(bars, at(9), D("1")) == D("102.5")  # the last close before it
+    assert signal_price([], at(3), D("7")) == D("7")
 
 
 # --- metrics ---------------------------------------------------------------------------------

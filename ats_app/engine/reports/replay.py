@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from itertools import product
@@ -27,15 +27,17 @@ from ats_app.engine.core.money import to_rupees
 from ats_app.engine.reports import candles as candle_cache
 from ats_app.engine.reports.metrics import setting_result
 from ats_app.engine.reports.replay_rules import (
+    Exit,
     Setting,
     Trade,
     TradeWindow,
     considered,
     replay_trade,
+    signal_price,
 )
 from ats_app.engine.reports.tradingview_trades import parse_trades
 from ats_app.engine.store import audit
-from ats_app.engine.store.models import Position, ReplayRun, WebhookLink, utcnow
+from ats_app.engine.store.models import Alert, Position, ReplayRun, WebhookLink, utcnow
 
 __all__ = [
     "ReplayTrade",
@@ -64,6 +66,10 @@ class ReplayTrade:
     exchange: str
     token: str
     symbol: str
+    # A link's trade whose exit signal carried no price: read it from the candles
+    # (`signal_price`); trade.exit_price is then only the fallback.
+    price_from_candles: bool = False
+    real: Exit | None = None  # what really happened (a link's position), for "actual"
 
     @property
     def segment(self) -> Segment:
@@ -109,10 +115,49 @@ def settings_grid(sl: Sequence[Decimal], target: Sequence[Decimal],
     return out
 
 
+def _exit_signals(session: Session, user_id: int, link_id: int) -> list[tuple[datetime, str,
+                                                                             Decimal | None]]:
+    """The link's alerts in time order: (received, action, the price the alert carried)."""
+    out = []
+    for at, action, payload in session.exec(
+            select(Alert.received_at, Alert.action, Alert.payload)
+            .where(Alert.user_id == user_id, Alert.link_id == link_id)
+            .order_by(col(Alert.received_at))).all():
+        price = None
+        try:
+            body = json.loads(payload)
+            raw = next((v for k, v in body.items() if k.lower() == "price"), None)
+            price = Decimal(str(raw)) if raw not in (None, "") else None
+            if price is not None and (not price.is_finite() or price <= 0):
+                price = None
+        except (ValueError, AttributeError, InvalidOperation):
+            price = None
+        out.append((at, (action or "").lower(), price))
+    return out
+
+
+def _signal_after(alerts: Sequence[tuple[datetime, str, Decimal | None]],
+                  opened: datetime) -> tuple[datetime, Decimal | None] | None:
+    """The first exit alert after a position opened, unless an entry comes first (the
+    strategy's entries and exits alternate, so a later exit belongs to a later trade)."""
+    for at, action, price in alerts:
+        if at <= opened:
+            continue
+        if action == "buy":
+            return None
+        if action in ("sell", "exit"):
+            return at, price
+    return None
+
+
 def link_trades(session: Session, user_id: int, link_id: int) -> list[ReplayTrade]:
-    """A link's closed positions, oldest first: the real fills and the real exits. One
-    position per signal: a link trading several accounts opens one per account on the same
-    contract in the same minute, and those are one trade to replay."""
+    """A link's closed positions, oldest first: the real fills and the real exit signals.
+
+    The exit replayed under rule 4 is the strategy's own: for a position closed by its stop,
+    target or trail, the link's next exit alert after it opened (its time, and its price, or
+    the candles' price at that minute when it carried none); with no such alert, the
+    position's own exit. One position per signal: a link trading several accounts opens one
+    per account on the same contract in the same minute, and those are one trade."""
     link = session.exec(select(WebhookLink).where(WebhookLink.id == link_id,
                                                   WebhookLink.user_id == user_id)).first()
     if link is None:
@@ -123,6 +168,7 @@ def link_trades(session: Session, user_id: int, link_id: int) -> list[ReplayTrad
                Position.status == "CLOSED", col(Position.exit_price_paise).is_not(None))
         .order_by(col(Position.opened_at), col(Position.id))
     ).all()
+    alerts = _exit_signals(session, user_id, link_id)
     seen: set[tuple[str, str, datetime]] = set()
     out: list[ReplayTrade] = []
     for p in rows:
@@ -130,9 +176,18 @@ def link_trades(session: Session, user_id: int, link_id: int) -> list[ReplayTrad
         if key in seen or p.closed_at is None:
             continue
         seen.add(key)
-        trade = Trade(p.opened_at, to_rupees(p.entry_price_paise) or Decimal(0), p.closed_at,
-                      to_rupees(p.exit_price_paise) or Decimal(0), p.quantity)
-        out.append(ReplayTrade(trade, p.exchange, p.symbol_token, p.symbol))
+        entry = to_rupees(p.entry_price_paise) or Decimal(0)
+        exit_price = to_rupees(p.exit_price_paise) or Decimal(0)
+        real = Exit(p.opened_at, entry, p.closed_at, exit_price, p.exit_reason or "unknown")
+        signal = None if p.exit_reason == "signal" else _signal_after(alerts, p.opened_at)
+        if signal is None:
+            trade = Trade(p.opened_at, entry, p.closed_at, exit_price, p.quantity)
+            out.append(ReplayTrade(trade, p.exchange, p.symbol_token, p.symbol, real=real))
+        else:
+            at, price = signal
+            trade = Trade(p.opened_at, entry, at, price or exit_price, p.quantity)
+            out.append(ReplayTrade(trade, p.exchange, p.symbol_token, p.symbol,
+                                   price_from_candles=price is None, real=real))
     if not out:
         raise ValidationError(f"link {link_id} has no closed positions to replay", "link")
     return out[-MAX_TRADES:]
@@ -170,7 +225,11 @@ def windows(session: Session, broker: candle_cache.CandleSource | None, source: 
     out = []
     for t in trades:
         bars = loaded[(t.exchange, t.token)]
-        out.append(TradeWindow(t.trade, considered(t.trade, bars)))
+        trade = t.trade
+        if t.price_from_candles:
+            trade = replace(trade, exit_price=signal_price(bars, trade.exit_time,
+                                                           trade.exit_price))
+        out.append(TradeWindow(trade, considered(trade, bars)))
     return out
 
 
@@ -195,7 +254,12 @@ def replay_trades(session: Session, broker: candle_cache.CandleSource | None, so
     """The grid's results, plus `actual`: the trades as they happened (every level off)."""
     prepared = windows(session, broker, source, trades, progress)
     results = run_grid(trades, prepared, grid, progress)
-    (actual,) = run_grid(trades, prepared, [Setting(Decimal(0), Decimal(0), Decimal(0))])
+    off = Setting(Decimal(0), Decimal(0), Decimal(0))
+    if all(t.real is not None for t in trades):  # a link's: what its positions really did
+        actual = setting_result(off, [t.real for t in trades if t.real is not None],
+                                [t.trade.quantity for t in trades], [t.segment for t in trades])
+    else:  # an export's own trades: every level off
+        (actual,) = run_grid(trades, prepared, [off])
     return {"results": results, "actual": actual,
             "quantities": [t.trade.quantity for t in trades],
             "candles_missing": sum(1 for w in prepared if not w.candles)}
@@ -226,16 +290,27 @@ def enqueue(run_id: int, conn: redis.Redis) -> None:
         failure_ttl=7 * 24 * 3600)
 
 
+def _exit_json(e: Exit | None) -> list[str] | None:
+    return None if e is None else [e.exit_time.isoformat(), str(e.exit_price), e.reason]
+
+
 def trades_to_json(trades: Sequence[ReplayTrade]) -> list[list[Any]]:
     return [[t.trade.entry_time.isoformat(), str(t.trade.entry_price),
              t.trade.exit_time.isoformat(), str(t.trade.exit_price), t.trade.quantity,
-             t.exchange, t.token, t.symbol] for t in trades]
+             t.exchange, t.token, t.symbol, t.price_from_candles, _exit_json(t.real)]
+            for t in trades]
 
 
 def trades_from_json(rows: Sequence[Sequence[Any]]) -> list[ReplayTrade]:
-    return [ReplayTrade(Trade(datetime.fromisoformat(a), Decimal(b), datetime.fromisoformat(c),
-                              Decimal(d), int(q)), ex, tok, sym)
-            for a, b, c, d, q, ex, tok, sym in rows]
+    out = []
+    for a, b, c, d, q, ex, tok, sym, from_candles, real in rows:
+        trade = Trade(datetime.fromisoformat(a), Decimal(b), datetime.fromisoformat(c),
+                      Decimal(d), int(q))
+        was = None if real is None else Exit(trade.entry_time, trade.entry_price,
+                                             datetime.fromisoformat(real[0]),
+                                             Decimal(real[1]), real[2])
+        out.append(ReplayTrade(trade, ex, tok, sym, bool(from_candles), was))
+    return out
 
 
 def _update(run_id: int, **values: Any) -> None:

@@ -36,6 +36,7 @@ __all__ = [
     "TradeWindow",
     "considered",
     "replay_trade",
+    "signal_price",
     "window",
 ]
 
@@ -148,3 +149,16 @@ def replay_trade(trade: Trade, candles: Sequence[Candle], setting: Setting) -> E
         if peak is None or c.high > peak:
             peak = c.high
     return Exit(trade.entry_time, entry, trade.exit_time, trade.exit_price, SIGNAL)
+
+
+def signal_price(candles: Sequence[Candle], at: datetime, fallback: Decimal) -> Decimal:
+    """The price an exit signal received at `at` would have got, for a signal that carried
+    none (a link's exit alert without `price`): the open of the candle of its minute, else
+    of the first candle after it, else the close of the last candle before it, else
+    `fallback`. `candles` sorted by start."""
+    minute = _minute(at)
+    i = bisect_left([c.start for c in candles], minute)
+    if i < len(candles):
+        return candles[i].open
+    return candles[-1].close if candles else fallback
+
