@@ -303,7 +303,9 @@ def trades_to_json(trades: Sequence[ReplayTrade]) -> list[list[Any]]:
 
 def trades_from_json(rows: Sequence[Sequence[Any]]) -> list[ReplayTrade]:
     out = []
-    for a, b, c, d, q, ex, tok, sym, from_candles, real in rows:
+    for row in rows:
+        # rows stored before the last two columns existed (a run queued across an upgrade)
+        a, b, c, d, q, ex, tok, sym, from_candles, real = [*row, False, None][:10]
         trade = Trade(datetime.fromisoformat(a), Decimal(b), datetime.fromisoformat(c),
                       Decimal(d), int(q))
         was = None if real is None else Exit(trade.entry_time, trade.entry_price,
