@@ -29,7 +29,7 @@ LAYERS = ("core", "store", "tenants", "notify", "broker", "market", "exits", "ri
 PURE = {
     "core.errors", "core.money", "core.fsm", "core.clock",
     "broker.base", "broker.errors", "broker.parsing", "broker.status", "broker.reconcile",
-    "broker.charges",
+    "broker.charges", "broker.price_bands",
     "market.instruments", "market.resolve",
     "execution.signals", "intake.messages",
     "exits.rules", "exits.tracker",

@@ -39,13 +39,15 @@ from ats_app.engine.broker.base import (
     Side,
 )
 from ats_app.engine.broker.errors import OrderRejected
-from ats_app.engine.broker.prices import PriceSource
+from ats_app.engine.broker.price_bands import band_kind, sl_limit_refusal, stop_triggered
+from ats_app.engine.broker.prices import PriceSource, PriceUnavailable
 from ats_app.engine.core.fsm import OrderStatus
 
 __all__ = ["PaperBroker", "fill_price"]
 
 _PREFIX = "paper-"
 _MAX_COID = 20
+_WORKING = (OrderStatus.OPEN.value, OrderStatus.TRIGGER_PENDING.value)
 
 # Replace the stored order only if nobody changed it since we read it (two processes
 # re-checking one resting LIMIT order must not both fill it).
@@ -126,7 +128,8 @@ class PaperBroker:
                               int(c["lot_size"]), Decimal(c["tick_size"])),
             side=Side(q["side"]), quantity=int(q["quantity"]),
             order_type=OrderType(q["order_type"]), product=Product(q["product"]),
-            price=Decimal(q["price"]) if q.get("price") is not None else None)
+            price=Decimal(q["price"]) if q.get("price") is not None else None,
+            trigger_price=Decimal(q["trigger_price"]) if q.get("trigger_price") else None)
 
     @staticmethod
     def _view(rec: _Paper) -> BrokerOrder:
@@ -142,11 +145,15 @@ class PaperBroker:
             charges=Decimal(rec.charges) if rec.charges else None)
 
     def _evaluate(self, req: OrderRequest, rec: _Paper) -> _Paper:
-        """Try to fill a new or resting order against the current price."""
+        """Try to trigger / fill a new or working order against the current price."""
         quote = self.prices.quote(req.contract)
-        limit = req.price if req.order_type == OrderType.LIMIT else None
-        price = fill_price(req.side, quote, req.contract.tick_size, self.slippage_ticks, limit)
         now = self._clock()
+        if rec.status == OrderStatus.TRIGGER_PENDING.value:
+            assert req.trigger_price is not None
+            if not stop_triggered(req.side.value, quote.ltp, req.trigger_price):
+                return _Paper(**{**rec.__dict__, "updated_at": now})
+        limit = req.price if req.order_type != OrderType.MARKET else None
+        price = fill_price(req.side, quote, req.contract.tick_size, self.slippage_ticks, limit)
         if price is None:
             return _Paper(rec.request, OrderStatus.OPEN.value, 0, None, rec.requested_price,
                           None, None, None, now)
@@ -157,29 +164,58 @@ class PaperBroker:
         return _Paper(rec.request, OrderStatus.FILLED.value, req.quantity, str(price),
                       str(requested), str(slip), str(cost), None, now)
 
+    @staticmethod
+    def _check(request: OrderRequest) -> None:
+        """The refusals a broker answers at once: nothing is stored."""
+        if request.quantity <= 0 or request.quantity % request.contract.lot_size:
+            raise OrderRejected(f"quantity {request.quantity} is not a positive multiple of the "
+                                f"lot size {request.contract.lot_size}")
+        if request.order_type != OrderType.MARKET and not (request.price and request.price > 0):
+            raise OrderRejected(f"a {request.order_type.value} order needs a positive price")
+        if request.order_type != OrderType.STOPLOSS_LIMIT:
+            return
+        if not (request.trigger_price and request.trigger_price > 0):
+            raise OrderRejected("a STOPLOSS_LIMIT order needs a positive trigger price")
+        assert request.price is not None
+        c = request.contract
+        refusal = sl_limit_refusal(request.side.value, request.trigger_price, request.price,
+                                   band_kind(c.exchange, c.tradingsymbol))
+        if refusal:
+            raise OrderRejected(refusal, broker_message=refusal)
+
+    @staticmethod
+    def _stored(request: OrderRequest) -> dict[str, Any]:
+        c = request.contract
+        return {
+            "client_order_id": request.client_order_id, "side": request.side.value,
+            "quantity": request.quantity, "order_type": request.order_type.value,
+            "product": request.product.value,
+            "price": str(request.price) if request.price is not None else None,
+            "trigger_price": str(request.trigger_price)
+            if request.order_type == OrderType.STOPLOSS_LIMIT else None,
+            "contract": {"exchange": c.exchange, "tradingsymbol": c.tradingsymbol,
+                         "symboltoken": c.symboltoken, "lot_size": c.lot_size,
+                         "tick_size": str(c.tick_size)},
+        }
+
+    @staticmethod
+    def _requested(request: OrderRequest) -> str | None:
+        """What the order asked for: a stop's trigger, else its (limit or signal) price."""
+        if request.order_type == OrderType.STOPLOSS_LIMIT:
+            return str(request.trigger_price)
+        return str(request.price) if request.price is not None else None
+
     # ------------------------------------------------------------------ Broker
 
     def place_order(self, request: OrderRequest) -> BrokerOrder:
         coid = request.client_order_id
         if not coid or len(coid) > _MAX_COID:
             raise OrderRejected(f"client order id must be 1-{_MAX_COID} characters, got {coid!r}")
-        if request.quantity <= 0 or request.quantity % request.contract.lot_size:
-            raise OrderRejected(f"quantity {request.quantity} is not a positive multiple of the "
-                                f"lot size {request.contract.lot_size}")
-        if request.order_type == OrderType.LIMIT and not request.price:
-            raise OrderRejected("a LIMIT order needs a positive price")
-        c = request.contract
-        stored = {
-            "client_order_id": coid, "side": request.side.value, "quantity": request.quantity,
-            "order_type": request.order_type.value, "product": request.product.value,
-            "price": str(request.price) if request.price is not None else None,
-            "contract": {"exchange": c.exchange, "tradingsymbol": c.tradingsymbol,
-                         "symboltoken": c.symboltoken, "lot_size": c.lot_size,
-                         "tick_size": str(c.tick_size)},
-        }
-        requested = str(request.price) if request.price is not None else None
-        pending = _Paper(stored, OrderStatus.OPEN.value, 0, None, requested, None, None, None,
-                         self._clock())
+        self._check(request)
+        status = OrderStatus.TRIGGER_PENDING if request.order_type == OrderType.STOPLOSS_LIMIT \
+            else OrderStatus.OPEN
+        pending = _Paper(self._stored(request), status.value, 0, None, self._requested(request),
+                         None, None, None, self._clock())
         rec = self._evaluate(request, pending)
         # Placed already (a rerun, or another process first): that order stands, as at a
         # broker that refuses a duplicate tag. No look first: one round trip per new order.
@@ -191,7 +227,7 @@ class PaperBroker:
 
     def _refresh(self, raw: bytes) -> BrokerOrder:
         rec = _Paper(**json.loads(raw))
-        if rec.status != OrderStatus.OPEN.value:
+        if rec.status not in _WORKING:
             return self._view(rec)
         req = self._request(rec)
         new = self._evaluate(req, rec)
@@ -211,20 +247,62 @@ class PaperBroker:
         return sorted((self._refresh(raw) for raw in raws),  # type: ignore[union-attr]
                       key=lambda o: o.updated_at or datetime.min.replace(tzinfo=UTC))
 
-    def cancel_order(self, broker_order_id: str) -> BrokerOrder:
+    def _change(self, broker_order_id: str, verb: str,
+                change: Callable[[OrderRequest, _Paper], _Paper]) -> BrokerOrder:
+        """Apply `change` to a working order with compare-and-set, retried only when a
+        concurrent fill check changed it under us. A final order is returned as it is (a
+        cancel) or refused (a modify)."""
         coid = broker_order_id.removeprefix(_PREFIX)
-        for _ in range(5):  # CAS retries: only lost to a concurrent fill check
+        for _ in range(5):
             raw = self._get_raw(coid)
             if raw is None:
                 raise OrderRejected(f"paper order {broker_order_id} not found")
             rec = _Paper(**json.loads(raw))
-            if rec.status != OrderStatus.OPEN.value:
-                return self._view(rec)  # filled or cancelled already: nothing to cancel
-            new = _Paper(**{**rec.__dict__, "status": OrderStatus.CANCELLED.value,
-                            "updated_at": self._clock()})
+            if rec.status not in _WORKING:
+                if verb == "modify":  # Angel's answer to a modify of a final order
+                    raise OrderRejected(f"Order cannot be modified as it is {rec.status}")
+                return self._view(rec)
+            new = change(self._request(rec), rec)
             if self._cas(keys=[self._key], args=[coid, raw, json.dumps(new.__dict__)]):
                 return self._view(new)
-        raise OrderRejected(f"paper order {broker_order_id} kept changing; cancel not applied")
+        raise OrderRejected(f"paper order {broker_order_id} kept changing; {verb} not applied")
+
+    def cancel_order(self, broker_order_id: str, variety: str = "NORMAL") -> BrokerOrder:
+        """Cancel a working order; one the market has already filled (a stop whose trigger
+        was crossed since it was last looked at) fills instead. The final view either way.
+        Paper keeps no varieties: `variety` is Angel's and only accepted here."""
+
+        def cancel(req: OrderRequest, rec: _Paper) -> _Paper:
+            try:
+                now = self._evaluate(req, rec)
+            except PriceUnavailable:  # no price, no fill to find: a broker still cancels
+                now = rec
+            if now.status == OrderStatus.FILLED.value:
+                return now
+            return _Paper(**{**rec.__dict__, "status": OrderStatus.CANCELLED.value,
+                             "updated_at": self._clock()})
+
+        return self._change(broker_order_id, "cancel", cancel)
+
+    def modify_order(self, broker_order_id: str, request: OrderRequest) -> BrokerOrder:
+        """Move a TRIGGER_PENDING or OPEN order to `request`'s price, trigger and quantity
+        (same instrument, side and product), then evaluate it: a stop moved through the
+        market triggers at once. Refused (`OrderRejected`) once the order is final."""
+        self._check(request)
+
+        def modify(old: OrderRequest, rec: _Paper) -> _Paper:
+            if (old.contract.symboltoken, old.side, old.product, old.order_type) != (
+                    request.contract.symboltoken, request.side, request.product,
+                    request.order_type):
+                raise OrderRejected(f"paper order {broker_order_id}: a modify may change price, "
+                                    f"trigger and quantity only")
+            stored = {**self._stored(request), "client_order_id": old.client_order_id}
+            moved = _Paper(**{**rec.__dict__, "request": stored,
+                              "requested_price": self._requested(request),
+                              "updated_at": self._clock()})
+            return self._evaluate(self._request(moved), moved)
+
+        return self._change(broker_order_id, "modify", modify)
 
     def positions(self) -> list[BrokerPosition]:
         """Net quantity and average open price per instrument, from the filled orders."""
