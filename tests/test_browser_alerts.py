@@ -187,3 +187,123 @@ def test_alert_detail_shows_every_account_and_why_one_did_not_trade(
     page.click(f"#details-{sell}")
     expect(detail.locator("tr", has_text=LIMITED)).to_contain_text("IGNORED")
     _shot(page, "alerts-detail-exit-390")
+
+
+REFUSED_SETUP = """
+import json
+from ats_app.engine.risk import bot
+from ats_app.engine.store.db import session_scope
+from ats_app.engine.tenants import users, webhooks
+
+with session_scope() as s:
+    uid = users.create_user(s, "kiran", "correct-horse-2", "Kiran", "Rao").id
+    out = {}
+    for name in ("Morning ORB", "Swing PUT"):
+        link, secret = webhooks.create_link(
+            s, uid, name=name, strategy_id=None, stop_loss_pct=20, target_pct=40,
+            trailing_stop_pct=None, paper=True, accounts=[])
+        out[name] = {"token": link.token, "secret": secret}
+    bot.set_running(s, uid, True)
+print(json.dumps(out))
+"""
+
+
+def test_refused_alerts_show_why_and_their_body_without_the_secret(
+        app: ReflexProcess, page) -> None:  # noqa: F811
+    """A newcomer's alerts refused (a wrong secret, a field TradingView filled wrongly) are on
+    the Alerts page with the reason in words and the body as sent, the secret masked: not in
+    the page, nor in anything the backend sent the browser."""
+    from datetime import datetime
+
+    from playwright.sync_api import expect
+
+    from ats_app.engine.core.clock import IST
+
+    out = subprocess.run([sys.executable, "-c", REFUSED_SETUP], env=app.env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    links = json.loads(out.stdout.strip().splitlines()[-1])
+    orb, swing = links["Morning ORB"], links["Swing PUT"]
+
+    def post(link: dict, body: str) -> int:
+        return httpx.post(f"{app.backend}/webhook/{link['token']}", content=body,
+                          timeout=10).status_code
+
+    # The old ready-made message on an index chart: 422, the real secret in the body.
+    old = json.dumps({"secret": orb["secret"], "action": "buy", "symbol": "NSE:NIFTY",
+                      "exchange": "NSE", "quantity": "1.0"})
+    assert post(orb, old) == 422
+    assert post(swing, json.dumps({"secret": "from-the-old-link", "action": "buy"})) == 401
+    assert post(swing, json.dumps({"secret": swing["secret"], "action": "exit",
+                                   "symbol": "NIFTY", "option": "PE"})) == 202  # nothing open
+
+    received: list[str] = []  # everything the backend sends the browser (state deltas)
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda f: received.append(str(f))))
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"{app.frontend}/login")
+    page.fill("#username", "kiran")
+    page.fill("#password", "correct-horse-2")
+    page.click("#login-submit")
+    expect(page.locator("#welcome")).to_contain_text("Kiran Rao")
+    page.click("#nav-alerts")
+    rows = page.locator("#alerts tbody tr")
+    expect(rows).to_have_count(3)
+    refused = page.locator("#alerts tr", has_text="Morning ORB")
+    expect(refused).to_contain_text("REFUSED")
+    expect(refused).to_contain_text("422 · a field was wrong")
+    expect(refused).to_contain_text("BUY NSE:NIFTY")
+    expect(page.locator("#alerts tr", has_text="from-the-old-link")).to_have_count(0)
+    expect(page.locator("#alerts tr", has_text="401 · wrong or missing secret")).to_have_count(1)
+
+    # Filters: status, link, and IST days typed day first (a bad one named).
+    page.select_option("#filter-status", "REFUSED")
+    page.click("#filter-apply")
+    expect(rows).to_have_count(2)
+    page.select_option("#filter-link_id", label="Swing PUT")
+    page.click("#filter-apply")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("401")
+    page.select_option("#filter-status", "")
+    page.click("#filter-apply")
+    expect(rows).to_have_count(2)  # the link's refusal and its ignored exit
+    page.select_option("#filter-link_id", "")
+    page.fill("#filter-date_from", "12/31/2026")
+    page.click("#filter-apply")
+    expect(page.locator("#filter-error")).to_contain_text("use dd-mm-yyyy")
+    today = datetime.now(IST).strftime("%d-%m-%Y")
+    page.fill("#filter-date_from", today)
+    page.fill("#filter-date_to", today)
+    page.click("#filter-apply")
+    expect(page.locator("#filter-error")).to_have_count(0)
+    expect(rows).to_have_count(3)
+    _shot(page, "alerts-refused-1280")
+    _no_overflow(page, "the refused list at 1280px")
+
+    refused.get_by_role("button", name="Details").click()
+    body = page.locator("#detail-body")
+    expect(body).to_contain_text('"secret": "•••"')
+    expect(body).to_contain_text('"symbol": "NSE:NIFTY"')
+    expect(page.locator("#alert-detail")).to_contain_text("Refused alert")
+    expect(page.locator("#detail-reason")).to_contain_text("a field was wrong")
+    _shot(page, "alerts-refused-detail-1280")
+    page.click("#detail-close")
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.reload()
+    expect(rows).to_have_count(3)
+    expect(page.locator("#filter-date_from")).to_have_value(today)  # the filter in force
+    _no_overflow(page, "the refused list at 390px")
+    _shot(page, "alerts-refused-390")
+    page.locator("#alerts tr", has_text="Morning ORB").get_by_role(
+        "button", name="Details").click()
+    expect(body).to_contain_text("•••")
+    _no_overflow(page, "the refused detail at 390px")
+    _shot(page, "alerts-refused-detail-390")
+
+    html = page.content()
+    frames = "\n".join(received)
+    # The frames are the state's deltas: the masked body came through them.
+    assert "•••" in frames or "\\u2022\\u2022\\u2022" in frames, "no state frames seen"
+    for secret in (orb["secret"], swing["secret"], "from-the-old-link"):
+        assert secret not in html, "a secret reached the page"
+        assert secret not in frames, "a secret reached the browser's state"

@@ -37,7 +37,10 @@ def _details_button(row: rx.Var) -> rx.Component:
 def _day_input(name: str, label: str) -> rx.Component:
     return rx.hstack(
         rx.text(label, size="2", color="var(--gray-11)"),
-        rx.input(name=name, placeholder=DAY_HINT, id=f"filter-{name}", width="120px"),
+        # Shows the filter in force (after a reload too), not an empty box over a filtered list.
+        rx.input(name=name, placeholder=DAY_HINT, id=f"filter-{name}", width="120px",
+                 default_value=AlertsState.filters.get(name, ""),
+                 key=name + AlertsState.filters.get(name, "")),
         align="center",
         spacing="1",
     )
@@ -55,11 +58,16 @@ def _filters() -> rx.Component:
                     rx.el.option("any link", value=""),
                     rx.foreach(AlertsState.link_options,
                                lambda o: rx.el.option(o[1], value=o[0])),
-                    name="link_id", id="filter-link_id", style=select_style),
+                    name="link_id", id="filter-link_id", style=select_style,
+                    default_value=AlertsState.filters.get("link_id", ""),
+                    key="link" + AlertsState.filters.get("link_id", "")
+                    + AlertsState.link_options.length().to_string()),
                 rx.el.select(
                     rx.el.option("any status", value=""),
                     *[rx.el.option(st, value=st) for st in STATUSES],
-                    name="status", id="filter-status", style=select_style),
+                    name="status", id="filter-status", style=select_style,
+                    default_value=AlertsState.filters.get("status", ""),
+                    key="status" + AlertsState.filters.get("status", "")),
                 rx.button("Filter", type="submit", id="filter-apply"),
                 wrap="wrap",
                 spacing="2",
