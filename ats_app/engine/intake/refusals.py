@@ -70,7 +70,7 @@ def record(*, user_id: int, link_id: int, code: int, error: str, field: str | No
                            error=error[:500], field=field[:64] if field else None, body=body,
                            source_ip=source_ip))
         audit.record(s, "webhook.refused", user_id=user_id, subject=str(link_id), status=code,
-                     error=error, field=field, **detail)
+                     error=error, field=field, source_ip=source_ip, **detail)
 
 
 # What a trader reads for each refusal code (the error itself says which field and why).
