@@ -41,8 +41,7 @@ def changes(config: dict) -> list[str]:
         out.append(f"WORKDIR {config['WorkingDir']}")
     out += [f"EXPOSE {port}" for port in config.get("ExposedPorts") or {}]
     out += [f"VOLUME {json.dumps([vol])}" for vol in config.get("Volumes") or {}]
-    if config.get("StopSignal"):
-        out.append(f"STOPSIGNAL {config['StopSignal']}")
+    # `docker import` takes no STOPSIGNAL: compose.standins.yml sets postgres' (SIGINT).
     return out
 
 
