@@ -5,9 +5,13 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any
 
+# The exchange's SL-limit rules, the one module of ours the simulator takes (pure): paper
+# trading applies the very same ones, so both refuse and trigger alike.
+from ats_app.engine.broker.price_bands import band_kind, sl_limit_refusal, stop_triggered
 from ats_app.simulator.clock import Clock, angel_time, nse_open
 from ats_app.simulator.market import Market, Quote
 from ats_app.simulator.positions import Positions
@@ -87,6 +91,19 @@ def _num(value: Any, default: float = 0.0) -> float:
     if value in (None, ""):
         return default
     return float(value)
+
+
+def _rupees(value: float) -> Decimal:
+    return Decimal(f"{value:.2f}")
+
+
+def lpp_refusal(order: Order) -> str | None:
+    """The exchange's refusal of an SL-limit order's limit vs trigger, or None."""
+    if order.ordertype != "STOPLOSS_LIMIT":
+        return None
+    return sl_limit_refusal(order.transactiontype, _rupees(order.triggerprice),
+                            _rupees(order.price), band_kind(order.inst.exch_seg,
+                                                            order.inst.symbol))
 
 
 class OrderBook:
@@ -175,20 +192,39 @@ class OrderBook:
                                 "after market order req received"):
             return f"Order cannot be modified as it is {order.status}"
         try:
-            if p.get("quantity") not in (None, ""):
-                order.quantity = int(str(p["quantity"]))
-            order.price = _num(p.get("price"), order.price)
-            order.triggerprice = _num(p.get("triggerprice"), order.triggerprice)
+            quantity = int(str(p["quantity"])) if p.get("quantity") not in (None, "") \
+                else order.quantity
+            price = _num(p.get("price"), order.price)
+            trigger = _num(p.get("triggerprice"), order.triggerprice)
         except ValueError:
             return "Invalid Quantity or Price"
-        if p.get("ordertype") in ORDER_TYPES:
-            order.ordertype = p["ordertype"]
+        ordertype = p["ordertype"] if p.get("ordertype") in ORDER_TYPES else order.ordertype
+        if quantity <= 0 or (ordertype in ("LIMIT", "STOPLOSS_LIMIT") and price <= 0) or (
+                ordertype.startswith("STOPLOSS") and trigger <= 0):
+            return "Invalid Quantity or Price"
+        # The exchange checks a modification like a new order; refused, the order keeps
+        # working unchanged.
+        moved = replace(order, quantity=quantity, price=price, triggerprice=trigger,
+                        ordertype=ordertype)
+        refusal = lpp_refusal(moved)
+        if refusal:
+            return refusal
+        order.quantity, order.price, order.triggerprice, order.ordertype = \
+            quantity, price, trigger, ordertype
         status = order.status
         self._set(order, "modified")
-        order.status = status  # "modified" is an event, the order keeps its working state
+        # "modified" is an event, not a state: the order keeps working as it was, and says so
+        # (a trigger-pending stop must not read as an open, triggered one afterwards).
+        self._set(order, status)
         return None
 
     def cancel(self, order: Order) -> str | None:
+        # What the exchange did before the cancel arrived comes first: a stop whose trigger
+        # has traded (or a limit the market has crossed) since the last pass fills now.
+        if order.status == "trigger pending":
+            self._try_trigger(order)
+        elif order.status == "open" and self.monotonic() >= order.fill_after:
+            self._try_fill(order)
         if order.status not in ("open", "trigger pending", "open pending",
                                 "after market order req received"):
             return f"Order cannot be cancelled as it is {order.status}"
@@ -232,6 +268,9 @@ class OrderBook:
                                  f"{inst.tick_paise / 100:.2f}")
         if q is None:
             return self._set(order, "rejected", "Symbol Not Found")
+        refusal = lpp_refusal(order)
+        if refusal:
+            return self._set(order, "rejected", refusal)
         est = (q.ask if order.transactiontype == "BUY" else q.bid) / 100.0
         if order.ordertype in ("LIMIT", "STOPLOSS_LIMIT"):
             est = order.price
@@ -258,10 +297,8 @@ class OrderBook:
         q = self.market.quote(order.inst.token)
         if q is None:
             return
-        ltp = q.ltp / 100.0
-        hit = ltp >= order.triggerprice if order.transactiontype == "BUY" \
-            else ltp <= order.triggerprice
-        if hit:
+        if stop_triggered(order.transactiontype, Decimal(q.ltp) / 100,
+                          _rupees(order.triggerprice)):
             self._open(order, q)
 
     def _try_fill(self, order: Order, q: Quote | None = None) -> None:
