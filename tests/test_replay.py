@@ -5,6 +5,8 @@ account's session, the cache, the CLI's JSON, the RQ job, applying a setting, re
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -18,6 +20,7 @@ from SmartApi.smartExceptions import DataException
 from sqlmodel import select
 
 from ats_app import cli
+from ats_app.engine.broker.errors import OrderRejected
 from ats_app.engine.core.clock import IST
 from ats_app.engine.core.errors import NotFound
 from ats_app.engine.reports import replay
@@ -26,12 +29,14 @@ from ats_app.engine.store import db
 from ats_app.engine.store.models import (
     Alert,
     AuditEvent,
+    CandleDay,
     Order,
     Position,
     ReplayRun,
     WebhookLink,
 )
 from ats_app.engine.tenants import accounts, users, webhooks
+from tests.reflex_proc import ROOT
 from tests.simulator.fixtures import _sdk_cwd_in_tmp, sim, sim_factory  # noqa: F401
 from tests.simulator.sim_kit import API_KEY, CLIENT, PIN, SECRET, Sim
 
@@ -294,3 +299,47 @@ def test_link_report_replay_job_and_apply(rig: dict[str, Any], redis_url: str,
         assert (row.stop_loss_pct, row.target_pct, row.trailing_stop_pct) == (0.5, 1.0, None)
         applied = s.exec(select(AuditEvent).where(AuditEvent.action == "replay.applied")).all()
         assert [a.user_id for a in applied] == [uid]
+
+
+def test_a_standalone_replay_needs_no_running_system(
+        sqlite_url: str, sim_factory: Any, tmp_path: Path) -> None:  # noqa: F811
+    """`replay --trades` with no user, no REDIS_URL and nothing else running: candles through
+    the simulator's demo account, Redis a throwaway server of the command's own."""
+    import os
+
+    from ats_app.engine.store import db as store_db
+
+    demo = sim_factory(accounts=[])  # demo mode: the account the dev install reads through
+    store_db.upgrade(sqlite_url)
+    path = tmp_path / "t.csv"
+    path.write_text("Trade #,Type,Signal,Date/Time,Price INR,Contracts\n"
+                    "1,Exit long,Close,2026-11-09 14:00,948.20,5\n"
+                    "1,Entry long,Long,2026-11-09 09:45,950.00,5\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PYTHONSTARTUP")}
+    env.update({"DATABASE_URL": sqlite_url, "ATS_DATA_DIR": str(tmp_path / "data"),
+                "SIMULATOR_PORT": str(demo.server.port), "ATS_SIMULATOR": "true"})
+    argv = [sys.executable, "-m", "ats_app.cli", "replay", "--trades", str(path), "--symbol",
+            "SBIN-EQ", "--exchange", "NSE", "--sl", "0.2", "--target", "0.3,1", "--tsl", "0",
+            "--json"]
+    runs = [subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True,
+                           timeout=120) for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+    first, second = (json.loads(r.stdout) for r in runs)
+    assert first == second and [len(r["exits"]) for r in first["results"]] == [1, 1]
+    assert _calls(demo) == 1  # the second run read the cache
+    assert not (tmp_path / "data" / "redis").exists()  # no server left behind in the data dir
+
+
+class _Refusing:
+    def candle_data(self, *args: object) -> list[list[object]]:
+        raise OrderRejected("Symbol Not Found", broker_message="Symbol Not Found")
+
+
+def test_a_refused_candle_request_leaves_trades_on_their_signal(session: Any) -> None:
+    from ats_app.engine.reports.candles import load_days
+
+    days = {date(2026, 11, 2), date(2026, 11, 3)}
+    got = load_days(session, _Refusing(), "angel", "NFO", "999", days)
+    assert got == {d: [] for d in days}
+    assert session.exec(select(CandleDay)).all() == []  # nothing cached: asked again next time

@@ -118,8 +118,13 @@ def _redis() -> Iterator[Any]:
 
 
 def cmd_replay(args: argparse.Namespace) -> dict[str, Any]:
+    from ats_app.engine.broker.errors import BrokerError
+
     with _redis() as conn:
-        return _replay(args, conn)
+        try:
+            return _replay(args, conn)
+        except BrokerError as exc:  # the broker's own words, not a traceback
+            raise CliError(f"broker: {exc.broker_message or exc}") from None
 
 
 def _replay(args: argparse.Namespace, conn: Any) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 import reflex as rx
 
 from ats_app.components.charts import equity_chart
+from ats_app.components.confirm import confirm_dialog
 from ats_app.components.layout import app_page
 from ats_app.components.table import data_table
 from ats_app.state.replay import TV, ReplayState
@@ -42,11 +43,15 @@ def _form() -> rx.Component:
                         border="1px dashed var(--gray-7)", padding="12px", width="100%",
                     ),
                     rx.flex(
-                        rx.input(placeholder="symbol, e.g. SBIN-EQ", value=ReplayState.symbol,
-                                 on_change=ReplayState.set_symbol, id="replay-symbol"),
-                        rx.input(placeholder="exchange", value=ReplayState.exchange,
-                                 on_change=ReplayState.set_exchange, id="replay-exchange",
-                                 width="90px"),
+                        rx.vstack(rx.text("Symbol the export traded", size="2",
+                                          weight="medium"),
+                                  rx.input(placeholder="e.g. SBIN-EQ", value=ReplayState.symbol,
+                                           on_change=ReplayState.set_symbol,
+                                           id="replay-symbol"), spacing="1"),
+                        rx.vstack(rx.text("Exchange", size="2", weight="medium"),
+                                  rx.input(placeholder="NSE", value=ReplayState.exchange,
+                                           on_change=ReplayState.set_exchange,
+                                           id="replay-exchange", width="90px"), spacing="1"),
                         gap="8px", wrap="wrap"),
                     width="100%",
                 ),
@@ -105,7 +110,7 @@ def _row_actions(row: rx.Var) -> rx.Component:
                   on_click=ReplayState.choose(row["key"])),
         rx.cond(ReplayState.run_link > 0,
                 rx.button("Apply to link", size="1", color_scheme="green", variant="soft",
-                          on_click=ReplayState.apply_to_link(row["key"]))),
+                          on_click=ReplayState.ask_apply(row["key"]))),
     )
 
 
@@ -122,12 +127,15 @@ def replay_page() -> rx.Component:
                     rx.callout(ReplayState.message, color_scheme="green", id="replay-message")),
             _form(),
             _progress(),
+            confirm_dialog(ReplayState.confirm_apply != "", "Apply this setting to the link?",
+                           ReplayState.apply_text, ReplayState.apply_to_link,
+                           ReplayState.cancel_apply, "Apply", "apply-setting"),
             rx.cond(
                 ReplayState.rows.length() > 0,  # type: ignore[attr-defined]
                 rx.vstack(
                     rx.card(
-                        rx.text("Equity: ", ReplayState.chosen_label, " beside what happened",
-                                weight="bold", size="2"),
+                        rx.text("Equity trade by trade (net ₹): ", ReplayState.chosen_label,
+                                " beside what happened", weight="bold", size="2"),
                         equity_chart(ReplayState.equity,
                                      [("replay", "this setting ₹", "#4c6ef5"),
                                       ("actual", "actual ₹", "#868e96")],

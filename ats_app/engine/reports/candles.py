@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from ats_app.engine.broker.errors import RateLimited
+from ats_app.engine.broker.errors import OrderRejected, RateLimited
 from ats_app.engine.core import clock
 from ats_app.engine.core.clock import IST
 from ats_app.engine.core.money import to_paise
@@ -131,11 +131,18 @@ def load_days(session: Session, broker: CandleSource | None, source: str, exchan
     for done, (first, last) in enumerate(todo, start=1):
         if broker is None:
             break
-        by_day = _encode(_fetch(broker, exchange, token, first, last, sleep))
         span = [first + timedelta(days=i) for i in range((last - first).days + 1)]
-        final = {d: by_day.get(d, []) for d in span if d < today}
-        _store(session, source, exchange, token, final)
-        session.commit()
+        try:
+            by_day = _encode(_fetch(broker, exchange, token, first, last, sleep))
+        except OrderRejected as exc:
+            # Refused for good (say, a contract Angel no longer serves): these trades have no
+            # candles and exit on their signal; nothing is cached, so a later run asks again.
+            log.warning("candles %s %s %s..%s refused: %s", exchange, token, first, last, exc)
+            by_day = {}
+        else:
+            final = {d: by_day.get(d, []) for d in span if d < today}
+            _store(session, source, exchange, token, final)
+            session.commit()
         for d in span:
             out[d] = _decode(d, by_day.get(d, []))
         if on_page is not None:

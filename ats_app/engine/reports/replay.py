@@ -22,6 +22,7 @@ from sqlmodel import Session, col, select
 
 from ats_app.engine.broker.base import Contract, Product
 from ats_app.engine.broker.charges import Segment, segment_for
+from ats_app.engine.broker.errors import BrokerError
 from ats_app.engine.core.errors import AtsError, NotFound, ValidationError
 from ats_app.engine.core.money import to_rupees
 from ats_app.engine.reports import candles as candle_cache
@@ -351,8 +352,9 @@ def run_job(run_id: int) -> None:
         with session_scope() as s:
             broker, source = candle_broker(s, user_id, params.get("account_id"), connect())
             result = replay_trades(s, broker, source, trades, grid, progress)
-    except (AtsError, ValueError) as exc:
-        _update(run_id, status="FAILED", message=str(exc)[:500], finished_at=utcnow())
+    except (AtsError, ValueError, BrokerError) as exc:  # said on the page, not retried
+        why = exc.broker_message or str(exc) if isinstance(exc, BrokerError) else str(exc)
+        _update(run_id, status="FAILED", message=f"{why}"[:500], finished_at=utcnow())
         return
     except Exception as exc:  # the page must show why, not spin forever
         log.exception("replay run %s failed", run_id)
