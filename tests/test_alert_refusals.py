@@ -13,8 +13,8 @@ from starlette.testclient import TestClient
 from ats_app.api import build_api
 from ats_app.engine.core.clock import IST
 from ats_app.engine.execution import alert_detail
-from ats_app.engine.execution.alert_detail import AlertQuery
-from ats_app.engine.intake.refusals import MASK, mask_body, plain_reason
+from ats_app.engine.execution.alert_detail import AlertQuery, plain_reason
+from ats_app.engine.intake.refusals import MASK, mask_body
 from ats_app.engine.risk import bot
 from ats_app.engine.store.db import session_scope
 from ats_app.engine.store.models import AuditEvent, RefusedAlert
@@ -57,7 +57,8 @@ def test_refusals_are_listed_with_reason_and_masked_body(world: dict) -> None:
     assert _post(a, json.dumps({"secret": "old-secret-123", "action": "buy"})) == 401
     assert _post(a, json.dumps(_good(a, time=stale))) == 422  # stale
     # A repeated key keeps the real secret twice in the raw text; not JSON keeps it raw.
-    assert _post(b, '{"secret": "%s", "action": "buy", "action": "sell"}' % b["secret"]) == 422
+    repeated = '{"secret": "' + b["secret"] + '", "action": "buy", "action": "sell"}'
+    assert _post(b, repeated) == 422
     assert _post(b, f'secret={b["secret"]} buy NIFTY') == 400
     assert _post(a, json.dumps(_good(a, id="ok-1"))) == 202
     assert _post(world["theirs"], json.dumps({"secret": "x", "action": "buy"})) == 401

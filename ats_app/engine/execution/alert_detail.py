@@ -23,7 +23,6 @@ from ats_app.engine.core.errors import NotFound
 from ats_app.engine.core.fsm import OrderStatus, is_terminal
 from ats_app.engine.execution.order_history import paise_to_rupees
 from ats_app.engine.execution.verdict import ORDERED
-from ats_app.engine.intake.refusals import plain_reason
 from ats_app.engine.store.models import (
     Alert,
     AlertTarget,
@@ -35,7 +34,6 @@ from ats_app.engine.store.models import (
 
 PAPER_LABEL = "paper"  # the row of a paper link without a broker account (account_id None)
 
-
 REFUSED = "REFUSED"  # the list's status of a refused request (a `RefusedAlert` row)
 # What the status filter offers: an alert's own statuses, then the refusals.
 STATUSES = ("ACCEPTED", "QUEUED", "PROCESSING", "PLACED", "DONE", "REJECTED", "FAILED",
@@ -45,6 +43,25 @@ _PLAIN = {
     "bot_stopped": "the bot was stopped: recorded, not traded",
     "link_disabled": "the link is disabled: recorded, not traded",
 }
+
+
+# What a trader reads for each refusal code (the error itself says which field and why).
+_CODES = {
+    400: "not valid JSON",
+    401: "wrong or missing secret",
+    408: "the body did not arrive in time",
+    413: "the body was too big",
+    422: "a field was wrong",
+    429: "too many alerts a minute",
+}
+
+
+def plain_reason(code: int, error: str) -> str:
+    """'wrong or missing secret'; '422 a field was wrong: time: alert is 75 s old…'."""
+    head = _CODES.get(code, f"refused ({code})")
+    if code == 401 or not error:
+        return head
+    return f"{head}: {error}"
 
 
 def plain_words(reason: str | None) -> str:

@@ -71,22 +71,3 @@ def record(*, user_id: int, link_id: int, code: int, error: str, field: str | No
                            source_ip=source_ip))
         audit.record(s, "webhook.refused", user_id=user_id, subject=str(link_id), status=code,
                      error=error, field=field, source_ip=source_ip, **detail)
-
-
-# What a trader reads for each refusal code (the error itself says which field and why).
-_CODES = {
-    400: "not valid JSON",
-    401: "wrong or missing secret",
-    408: "the body did not arrive in time",
-    413: "the body was too big",
-    422: "a field was wrong",
-    429: "too many alerts a minute",
-}
-
-
-def plain_reason(code: int, error: str) -> str:
-    """'wrong or missing secret'; '422 a field was wrong: time: alert is 75 s old…'."""
-    head = _CODES.get(code, f"refused ({code})")
-    if code == 401 or not error:
-        return head
-    return f"{head}: {error}"
