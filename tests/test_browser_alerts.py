@@ -59,6 +59,17 @@ def _shot(pg, name: str) -> None:
     pg.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
+def _login(pg, proc: ReflexProcess, username: str, password: str, name: str) -> None:
+    from playwright.sync_api import expect
+
+    pg.set_viewport_size({"width": 1280, "height": 800})
+    pg.goto(f"{proc.frontend}/login")
+    pg.fill("#username", username)
+    pg.fill("#password", password)
+    pg.click("#login-submit")
+    expect(pg.locator("#welcome")).to_contain_text(name)
+
+
 def _world(proc: ReflexProcess) -> dict:
     out = subprocess.run([sys.executable, "-c", SETUP], env=proc.env, cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
@@ -104,12 +115,7 @@ def test_alert_detail_shows_every_account_and_why_one_did_not_trade(
 
     world = _world(app)
 
-    page.set_viewport_size({"width": 1280, "height": 800})
-    page.goto(f"{app.frontend}/login")
-    page.fill("#username", "priya")
-    page.fill("#password", "correct-horse-1")
-    page.click("#login-submit")
-    expect(page.locator("#welcome")).to_contain_text("Priya Shah")
+    _login(page, app, "priya", "correct-horse-1", "Priya Shah")
 
     # The limit, set where a trader sets it: Sim B may hold no open position.
     page.click("#nav-accounts")
@@ -239,12 +245,7 @@ def test_refused_alerts_show_why_and_their_body_without_the_secret(
 
     received: list[str] = []  # everything the backend sends the browser (state deltas)
     page.on("websocket", lambda ws: ws.on("framereceived", lambda f: received.append(str(f))))
-    page.set_viewport_size({"width": 1280, "height": 800})
-    page.goto(f"{app.frontend}/login")
-    page.fill("#username", "kiran")
-    page.fill("#password", "correct-horse-2")
-    page.click("#login-submit")
-    expect(page.locator("#welcome")).to_contain_text("Kiran Rao")
+    _login(page, app, "kiran", "correct-horse-2", "Kiran Rao")
     page.click("#nav-alerts")
     rows = page.locator("#alerts tbody tr")
     expect(rows).to_have_count(3)
@@ -302,6 +303,15 @@ def test_refused_alerts_show_why_and_their_body_without_the_secret(
 
     html = page.content()
     frames = "\n".join(received)
+    page.click("#detail-close")
+
+    # The Profile page's Telegram card, on a server without a bot token: it says so.
+    page.click("#nav-profile")
+    expect(page.locator("#tg-linked")).to_contain_text("No chat linked")
+    expect(page.locator("#tg-off")).to_contain_text("TELEGRAM_BOT_TOKEN")
+    expect(page.locator("#tg-code-button")).to_have_count(0)
+    _no_overflow(page, "the profile at 390px")
+    _shot(page, "profile-telegram-390")
     # The frames are the state's deltas: the masked body came through them.
     assert "•••" in frames or "\\u2022\\u2022\\u2022" in frames, "no state frames seen"
     for secret in (orb["secret"], swing["secret"], "from-the-old-link"):

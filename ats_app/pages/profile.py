@@ -155,8 +155,13 @@ def _telegram_card() -> rx.Component:
                 ),
                 rx.text("No chat linked.", size="2", id="tg-linked"),
             ),
-            rx.button("Get a link code", variant="soft", on_click=TelegramState.new_telegram_code,
-                      id="tg-code-button"),
+            rx.cond(
+                TelegramState.tg_enabled,
+                rx.button("Get a link code", variant="soft",
+                          on_click=TelegramState.new_telegram_code, id="tg-code-button"),
+                rx.text("Off on this server: the operator has not set TELEGRAM_BOT_TOKEN.",
+                        size="2", color="var(--gray-11)", id="tg-off"),
+            ),
             rx.cond(
                 TelegramState.tg_code != "",
                 rx.text("Send ", rx.code("/link " + TelegramState.tg_code, id="tg-code"),
