@@ -70,6 +70,7 @@ def test_index_option_alertconditions_give_one_message_per_signal() -> None:
         assert f'alertcondition({re.sub(" ", "_", m.name.lower())}_signal, title="{m.name}"' in (
             plan.pine)
     assert plan.pine.startswith("//@version=6\nindicator(")
+    assert "//@version=5" in plan.pine  # the same snippet serves a v5 script
 
 
 def test_option_strategy_orders_carry_their_own_fields_in_alert_message() -> None:

@@ -213,6 +213,8 @@ def _pine_header(kind: str, trade: Trade) -> list[str]:
     return [
         "//@version=6",
         opener,
+        # Nothing below differs between the two: a v5 script takes the snippet as it is.
+        "// Pine v6; on a v5 script, write //@version=5 in the first line instead.",
         "// Replace the example signals below with your own.",
         "fast = ta.ema(close, 9)",
         "slow = ta.ema(close, 21)",
