@@ -1,5 +1,6 @@
-"""`webhook create`: a link TradingView posts to, and what it trades; `webhook message`: the
-TradingView alert message(s) to paste for it."""
+"""`webhook create` / `update`: a link TradingView posts to, and what it trades; `webhook
+list` / `show`: the links (never their secrets); `webhook message`: the TradingView alert
+message(s) to paste for one."""
 
 from __future__ import annotations
 
@@ -41,10 +42,50 @@ def cmd_webhook_create(session: Session, args: argparse.Namespace) -> dict[str, 
         paper=args.paper,
         queue_outside_hours=args.queue_outside_hours,
         exits_by_signal=args.exits_by_signal,
+        broker_stop=args.broker_stop,
     )
     out = asdict(view)
     out["secret"] = secret
     return out
+
+
+def _given(value: Any, current: Any) -> Any:
+    return current if value is None else value
+
+
+@with_session
+def cmd_webhook_update(session: Session, args: argparse.Namespace) -> dict[str, Any]:
+    """Change what is given; everything else keeps the link's current setting."""
+    uid = users.resolve(session, args.user)
+    now = webhooks.get_link(session, uid, args.link)
+    view = webhooks.update_link(
+        session,
+        uid,
+        args.link,
+        name=_given(args.name, now.name),
+        accounts=_parse_link_accounts(args.account) if args.account else list(now.accounts),
+        strategy_id=_given(args.strategy, now.strategy_id),
+        stop_loss_pct=_given(args.sl, now.stop_loss_pct),
+        target_pct=_given(args.target, now.target_pct),
+        trailing_stop_pct=_given(args.tsl, now.trailing_stop_pct),
+        paper=_given(args.paper, now.paper),
+        enabled=_given(args.enabled, now.enabled),
+        queue_outside_hours=_given(args.queue_outside_hours, now.queue_outside_hours),
+        exits_by_signal=_given(args.exits_by_signal, now.exits_by_signal),
+        broker_stop=args.broker_stop,  # None: unchanged
+    )
+    return asdict(view)
+
+
+@with_session
+def cmd_webhook_list(session: Session, args: argparse.Namespace) -> dict[str, Any]:
+    links = webhooks.list_links(session, users.resolve(session, args.user))
+    return {"links": [asdict(v) for v in links]}
+
+
+@with_session
+def cmd_webhook_show(session: Session, args: argparse.Namespace) -> dict[str, Any]:
+    return asdict(webhooks.get_link(session, users.resolve(session, args.user), args.link))
 
 
 @with_session
@@ -72,6 +113,11 @@ def cmd_webhook_message(session: Session, args: argparse.Namespace) -> dict[str,
     return {}
 
 
+BROKER_STOP_HELP = ("Stop at broker: each position's stop-loss also rests in the broker's book "
+                    "as a SELL stop-loss order, protecting it while our server is down (needs "
+                    "--sl or --tsl)")
+
+
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     wh = sub.add_parser("webhook", help="webhook links").add_subparsers(dest="cmd", required=True)
     wc = wh.add_parser("create", parents=[common], help="create a webhook link")
@@ -89,7 +135,38 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     wc.add_argument("--paper", action="store_true", help="paper trading (no real orders)")
     wc.add_argument("--queue-outside-hours", action="store_true",
                     help="entries arriving while the market is closed wait for the open")
+    wc.add_argument("--broker-stop", action="store_true", help=BROKER_STOP_HELP)
     wc.set_defaults(fn=cmd_webhook_create)
+
+    wu = wh.add_parser("update", parents=[common],
+                       help="change a webhook link (what is not given stays as it is)")
+    wu.add_argument("--user", required=True)
+    wu.add_argument("--link", type=int, required=True, help="webhook link id")
+    wu.add_argument("--name")
+    wu.add_argument("--account", action="append",
+                    help="ACCOUNT_ID or ACCOUNT_ID:LOT_MULTIPLIER (repeatable; replaces the list)")
+    wu.add_argument("--strategy", type=int)
+    wu.add_argument("--sl", help="stop-loss percent (0 or off: none)")
+    wu.add_argument("--target", help="target percent (0 or off: none)")
+    wu.add_argument("--tsl", help="trailing stop percent (0 or off: none)")
+    flag = argparse.BooleanOptionalAction
+    wu.add_argument("--paper", action=flag, default=None, help="paper trading")
+    wu.add_argument("--enabled", action=flag, default=None, help="the link takes alerts")
+    wu.add_argument("--exits-by-signal", action=flag, default=None,
+                    help="the alerts send the exits")
+    wu.add_argument("--queue-outside-hours", action=flag, default=None,
+                    help="entries arriving while the market is closed wait for the open")
+    wu.add_argument("--broker-stop", action=flag, default=None, help=BROKER_STOP_HELP)
+    wu.set_defaults(fn=cmd_webhook_update)
+
+    wl = wh.add_parser("list", parents=[common], help="a user's webhook links (no secrets)")
+    wl.add_argument("--user", required=True)
+    wl.set_defaults(fn=cmd_webhook_list)
+
+    ws = wh.add_parser("show", parents=[common], help="one webhook link (no secret)")
+    ws.add_argument("--user", required=True)
+    ws.add_argument("--link", type=int, required=True, help="webhook link id")
+    ws.set_defaults(fn=cmd_webhook_show)
 
     wm = wh.add_parser(
         "message", parents=[common], help="the TradingView alert message(s) to paste for a link"

@@ -357,6 +357,19 @@ def _form() -> rx.Component:
                     spacing="5",
                     wrap="wrap",
                 ),
+                rx.vstack(
+                    _checkbox("broker_stop", "broker_stop", " Stop at broker", False),
+                    rx.text(
+                        "Each position's stop-loss also rests in the broker's order book as a "
+                        "SELL stop-loss order (Angel One; simulated on paper), moved up with "
+                        "the trailing stop, so it stays protected even while this server is "
+                        "down. Needs a stop-loss or trailing stop %.",
+                        size="1",
+                        color="var(--gray-10)",
+                        id="link-broker-stop-help",
+                    ),
+                    spacing="1",
+                ),
                 form_error(WebhooksState.error),
                 form_message(WebhooksState.message),
                 rx.hstack(

@@ -36,7 +36,8 @@ def _link_row(
         )
         or "paper (no account)",
         "rules": f"SL {_pct(v.stop_loss_pct)} · target {_pct(v.target_pct)} · "
-        f"trail {_pct(v.trailing_stop_pct)}" + (" · exits by alert" if v.exits_by_signal else ""),
+        f"trail {_pct(v.trailing_stop_pct)}" + (" · exits by alert" if v.exits_by_signal else "")
+        + (" · stop at broker" if v.broker_stop else ""),
         "mode": "PAPER" if v.paper or settings().trading_mode == "paper" else "LIVE",
         "enabled": "enabled" if v.enabled else "disabled",
         "sl": "" if v.stop_loss_pct is None else f"{v.stop_loss_pct:g}",
@@ -47,6 +48,7 @@ def _link_row(
         "is_enabled": "1" if v.enabled else "",
         "queue": "1" if v.queue_outside_hours else "",
         "exit_signal": "1" if v.exits_by_signal else "",
+        "broker_stop": "1" if v.broker_stop else "",
         "multipliers": json.dumps({str(a.account_id): a.lot_multiplier for a in v.accounts}),
     }
 
@@ -138,6 +140,7 @@ class WebhooksState(ConfirmDelete, AuthState):
                 enabled=form.get("enabled") == "on",
                 queue_outside_hours=form.get("queue_outside_hours") == "on",
                 exits_by_signal=form.get("exits_by_signal") == "on",
+                broker_stop=form.get("broker_stop") == "on",
             )
             with session_scope() as s:
                 if self.editing_id:
@@ -145,6 +148,8 @@ class WebhooksState(ConfirmDelete, AuthState):
                 else:
                     webhooks.create_link(s, uid, **fields)  # type: ignore[arg-type]
         except AtsError as exc:
+            if isinstance(exc, ValidationError):  # refused input is audited, nothing changed
+                webhooks.record_refusal(uid, self.editing_id or None, exc)
             self.error = sentence(exc)
             return None
         self.message = "Webhook link saved."

@@ -44,6 +44,7 @@ class LinkView:
     accounts: tuple[LinkAccount, ...]
     queue_outside_hours: bool = False
     exits_by_signal: bool = False
+    broker_stop: bool = False
 
 
 def webhook_url(token: str) -> str:
@@ -95,6 +96,28 @@ def _validate_rules(
     return levels
 
 
+BROKER_STOP_NEEDS_A_STOP = (
+    "Stop at broker (broker_stop) needs a stop on the link to rest at the broker: set a "
+    "stop-loss % (stop_loss_pct) or a trailing stop % (trailing_stop_pct), or turn Stop at "
+    "broker off"
+)
+
+
+def _check_broker_stop(broker_stop: bool, sl: float | None, tsl: float | None) -> None:
+    """A resting stop needs a level: the link's stop-loss or trailing stop (a target alone
+    gives nothing to rest at the broker)."""
+    if broker_stop and sl is None and tsl is None:
+        raise ValidationError(BROKER_STOP_NEEDS_A_STOP, "broker_stop")
+
+
+def record_refusal(user_id: int, link_id: int | None, exc: ValidationError) -> None:
+    """Audit a refused link change, in its own transaction: the caller's rolled back (call
+    it after the caller's session has closed)."""
+    audit.record_now("webhook.refused", user_id=user_id,
+                     subject=str(link_id) if link_id else None, field=exc.field or "",
+                     reason=str(exc))
+
+
 def _view(session: Session, link: WebhookLink) -> LinkView:
     assert link.id is not None
     rows = session.exec(
@@ -116,6 +139,7 @@ def _view(session: Session, link: WebhookLink) -> LinkView:
         accounts=tuple(LinkAccount(r.account_id, r.lot_multiplier) for r in rows),
         queue_outside_hours=link.queue_outside_hours,
         exits_by_signal=link.exits_by_signal,
+        broker_stop=link.broker_stop,
     )
 
 
@@ -177,14 +201,17 @@ def create_link(
     enabled: bool = True,
     queue_outside_hours: bool = False,
     exits_by_signal: bool = False,
+    broker_stop: bool = False,
 ) -> tuple[LinkView, str]:
-    """Create a link; returns it and its secret (shown once here, revealable later)."""
+    """Create a link; returns it and its secret (shown once here, revealable later).
+    `broker_stop`: each position's stop-loss also rests at the broker (needs a stop)."""
     n = name.strip()
     if not n or len(n) > 100:
         raise ValidationError("link name is required (at most 100 characters)", "name")
     sl, target, tsl = _validate_rules(
         stop_loss_pct, target_pct, trailing_stop_pct, exits_by_signal
     )
+    _check_broker_stop(broker_stop, sl, tsl)
     _check_refs(session, user_id, strategy_id, accounts)
     if not paper and not accounts:
         raise ValidationError("a live link needs at least one broker account", "accounts")
@@ -202,13 +229,15 @@ def create_link(
         enabled=enabled,
         queue_outside_hours=queue_outside_hours,
         exits_by_signal=exits_by_signal,
+        broker_stop=broker_stop,
     )
     session.add(link)
     session.flush()
     assert link.id is not None
     _set_accounts(session, user_id, link.id, accounts)
     session.flush()
-    audit.record(session, "webhook.created", user_id=user_id, subject=str(link.id), paper=paper)
+    audit.record(session, "webhook.created", user_id=user_id, subject=str(link.id), paper=paper,
+                 broker_stop=broker_stop)
     return _view(session, link), secret
 
 
@@ -227,7 +256,11 @@ def update_link(
     enabled: bool,
     queue_outside_hours: bool = False,
     exits_by_signal: bool = False,
+    broker_stop: bool | None = None,
 ) -> LinkView:
+    """Replace the link's settings. `broker_stop` None keeps the link's own (callers that
+    know nothing of it, such as a replay's apply, never turn it off by leaving it out);
+    with it on, the levels must keep a stop."""
     link = _owned(session, user_id, link_id)
     n = name.strip()
     if not n or len(n) > 100:
@@ -235,17 +268,22 @@ def update_link(
     sl, target, tsl = _validate_rules(
         stop_loss_pct, target_pct, trailing_stop_pct, exits_by_signal
     )
+    stop_at_broker = link.broker_stop if broker_stop is None else broker_stop
+    _check_broker_stop(stop_at_broker, sl, tsl)
     _check_refs(session, user_id, strategy_id, accounts)
     if not paper and not accounts:
         raise ValidationError("a live link needs at least one broker account", "accounts")
     link.name, link.strategy_id, link.paper, link.enabled = n, strategy_id, paper, enabled
     link.queue_outside_hours, link.exits_by_signal = queue_outside_hours, exits_by_signal
     link.stop_loss_pct, link.target_pct, link.trailing_stop_pct = sl, target, tsl
+    # Open positions keep what they opened with (`Position.broker_stop`): this is for the next.
+    changed = {"broker_stop": stop_at_broker} if stop_at_broker != link.broker_stop else {}
+    link.broker_stop = stop_at_broker
     link.updated_at = utcnow()
     session.add(link)
     _set_accounts(session, user_id, link_id, accounts)
     session.flush()
-    audit.record(session, "webhook.updated", user_id=user_id, subject=str(link_id))
+    audit.record(session, "webhook.updated", user_id=user_id, subject=str(link_id), **changed)
     return _view(session, link)
 
 
