@@ -44,6 +44,10 @@ SAMPLES: dict[Event, dict] = {
     Event.KILL_SWITCH: {"by": "alice", "reason": "daily loss limit", "positions": 2},
     Event.DAILY_SUMMARY: {"date": "2026-11-25", "trades": 4, "realized_pnl_paise": 523000,
                           "charges_paise": 18044, "failures": 1},
+    Event.BROKER_STOP_LOST: {"symbol": "NIFTY25NOV24000CE", "position_id": 7,
+                             "reason": "Difference between limit price and trigger price for "
+                                       "SL Limit Order is beyond the exchange's Permissible "
+                                       "range"},
 }
 
 

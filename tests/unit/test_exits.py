@@ -188,6 +188,7 @@ def test_float_price_is_refused() -> None:
 def test_exit_reason_values_match_positions_json() -> None:
     assert {r.value for r in ExitReason} == {
         "stop_loss", "target", "trailing_stop", "signal", "manual", "square_off", "kill_switch",
+        "stop_loss_at_broker",
     }  # fmt: skip
 
 

@@ -12,7 +12,7 @@ from ats_app.engine.broker.base import Broker
 from ats_app.engine.broker.factory import broker_for
 from ats_app.engine.core.fsm import OrderStatus, is_terminal
 from ats_app.engine.core.money import to_rupees
-from ats_app.engine.execution import positions
+from ats_app.engine.execution import broker_stops, positions
 from ats_app.engine.execution.submit import (
     drive,
     job_session,
@@ -62,6 +62,12 @@ def exit_position(
         ]
         tick = to_rupees(position.tick_size_paise) or Decimal("0.05")
         s.commit()  # the claim stands alone: a lost insert race below rolls back
+        quantity = position.quantity
+        if position.broker_stop and not live:
+            # One exit, never two: no sell while a stop can still fill at the broker.
+            quantity = broker_stops.clear_for_exit(s, position, broker)
+            if quantity == 0:
+                return "closed: by its stop at the broker"
         if live:
             order = drive(live[0].id, broker, request_for(live[0], tick), session=s)  # type: ignore[arg-type]
         else:
@@ -77,13 +83,15 @@ def exit_position(
                 symbol=position.symbol,
                 symbol_token=position.symbol_token,
                 side="SELL",
-                quantity=position.quantity,
+                quantity=quantity,
                 paper=position.paper,
                 reason=reason,
             )
             order = send_or_drive(s, write_submitting(s, candidate), candidate, broker, tick)
         if OrderStatus(order.status) == OrderStatus.FILLED:
-            positions.close_from_exit(position_id, order.id, reason, connection(), session=s)  # type: ignore[arg-type]
+            sold = [order, *broker_stops.stop_orders(s, position_id)]  # a stop's part fill too
+            positions.close_from_exit(position_id, order.id, reason, connection(), session=s,  # type: ignore[arg-type]
+                                      exit_price_paise=broker_stops.average_fill(sold))
             return f"closed: {order.client_order_id}"
         if is_terminal(OrderStatus(order.status)):
             positions.release_exit(

@@ -27,6 +27,7 @@ from ats_app.engine.broker.factory import broker_for
 from ats_app.engine.core.fsm import OrderStatus, is_terminal
 from ats_app.engine.execution import contracts, order_updates
 from ats_app.engine.store.db import session_scope
+from ats_app.engine.store.models import Order
 from ats_app.engine.store.queueing import connection
 from ats_app.engine.store.redis_conn import ALERTS_QUEUE
 
@@ -82,14 +83,19 @@ def _enqueue(conn: redis.Redis, user_id: int, account_id: int, round_no: int,
                      result_ttl=60, failure_ttl=3600)
 
 
+def _followed(orders: list[Order]) -> list[Order]:
+    """Orders on their way to a fill. Not a stop resting at the broker: it works for hours,
+    and its fill comes by the stream, the exit job or `broker_stops.sync_resting`."""
+    return [o for o in orders if not is_terminal(OrderStatus(o.status)) and o.purpose != "STOP"]
+
+
 def follow_account(user_id: int, account_id: int, round_no: int = 0,
                    since: float | None = None) -> str:
     """The RQ job: one round for one account's working orders."""
     conn = connection()
     since = since or time.time()
     conn.delete(dirty_key(account_id))
-    pending = [o for o in order_updates.unfinished(user_id, account_id)
-               if not is_terminal(OrderStatus(o.status))]
+    pending = _followed(order_updates.unfinished(user_id, account_id))
     changed = 0
     if pending and not order_updates.stream_up(conn, account_id):
         with session_scope() as s:
@@ -99,8 +105,7 @@ def follow_account(user_id: int, account_id: int, round_no: int = 0,
         changed = order_updates.catch_up(
             broker.orders, user_id=user_id, account_id=account_id, conn=conn,
             tick_of=lambda o: contracts.tick_for(base_url, o.exchange, o.symbol_token))
-    still = [o for o in order_updates.unfinished(user_id, account_id)
-             if not is_terminal(OrderStatus(o.status))]
+    still = _followed(order_updates.unfinished(user_id, account_id))
     if still and time.time() - since < FOLLOW_FOR_S:
         conn.set(lease_key(account_id), str(time.time()), ex=LEASE_S)
         _enqueue(conn, user_id, account_id, round_no + 1, since, delay=delay_after(round_no))

@@ -221,6 +221,10 @@ def after_report(order: Order, conn: redis.Redis | None, tick_of: TickLookup) ->
     if order.purpose == "ENTRY":
         if order.filled_quantity > 0:
             positions.open_from_entry(order.id, tick_of(order), conn)
+    elif order.purpose == "STOP":
+        from ats_app.engine.execution import broker_stops  # lazy: its imports lead back here
+
+        broker_stops.on_stop_report(order, conn)
     elif order.purpose == "EXIT" and order.position_id is not None:
         if status == OrderStatus.FILLED:
             positions.close_from_exit(order.position_id, order.id, order.reason or "exit", conn)

@@ -164,6 +164,8 @@ def open_from_entry(
             trailing_stop_pct=link.trailing_stop_pct if link else None,
             peak_price_paise=to_paise(view.peak_price),
             paper=order.paper,
+            # Only with a stop to rest: a link may have a target or trailing stop alone.
+            broker_stop=bool(link and link.broker_stop and view.current_stop is not None),
         )
         # A Core insert, not an entity flush (the costliest step of an entry job's tail):
         # the position is handed on (monitor, caller) as this detached object.
@@ -191,7 +193,18 @@ def open_from_entry(
             target=str(view.target),
         )
         after_commit(s, lambda: _publish(conn, "opened", position))
+        if position.broker_stop:
+            after_commit(s, lambda: _rest_stop_at_broker(conn, position))
     return position
+
+
+def _rest_stop_at_broker(conn: redis.Redis | None, position: Position) -> None:
+    from ats_app.engine.store.queueing import enqueue_broker_stop
+
+    try:
+        enqueue_broker_stop(position.id, conn)  # type: ignore[arg-type]
+    except redis.RedisError:  # the monitor protects it meanwhile; recovery places it later
+        log.error("could not enqueue the stop at broker of position %s", position.id)
 
 
 def release_exit(position_id: int, reason: str, *, session: Session | None = None) -> None:
@@ -218,8 +231,11 @@ def close_from_exit(
     conn: redis.Redis | None,
     *,
     session: Session | None = None,
+    exit_price_paise: int | None = None,
 ) -> Position:
-    """Close a position with its filled exit order, once. `session` as in `open_from_entry`."""
+    """Close a position with its filled exit order, once. `session` as in `open_from_entry`.
+    `exit_price_paise`: the average over several exit orders (a resting stop that filled in
+    part, then the sell of the rest), when not the one order's own."""
     with joined(session) as s:
         s.flush()
         # No lock needed on the read: the conditional update below is what decides, and the
@@ -229,7 +245,7 @@ def close_from_exit(
         assert position is not None and order is not None
         if position.status == "CLOSED":
             return position
-        exit_paise = order.average_price_paise or 0
+        exit_paise = exit_price_paise or order.average_price_paise or 0
         values = {
             "status": "CLOSED",
             "exit_price_paise": exit_paise,

@@ -150,7 +150,7 @@ def drive(
 
     With `session` (a job's), its last step may be left for the caller to commit."""
     with joined(session, job_session) as s:
-        order = _after_its_sender(s, order_id, order_store.get(order_id, session=s))
+        order = after_its_sender(s, order_id, order_store.get(order_id, session=s))
         status = OrderStatus(order.status)
         if status == OrderStatus.SUBMITTING:
             # A previous run died mid-call: the broker may have it. Look, don't resend.
@@ -172,7 +172,7 @@ IN_FLIGHT_S = 10.0
 IN_FLIGHT_POLL_S = 0.1
 
 
-def _after_its_sender(s: Session, order_id: int, order: Order) -> Order:
+def after_its_sender(s: Session, order_id: int, order: Order) -> Order:
     """The order once its sender has had its answer, or once it is too old to be in flight."""
     created = order.created_at
     if created.tzinfo is None:  # SQLite gives naive UTC back

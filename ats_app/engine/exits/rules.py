@@ -60,6 +60,7 @@ class ExitReason(StrEnum):
     MANUAL = "manual"
     SQUARE_OFF = "square_off"
     KILL_SWITCH = "kill_switch"
+    STOP_LOSS_AT_BROKER = "stop_loss_at_broker"  # the resting stop filled at the broker
 
 
 def _check_decimal(name: str, value: object) -> Decimal:

@@ -47,6 +47,7 @@ class Tracked:
     tick: int
     rules: exits.ExitRules  # only trailing_stop_pct matters here: the levels are stored
     state: str = "OPEN"  # OPEN: evaluated; EXITING: claimed (or being claimed), not evaluated
+    broker_stop: bool = False  # its stop also rests at the broker: trail moves go there too
     last_price: int | None = None
 
     @property

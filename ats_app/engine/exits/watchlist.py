@@ -85,6 +85,7 @@ def tracked_from(p: Position, redis_trail: tuple[int, int | None] | None = None)
         tick=p.tick_size_paise or 5,
         rules=exits.ExitRules.from_settings(trailing_stop_pct=p.trailing_stop_pct),
         state=p.status,
+        broker_stop=bool(p.broker_stop),
     )
 
 

@@ -27,6 +27,7 @@ class Event(StrEnum):
     BOT_STOPPED = "bot_stopped"
     KILL_SWITCH = "kill_switch"
     DAILY_SUMMARY = "daily_summary"
+    BROKER_STOP_LOST = "broker_stop_lost"
 
 
 # Failures that can repeat in bursts (a flapping feed, a wrong PIN retried by every job):
@@ -55,6 +56,7 @@ DESCRIPTIONS: dict[Event, str] = {
     Event.BOT_STOPPED: "the bot was stopped",
     Event.KILL_SWITCH: "the kill switch was pulled",
     Event.DAILY_SUMMARY: "the day's summary after the close",
+    Event.BROKER_STOP_LOST: "a stop resting at the broker was refused or cancelled there",
 }
 
 EXIT_REASONS = {
@@ -66,6 +68,7 @@ EXIT_REASONS = {
     "manual": "manual",
     "square_off": "square-off",
     "kill_switch": "kill switch",
+    "stop_loss_at_broker": "stop-loss at broker",
 }
 
 
@@ -162,6 +165,18 @@ def _order_rejected(d: Mapping[str, Any]) -> tuple[str, str]:
         ("Price", _fmt_price(money(d, "price"))),
         ("Mode", _mode(d).lower()),
         ("Account", d.get("account")),
+    )
+    return title, body
+
+
+def _broker_stop_lost(d: Mapping[str, Any]) -> tuple[str, str]:
+    reason = str(d.get("reason") or "no reason given")
+    title = f"{d.get('symbol')}: stop at broker lost, our monitor still guards it"
+    body = _lines(
+        ("Reason", reason),  # the broker's own words
+        ("Position", d.get("position_id")),
+        ("Contract", d.get("symbol")),
+        ("What now", "our monitor still exits it at its stop while our servers run"),
     )
     return title, body
 
@@ -299,6 +314,7 @@ _FORMATTERS: dict[Event, Callable[[Mapping[str, Any]], tuple[str, str]]] = {
     Event.BOT_STOPPED: _bot(False),
     Event.KILL_SWITCH: _kill_switch,
     Event.DAILY_SUMMARY: _daily_summary,
+    Event.BROKER_STOP_LOST: _broker_stop_lost,
 }
 
 

@@ -67,7 +67,11 @@ from ats_app.engine.services.processes import STOP_GRACE_S, exit_within
 from ats_app.engine.store import audit, live
 from ats_app.engine.store.db import session_scope
 from ats_app.engine.store.models import Position
-from ats_app.engine.store.queueing import enqueue_exits
+from ats_app.engine.store.queueing import (
+    enqueue_broker_stop_moves,
+    enqueue_broker_stop_sync,
+    enqueue_exits,
+)
 from ats_app.engine.store.redis_conn import MONITOR_HEARTBEAT_KEY, connect
 
 HEARTBEAT_SECONDS = 1.0
@@ -334,6 +338,7 @@ class Monitor:
             if self._db_trails:
                 trails, self._db_trails = self._db_trails, {}
                 self._jobs.put(lambda: save_trails_to_db(trails))
+                self._move_broker_stops(trails)
             due["db"] = now + TRAIL_DB_SECONDS
         if now >= due["pnl"]:
             self._flush_pnl()
@@ -346,6 +351,17 @@ class Monitor:
         if now >= due["beat"]:
             self._redis_quiet(self.heartbeat)
             due["beat"] = now + HEARTBEAT_SECONDS
+
+    def _move_broker_stops(self, trails: dict[int, tuple[int, int | None]]) -> None:
+        """A trail that rose moves the position's stop resting at the broker: at most once a
+        second per position (this flush's pace), and only up (the job checks by a tick)."""
+        moves = []
+        for pid, (_, stop) in trails.items():
+            t = self.watch.positions.get(pid)
+            if stop is not None and t is not None and t.broker_stop and t.state == "OPEN":
+                moves.append((pid, stop))
+        if moves:
+            self._jobs.put(lambda: enqueue_broker_stop_moves(moves, self.conn))
 
     def _flush_pnl(self) -> None:
         if not self._pnl:
@@ -453,6 +469,7 @@ class Monitor:
 
             cleanup_abandoned_jobs(self.conn)
             requeue_lost_alerts(self.conn)
+            enqueue_broker_stop_sync(self.conn)  # stops that filled while we were down
         finish_pending_exits(self.conn, owned=owned, busy=self.in_flight)
 
     def _housekeeping(self) -> None:

@@ -19,6 +19,9 @@ RESULT_TTL = 24 * 3600
 # By dotted path: the web process enqueues without importing the broker stack.
 HANDLE_ALERT = "ats_app.engine.execution.entry.handle_alert"
 HANDLE_EXIT = "ats_app.engine.execution.exit_order.handle_exit"
+PLACE_BROKER_STOP = "ats_app.engine.execution.broker_stops.place_stop"
+MOVE_BROKER_STOP = "ats_app.engine.execution.broker_stops.move_stop"
+SYNC_BROKER_STOPS = "ats_app.engine.execution.broker_stops.sync_resting"
 FAILURE_TTL = 7 * 24 * 3600  # failed jobs stay visible for a week
 
 # Jobs already in Redis when the engine became packages name their function by its old
@@ -82,6 +85,32 @@ def enqueue_exits(sells: Sequence[tuple[int, str]], conn: redis.Redis | None = N
     q = Queue(EXITS_QUEUE, connection=conn or connection())
     return _enqueue_now(q, [(HANDLE_EXIT, (position_id, reason), f"exit-{position_id}",
                              Retry(max=5)) for position_id, reason in sells])
+
+
+def enqueue_broker_stop(position_id: int, conn: redis.Redis | None = None) -> Job:
+    """Rest a new position's stop at the broker (the exits queue: it protects a position)."""
+    q = Queue(EXITS_QUEUE, connection=conn or connection())
+    (job,) = _enqueue_now(q, [(PLACE_BROKER_STOP, (position_id,), f"broker-stop-{position_id}",
+                               Retry(max=3))])
+    return job
+
+
+def enqueue_broker_stop_moves(moves: Sequence[tuple[int, int]],
+                              conn: redis.Redis | None = None) -> list[Job]:
+    """Move resting stops up to (position id, stop in paise), in one round trip. One job per
+    level: a later, higher one supersedes it, an older one finds nothing to do."""
+    if not moves:
+        return []
+    q = Queue(EXITS_QUEUE, connection=conn or connection())
+    return _enqueue_now(q, [(MOVE_BROKER_STOP, (pid, stop), f"broker-stop-{pid}-to-{stop}",
+                             Retry(max=1)) for pid, stop in moves])
+
+
+def enqueue_broker_stop_sync(conn: redis.Redis | None = None) -> Job:
+    """Look every resting stop up in its account's book (recovery; one such job at a time)."""
+    q = Queue(EXITS_QUEUE, connection=conn or connection())
+    (job,) = _enqueue_now(q, [(SYNC_BROKER_STOPS, (), "broker-stops-sync", Retry(max=1))])
+    return job
 
 
 def _enqueue_now(q: Queue, jobs: Sequence[tuple[str, tuple[object, ...], str, Retry]]
