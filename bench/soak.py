@@ -372,7 +372,7 @@ class Load:
         b = self._entry_body(link)
         expect: Any = 422
         if case == "nested":
-            raw, expect = ('{"a":' * 5000 + "1" + "}" * 5000).encode(), 400
+            raw, expect = ("[" * 5000 + "]" * 5000).encode(), 400  # 10 KB: under the size cap
         elif case == "not_json":
             raw, expect = b"{not json", 400
         elif case == "nul":
@@ -821,8 +821,10 @@ def oracle(sent: list[dict[str, Any]], events: list[dict[str, Any]], sim_url: st
                 missing_targets.append((a, acc, alert.status))
     reasons = Counter(f"{a.status}: {(a.reason or '')[:70]}" for a in alerts.values()
                       if a.id in set(accepted) and a.status != "DONE")
+    # Traded twice for one alert and account (a FAILED attempt sent again is not a double).
     entries_per_pair = Counter((o.alert_id, o.account_id) for o in orders
-                               if o.purpose == "ENTRY" and o.alert_id is not None)
+                               if o.purpose == "ENTRY" and o.alert_id is not None
+                               and o.filled_quantity > 0)
     exits_per_position = Counter(o.position_id for o in orders
                                  if o.purpose == "EXIT" and o.status == "FILLED")
     hostile_ids = {int(r["alert_id"]) for r in sent
