@@ -17,7 +17,7 @@ from sqlmodel import select
 from ats_app.engine.broker.errors import BrokerError
 from ats_app.engine.execution import entry, follower
 from ats_app.engine.store.db import session_scope
-from ats_app.engine.store.models import Alert, AlertTarget, AuditEvent, Order
+from ats_app.engine.store.models import Alert, AlertTarget, AuditEvent, Order, Position
 from tests.pipeline.test_fanout import _book, _client, _fault, _orders, _post, _warm, fleet
 
 __all__ = ["fleet"]  # the fixture, shared with test_fanout
@@ -64,3 +64,41 @@ def test_an_unknown_order_with_the_book_unreadable_is_retried_not_failed(fleet: 
     book = [o["ordertag"] for o in _book(sim)]
     assert sum(book.count(o.client_order_id) for o in sent) == 1
     assert _alert(alert_id).status == "DONE"
+
+
+def _position(alert_id: int) -> Position:
+    with session_scope() as s:
+        order = s.exec(select(Order).where(Order.alert_id == alert_id)).one()
+        position = s.get(Position, order.position_id)
+        assert position is not None
+        return position
+
+
+@pytest.mark.parametrize("fleet", [1], indirect=True)
+def test_an_exit_alerts_unknown_sell_with_the_book_unreadable_is_retried_not_failed(
+        fleet: dict) -> None:
+    _warm(fleet)
+    sim, (a0,) = fleet["sim"], fleet["accounts"]
+    buy = _post(fleet, id="buy")
+    entry.handle_alert(buy)
+    follower.follow_account(fleet["user"], a0)
+    assert _position(buy).status == "OPEN"
+    _fault(sim, route="placeOrder", kind="empty", times=1)
+    _fault(sim, route="getOrderBook", kind="empty")
+    sell = _post(fleet, action="exit", id="sell")
+    for _ in range(2):
+        with pytest.raises(BrokerError):
+            entry.handle_alert(sell)
+        assert _position(buy).status == "EXITING"  # nothing else sells it meanwhile
+        assert _alert(sell).status == "PROCESSING"
+    # Readable again: the sell is found absent from the book (it never reached Angel), the
+    # position is given back to the monitor (OPEN), and the alert gets its verdict.
+    httpx.request("DELETE", f"{sim.base_url}/sim/faults", json={}).raise_for_status()
+    entry.handle_alert(sell)
+    assert _position(buy).status in ("OPEN", "CLOSED")
+    assert _alert(sell).status in ("DONE", "REJECTED")
+    with session_scope() as s:
+        sells = s.exec(select(Order).where(Order.alert_id == sell)).all()
+    assert sells[0].status == "FAILED"
+    book = [o["ordertag"] for o in _book(sim)]
+    assert all(book.count(o.client_order_id) <= 1 for o in sells)

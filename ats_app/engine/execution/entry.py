@@ -203,6 +203,7 @@ def _exit_all(s: Session, alert_id: int, user_id: int, link: WebhookLink,
 def _exit_on(s: Session, alert_id: int, user_id: int, link: WebhookLink, target: Target,
              paper: bool, conn: Any, broker: Broker | None = None) -> str:
     """A sell/exit alert on one account: its open position goes to the exit job's code."""
+    position_id: int | None = None
     try:
         position_id = positions.open_position_id(s, link.id, target.account_id)  # type: ignore[arg-type]
         if position_id is None:
@@ -224,13 +225,38 @@ def _exit_on(s: Session, alert_id: int, user_id: int, link: WebhookLink, target:
                            order_id=order.id)
         s.commit()
         return outcome
-    except (AtsError, BrokerError) as exc:  # one account's failure never blocks the others
-        audit.record(s, "alert.target_failed", user_id=user_id, subject=str(alert_id),
-                     account_id=target.account_id, error=str(exc))
-        verdict.record(s, alert_id, user_id, target.account_id, verdict.FAILED,
-                       reason=str(exc))
+    except BrokerError as exc:
+        unknown = _unresolved_exit(s, position_id)
+        if unknown is None:
+            return _exit_failed(s, alert_id, user_id, target, exc)
+        # The sell may be at the broker (its answer lost, then the book unreadable): no
+        # verdict. The job is retried (then re-run by recovery) and looks the order up again;
+        # the position stays EXITING, so nothing else sells it meanwhile.
+        audit.record(s, "alert.target_unresolved", user_id=user_id, subject=str(alert_id),
+                     account_id=target.account_id, order_id=unknown, error=str(exc))
         s.commit()
-        return f"failed: {exc}"
+        raise
+    except AtsError as exc:  # one account's failure never blocks the others
+        return _exit_failed(s, alert_id, user_id, target, exc)
+
+
+def _unresolved_exit(s: Session, position_id: int | None) -> int | None:
+    """The position's exit order whose outcome is still unknown (SUBMITTING / UNKNOWN)."""
+    if position_id is None:
+        return None
+    return s.exec(select(Order.id).where(Order.position_id == position_id)
+                  .where(Order.purpose == "EXIT")
+                  .where(col(Order.status).in_(("SUBMITTING", "UNKNOWN")))).first()
+
+
+def _exit_failed(s: Session, alert_id: int, user_id: int, target: Target,
+                 exc: Exception) -> str:
+    """One account's exit failed (nothing unknown at the broker): its verdict FAILED."""
+    audit.record(s, "alert.target_failed", user_id=user_id, subject=str(alert_id),
+                 account_id=target.account_id, error=str(exc))
+    verdict.record(s, alert_id, user_id, target.account_id, verdict.FAILED, reason=str(exc))
+    s.commit()
+    return f"failed: {exc}"
 
 
 def _latest_exit(s: Session, position_id: int) -> Order | None:
