@@ -73,6 +73,7 @@ from ats_app.engine.store.redis_conn import connect
 from ats_app.engine.tenants.accounts import Credentials
 
 log = logging.getLogger("ats.feed")
+RESUBSCRIBE_S = 0.5  # while Redis is down, the positions channel is tried again this often
 
 Token = tuple[int, str]  # (exchange type, symbol token)
 RESYNC_SECONDS = 5.0
@@ -369,9 +370,23 @@ class FeedProcess:
         else:
             self.redis.set(FEED_SPOTS_KEY, self.spots_server, ex=10)
 
+    def _subscribe(self) -> redis.client.PubSub:
+        """The positions channel, once Redis answers: an outage (at start, or a restart
+        mid-run) is waited out here, not fatal. The process used to exit on it and leave the
+        positions unwatched until something restarted it."""
+        while True:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(POSITIONS_CHANNEL)
+                return pubsub
+            except redis.RedisError:
+                pubsub.close()
+                log.warning("Redis unavailable; subscribing again in %.1f s", RESUBSCRIBE_S)
+                if self.stopping.wait(RESUBSCRIBE_S):
+                    return pubsub  # stopping: the loop below ends at once
+
     def run(self) -> None:
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(POSITIONS_CHANNEL)
+        pubsub = self._subscribe()
         self.writer.start()
         dirty, last_resync, next_status = True, 0.0, 0.0
         try:
@@ -403,9 +418,8 @@ class FeedProcess:
                             if pubsub.get_message(timeout=0.0) is None:
                                 break
                 except redis.RedisError:
-                    time.sleep(0.5)
-                    pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-                    pubsub.subscribe(POSITIONS_CHANNEL)
+                    pubsub.close()
+                    pubsub = self._subscribe()
                     dirty = True
         finally:
             pubsub.close()
