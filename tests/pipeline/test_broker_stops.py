@@ -11,6 +11,7 @@ import httpx
 import pytest
 from sqlmodel import select
 
+from ats_app.engine.broker.prices import QUOTE_CACHE_S
 from ats_app.engine.execution import broker_stops
 from ats_app.engine.execution.exit_order import exit_position
 from ats_app.engine.exits.claims import claim_for_exit
@@ -205,3 +206,56 @@ def test_trailing_moves_the_resting_stop_up_by_ticks_within_the_accounts_budget(
     assert round(book.price * 100) == stop.price_paise < last
     # never down
     assert broker_stops.move_stop(position.id, base).startswith("skipped")  # type: ignore[arg-type]
+
+
+def test_an_exit_claimed_before_the_stop_job_runs_places_no_stop(world: dict) -> None:
+    """The monitor (or a sell alert) claims the position between its opening and the stop
+    job: the job must not rest a stop for a position being sold (it would sell short)."""
+    sim = world["sim"]
+    _post(world["live"], id="bs-late")
+    _run_burst_worker()
+    position = _position()
+    with session_scope() as s:
+        s.get(Position, position.id).broker_stop = True  # type: ignore[union-attr]
+    assert claim_for_exit(position.id) is not None  # type: ignore[arg-type]
+    outcome = broker_stops.place_stop(position.id)  # type: ignore[arg-type]
+    assert outcome.startswith("skipped") and "exiting" in outcome, outcome
+    assert _orders("STOP") == [] and _sim_sells(sim) == []
+
+
+def test_the_kill_switch_cancels_the_resting_stop_and_sells_once(world: dict) -> None:
+    from ats_app.engine.execution import halt
+
+    sim = world["sim"]
+    position, _ = _entered(world)
+    report = halt.kill(world["user"], settle_seconds=1)
+    assert report.exits_enqueued == [position.id]
+    _run_burst_worker()  # the exit job: the stop cancelled, then the sell (and its follower)
+    (stop,) = _orders("STOP")
+    (sell,) = _orders("EXIT")
+    assert stop.status == "CANCELLED" and sell.status == "FILLED"
+    closed = _position()
+    assert closed.status == "CLOSED" and closed.exit_reason == "kill_switch"
+    assert sorted(o["status"] for o in _sim_sells(sim)) == ["cancelled", "complete"]
+
+
+def test_paper_positions_rest_their_stop_in_the_paper_book_alike(world: dict) -> None:
+    """Paper: the same stop in our own book, triggered by the same rule; the monitor's exit
+    finds it filled (the paper book meets the price before a cancel) and sells nothing."""
+    sim = world["sim"]
+    _stop_at_broker("paper")
+    _post(world["paper"], id="bs-paper")
+    _run_burst_worker()
+    position = _position()
+    (stop,) = _orders("STOP")
+    assert position.paper and position.broker_stop
+    assert stop.paper and stop.status == "TRIGGER_PENDING"
+    _price(sim, position.symbol_token, (stop.trigger_paise - 2 * position.tick_size_paise) / 100)
+    time.sleep(QUOTE_CACHE_S + 0.2)  # paper prices are quotes shared for a second
+    assert claim_for_exit(position.id) is not None  # type: ignore[arg-type]
+    assert exit_position(position.id, "stop_loss") == "closed: by its stop at the broker"  # type: ignore[arg-type]
+    closed = _position()
+    (stop,) = _orders("STOP")
+    assert stop.status == "FILLED" and closed.exit_reason == "stop_loss_at_broker"
+    assert closed.exit_price_paise == stop.average_price_paise >= stop.price_paise
+    assert _orders("EXIT") == [] and _sim_sells(sim) == []  # nothing reached Angel

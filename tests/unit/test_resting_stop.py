@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 
+from ats_app.engine.broker.price_bands import BandKind, sl_limit_refusal
 from ats_app.engine.exits.resting_stop import limit_for, trigger_for, worth_moving
 
 T = Decimal("0.05")
@@ -20,6 +21,15 @@ T = Decimal("0.05")
 def test_the_limit_sits_a_band_under_the_trigger_on_the_tick_grid(trigger: str,
                                                                    limit: str) -> None:
     assert limit_for(Decimal(trigger), T) == Decimal(limit)
+
+
+def test_the_limit_stays_inside_the_exchanges_band() -> None:
+    # a future's SL-limit band is 3 % over Rs 50: our 5 % would be refused (LPP)
+    assert limit_for(Decimal("200.00"), T, BandKind.FUTURE) == Decimal("194.00")
+    assert limit_for(Decimal("200.00"), T, BandKind.OPTION) == Decimal("190.00")
+    for kind in BandKind:
+        trigger = Decimal("123.45")
+        assert sl_limit_refusal("SELL", trigger, limit_for(trigger, T, kind), kind) is None
 
 
 def test_the_trigger_is_the_stop_floored_to_the_grid() -> None:

@@ -41,6 +41,7 @@ from ats_app.engine.broker.base import (
 )
 from ats_app.engine.broker.errors import BrokerError, OrderRejected
 from ats_app.engine.broker.factory import broker_for
+from ats_app.engine.broker.price_bands import BandKind, band_kind
 from ats_app.engine.core.errors import AtsError
 from ats_app.engine.core.fsm import OrderEvent, OrderStatus, is_terminal
 from ats_app.engine.core.money import to_paise, to_rupees
@@ -95,6 +96,10 @@ def request_of(order: Order, tick: Decimal) -> OrderRequest:
                         trigger_price=to_rupees(order.trigger_paise))
 
 
+def _kind(position: Position) -> BandKind:
+    return band_kind(position.exchange, position.symbol)
+
+
 def _tick(position: Position) -> Decimal:
     return to_rupees(position.tick_size_paise or 5) or Decimal("0.05")
 
@@ -136,7 +141,8 @@ def _place(position_id: int) -> str:
             exchange=position.exchange, symbol=position.symbol,
             symbol_token=position.symbol_token, side="SELL",
             order_type=OrderType.STOPLOSS_LIMIT.value, quantity=position.quantity,
-            price_paise=to_paise(limit_for(trigger, tick)), trigger_paise=to_paise(trigger),
+            price_paise=to_paise(limit_for(trigger, tick, _kind(position))),
+            trigger_paise=to_paise(trigger),
             paper=position.paper, reason="stop at broker")
         s.commit()
         if s.execute(_HOLD_OPEN, {"pid": position_id}).rowcount != 1:  # type: ignore[attr-defined]
@@ -197,7 +203,7 @@ def _move(position_id: int, stop_paise: int) -> str:
             return "skipped: the account's modify budget for this second is spent"
         broker = broker_for(s, position.user_id, position.account_id, paper=position.paper,
                             redis=conn)
-        limit = limit_for(trigger, tick)
+        limit = limit_for(trigger, tick, _kind(position))
         request = OrderRequest(
             client_order_id=order.client_order_id,
             contract=Contract(order.exchange, order.symbol, order.symbol_token, 1, tick),

@@ -13,15 +13,21 @@ from __future__ import annotations
 
 from decimal import ROUND_FLOOR, Decimal
 
-# Limit = trigger less 5 % of it (at least two ticks): inside the exchanges' SL-limit band
-# (`broker.price_bands`), and 5 % of an option's price is a few seconds of a fast fall.
+from ats_app.engine.broker.price_bands import BandKind, sl_limit_band
+
+# Limit = trigger less 5 % of it (at least two ticks), never beyond the exchange's SL-limit
+# band (`broker.price_bands`: 3 % for futures and stocks over Rs 50): 5 % of an option's
+# price is a few seconds of a fast fall.
 BAND_PCT = Decimal("5")
 MIN_BAND_TICKS = 2
 
 
-def limit_for(trigger: Decimal, tick: Decimal, band_pct: Decimal = BAND_PCT) -> Decimal:
-    """The sell limit of a stop triggered at `trigger`: on the tick grid, at least a tick."""
-    band = max(trigger * band_pct / 100, tick * MIN_BAND_TICKS)
+def limit_for(trigger: Decimal, tick: Decimal, kind: BandKind = BandKind.OPTION,
+              band_pct: Decimal = BAND_PCT) -> Decimal:
+    """The sell limit of a stop triggered at `trigger`: on the tick grid, at least a tick,
+    inside the exchange's band for `kind`."""
+    band = min(max(trigger * band_pct / 100, tick * MIN_BAND_TICKS),
+               sl_limit_band(trigger, kind))
     steps = ((trigger - band) / tick).to_integral_value(rounding=ROUND_FLOOR)
     return max(steps * tick, tick).quantize(tick)
 
