@@ -66,13 +66,15 @@ ENV PATH=/opt/venv/bin:${PATH} \
     ATS_ENV=prod \
     ATS_DATA_DIR=/var/lib/ats \
     REFLEX_TELEMETRY_ENABLED=false \
-    REFLEX_CHECK_LATEST_VERSION=false
+    REFLEX_CHECK_LATEST_VERSION=false \
+    REFLEX_UPLOADED_FILES_DIR=/var/lib/ats/uploaded_files
 RUN useradd --system --uid 10001 --user-group --home-dir /app --shell /usr/sbin/nologin ats
 COPY --from=pydeps /opt/venv /opt/venv
 WORKDIR /app
 COPY . .
 COPY --from=frontend /app/.web/backend /app/.web/backend
-# Code stays root-owned; the service user may write only runtime directories: the data dir,
+# Code stays root-owned; the service user may write only runtime directories: the data dir
+# (Reflex's upload dir too: the backend creates it at start, and failed in the read-only /app),
 # Reflex's .web/.states, and logs/ (the SmartAPI SDK writes logs/<date>/app.log under the cwd).
 RUN mkdir -p /var/lib/ats /app/.states /app/logs \
  && chown -R ats:ats /var/lib/ats /app/.web /app/.states /app/logs

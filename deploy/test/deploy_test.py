@@ -130,15 +130,16 @@ def check_images() -> None:
         sizes[image] = size
         TIMINGS[f"size_mb {image}"] = round(size / 1e6)
     log(f"image sizes: { {k: f'{v / 1e6:.0f} MB' for k, v in sizes.items()} }")
-    found = sh("docker", "run", "--rm", "--entrypoint", "sh", "ats:latest", "-c",
-               "for t in node npm npx bun gcc cc make g++ git; do command -v $t; done;"
-               " ls -d /opt/bun /usr/local/lib/node_modules 2>/dev/null;"
-               " find / -xdev -type f \\( -name node -o -name bun -o -name 'gcc*' \\)"
-               " -perm -u+x 2>/dev/null; true").stdout.split()
-    if found:
-        raise Failed(f"the runtime image carries build tools: {found}")
-    du = sh("docker", "run", "--rm", "--entrypoint", "sh", "ats:latest", "-c",
-            "du -sm /opt/venv /app /usr 2>/dev/null").stdout
+    # One container (each costs a full copy of the image under vfs): tools found, then sizes.
+    out = sh("docker", "run", "--rm", "--entrypoint", "sh", "ats:latest", "-c",
+             "for t in node npm npx bun gcc cc make g++ git; do command -v $t; done;"
+             " ls -d /opt/bun /usr/local/lib/node_modules 2>/dev/null;"
+             " find / -xdev -type f \\( -name node -o -name bun -o -name 'gcc*' \\)"
+             " -perm -u+x 2>/dev/null; echo ---; du -sm /opt/venv /app /usr 2>/dev/null; true"
+             ).stdout
+    found, du = out.split("---\n", 1)
+    if found.split():
+        raise Failed(f"the runtime image carries build tools: {found.split()}")
     log("runtime image, MB by directory: " + " ".join(du.split()))
 
 
@@ -217,7 +218,7 @@ def setup_trader() -> dict[str, Any]:
     """As the EC2 guide says: the first user from the CLI (registration is closed in prod)."""
     cli("user", "create", "--username", USER, "--password", "-", "--first", "Deploy",
         "--last", "Test", stdin=PASSWORD + "\n")
-    totp = sh("docker", "run", "--rm", "--entrypoint", "python", "ats:latest", "-c",
+    totp = dc("exec", "-T", "backend", "python", "-c",
               "from ats_app.simulator.config import demo_account as d; a=d();"
               "print(a.client_code, a.pin, a.totp_secret)").stdout.split()
     acc = cli("account", "add", "--user", USER, "--label", "sim", "--client-id", totp[0],
