@@ -13,7 +13,7 @@ def equity_chart(data: rx.Var, lines: list[tuple[str, str, str]], chart_id: str,
     return rx.box(
         rx.recharts.line_chart(
             *[rx.recharts.line(data_key=key, name=name, stroke=colour, dot=False,
-                               type_="monotone", is_animation_active=False)
+                               type_="linear", is_animation_active=False)
               for key, name, colour in lines],
             rx.recharts.x_axis(data_key=x_key, tick={"fontSize": 11}),
             rx.recharts.y_axis(tick={"fontSize": 11}, width=70),

@@ -87,8 +87,9 @@ def curve(result: dict[str, Any], actual: dict[str, Any],
         return out
 
     mine, real = series(result), series(actual)
-    return [{"label": str(i + 1), "replay": a, "actual": b}
-            for i, (a, b) in enumerate(zip(mine, real, strict=False))]
+    start = [{"label": "0", "replay": 0.0, "actual": 0.0}]  # before the first trade
+    return start + [{"label": str(i + 1), "replay": a, "actual": b}
+                    for i, (a, b) in enumerate(zip(mine, real, strict=False))]
 
 
 class ReplayState(AuthState):
@@ -112,6 +113,8 @@ class ReplayState(AuthState):
     heat: list[list[dict[str, str]]] = []
     equity: list[dict[str, Any]] = []
     run_link: int = 0
+    confirm_apply: str = ""  # the setting waiting for the trader's yes
+    apply_text: str = ""
     watching: bool = False
     _csv: str = ""
     _links: dict[str, int] = {}
@@ -293,10 +296,25 @@ class ReplayState(AuthState):
         self._draw()
 
     @rx.event
-    def apply_to_link(self, key: str):
+    def ask_apply(self, key: str):
+        sl, target, tsl = (float(v) for v in key.split("|"))
+        self.confirm_apply = key
+        self.apply_text = (f"Link #{self.run_link} will trade with stop-loss {level(sl)}, "
+                           f"target {level(target)}, trail {level(tsl)}. Positions opened from "
+                           "now on use these levels; open positions keep their own.")
+
+    @rx.event
+    def cancel_apply(self):
+        self.confirm_apply = ""
+
+    @rx.event
+    def apply_to_link(self):
         uid = self._user_id()
         if uid is None:
             return rx.redirect(routes.LOGIN)
+        key, self.confirm_apply = self.confirm_apply, ""
+        if not key:
+            return None
         if not self.run_link:
             self.error = "This replay is of a TradingView export: no link to apply it to."
             return None
@@ -309,4 +327,4 @@ class ReplayState(AuthState):
             return None
         self.message = (f"Link #{self.run_link} now trades with stop-loss {level(float(sl))}, "
                         f"target {level(float(target))}, trail {level(float(tsl))}.")
-        return None
+        return rx.toast.success(self.message)  # the button may be far below the banner
