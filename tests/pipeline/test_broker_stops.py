@@ -5,6 +5,7 @@ ours runs, cancelled before any other exit, never a second sell."""
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from decimal import Decimal
 
 import httpx
@@ -16,7 +17,7 @@ from ats_app.engine.execution import broker_stops
 from ats_app.engine.execution.exit_order import exit_position
 from ats_app.engine.exits.claims import claim_for_exit
 from ats_app.engine.store.db import session_scope
-from ats_app.engine.store.models import AuditEvent, Order, Position, WebhookLink
+from ats_app.engine.store.models import AuditEvent, Order, Position, WebhookLink, utcnow
 from ats_app.engine.store.queueing import enqueue_broker_stop_sync
 from ats_app.simulator.server import ServerThread
 from tests.pipeline.test_pipeline import CLIENT, _post, _run_burst_worker
@@ -259,3 +260,76 @@ def test_paper_positions_rest_their_stop_in_the_paper_book_alike(world: dict) ->
     assert stop.status == "FILLED" and closed.exit_reason == "stop_loss_at_broker"
     assert closed.exit_price_paise == stop.average_price_paise >= stop.price_paise
     assert _orders("EXIT") == [] and _sim_sells(sim) == []  # nothing reached Angel
+
+
+def _paper_position(world: dict, filled: int, of: int) -> Position:
+    """A paper entry that filled `filled` of `of` units (the rest cancelled), opened as its
+    position the way the job opens it."""
+    from ats_app.engine.execution import positions
+
+    _stop_at_broker("paper")
+    _post(world["paper"], id="bs-part")
+    _run_burst_worker()
+    full = _position()
+    _price(world["sim"], full.symbol_token, full.entry_price_paise / 100)  # no drift to the stop
+    time.sleep(QUOTE_CACHE_S + 0.2)
+    with session_scope() as s:  # the same contract, as a partial fill of a bigger order
+        for row in s.exec(select(Order)).all():
+            s.delete(row)
+        s.delete(s.get(Position, full.id))
+        link = s.exec(select(WebhookLink).where(WebhookLink.name == "paper")).one()
+        entry = Order(user_id=world["user"], link_id=link.id, client_order_id="PART1",
+                      purpose="ENTRY", exchange=full.exchange, symbol=full.symbol,
+                      symbol_token=full.symbol_token, side="BUY", quantity=of,
+                      status="CANCELLED", filled_quantity=filled,
+                      average_price_paise=full.entry_price_paise, paper=True)
+        s.add(entry)
+    position = positions.open_from_entry(entry.id, Decimal("0.05"), None)  # type: ignore[arg-type]
+    assert position is not None
+    return position
+
+
+def test_a_partly_filled_entry_rests_a_stop_for_the_filled_quantity(world: dict) -> None:
+    position = _paper_position(world, filled=65, of=130)
+    assert position.quantity == 65 and position.broker_stop
+    assert broker_stops.place_stop(position.id).startswith("trigger_pending")  # type: ignore[arg-type]
+    (stop,) = _orders("STOP")
+    assert stop.quantity == 65 and stop.status == "TRIGGER_PENDING"
+
+
+def test_a_stop_filled_in_part_leaves_only_the_rest_to_sell(world: dict) -> None:
+    """The broker's stop sold 65 of 130 before its remainder was cancelled: the exit sells
+    the other 65, and the P&L prices both parts."""
+    position = _paper_position(world, filled=130, of=130)
+    with session_scope() as s:
+        s.add(Order(user_id=world["user"], position_id=position.id, client_order_id="P0S9",
+                    purpose="STOP", exchange=position.exchange, symbol=position.symbol,
+                    symbol_token=position.symbol_token, side="SELL", quantity=130,
+                    order_type="STOPLOSS_LIMIT", status="CANCELLED", filled_quantity=65,
+                    average_price_paise=position.entry_price_paise - 500, paper=True))
+    assert exit_position(position.id, "target").startswith("closed: P")  # type: ignore[arg-type]
+    (sell,) = _orders("EXIT")
+    assert sell.quantity == 65 and sell.status == "FILLED"
+    closed = _position()
+    blended = round(((position.entry_price_paise - 500) * 65
+                     + sell.average_price_paise * 65) / 130)
+    assert closed.status == "CLOSED" and closed.exit_price_paise == blended
+    assert closed.realized_pnl_paise == (blended - closed.entry_price_paise) * 130
+
+
+def test_recovery_places_a_stop_that_never_reached_the_broker(world: dict) -> None:
+    """The stop job died after writing its row SUBMITTING (the request never left): recovery
+    finds it in no book, marks it so, and places the stop again, once."""
+    position = _paper_position(world, filled=65, of=65)
+    with session_scope() as s:
+        s.add(Order(user_id=world["user"], position_id=position.id,
+                    client_order_id=broker_stops.client_id(position.id, 0),  # type: ignore[arg-type]
+                    purpose="STOP", exchange=position.exchange, symbol=position.symbol,
+                    symbol_token=position.symbol_token, side="SELL", quantity=65,
+                    order_type="STOPLOSS_LIMIT", status="SUBMITTING", paper=True,
+                    created_at=utcnow() - timedelta(minutes=2)))
+    assert broker_stops.sync_resting().endswith("1 to place")
+    _run_burst_worker()
+    first, second = _orders("STOP")
+    assert first.status == "FAILED" and second.status == "TRIGGER_PENDING"
+    assert broker_stops.sync_resting().endswith("0 to place")

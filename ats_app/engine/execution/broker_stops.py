@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from datetime import UTC, timedelta
 from decimal import Decimal
 
 import redis
@@ -47,6 +48,7 @@ from ats_app.engine.core.fsm import OrderEvent, OrderStatus, is_terminal
 from ats_app.engine.core.money import to_paise, to_rupees
 from ats_app.engine.execution import order_store, positions
 from ats_app.engine.execution.submit import (
+    IN_FLIGHT_S,
     after_its_sender,
     apply_look_up,
     apply_placement,
@@ -59,8 +61,8 @@ from ats_app.engine.exits.resting_stop import limit_for, trigger_for, worth_movi
 from ats_app.engine.exits.rules import ExitReason
 from ats_app.engine.store import audit, live
 from ats_app.engine.store.db import after_commit, joined, session_scope
-from ats_app.engine.store.models import Order, Position
-from ats_app.engine.store.queueing import connection
+from ats_app.engine.store.models import Order, Position, utcnow
+from ats_app.engine.store.queueing import connection, enqueue_broker_stop
 
 log = logging.getLogger("ats.broker_stops")
 
@@ -362,10 +364,13 @@ def _tell_lost(conn: redis.Redis | None, user_id: int, position_id: int, symbol:
 def sync_resting() -> str:
     """The RQ job (every recovery pass, and so at every start): each account's resting stops
     looked up in its order book, one read per account; a stop that filled while nothing of
-    ours was listening closes its position now, and nothing more is sent."""
+    ours was listening closes its position now, and nothing more is sent. A stop whose
+    sender died before Angel had it is marked so (never resent blindly), and an open
+    position that should have a stop and has none gets its placing job again."""
     with session_scope() as s:
         working = [o for o in s.exec(select(Order).where(Order.purpose == STOP)).all()
                    if not is_terminal(OrderStatus(o.status))]
+    unplaced = _unplaced()
     by_account: dict[tuple[int, int | None, bool], list[Order]] = defaultdict(list)
     for o in working:
         by_account[(o.user_id, o.account_id, o.paper)].append(o)
@@ -381,6 +386,13 @@ def sync_resting() -> str:
             continue
         for o in orders:
             found = book.get(o.client_order_id)
+            if found is None and o.id is not None and _lost_in_flight(o):
+                with job_session() as s:
+                    order_store.transition(o.id, OrderEvent.TIMEOUT, session=s,
+                                           reason="recovery: the stop's sender did not answer")
+                    apply_look_up(s, o.id, None)  # not in the book: it never reached Angel
+                unplaced.append(o.position_id)  # type: ignore[arg-type]
+                continue
             if found is None or o.id is None:
                 continue
             with job_session() as s:
@@ -390,7 +402,35 @@ def sync_resting() -> str:
                     changed += 1
                 if is_terminal(OrderStatus(updated.status)):
                     on_stop_report(updated, conn, session=s)
-    return f"{len(working)} resting stop(s) looked up, {changed} changed"
+    for pid in sorted(set(unplaced)):
+        enqueue_broker_stop(pid, conn)  # the job places it only on an OPEN position
+    return (f"{len(working)} resting stop(s) looked up, {changed} changed, "
+            f"{len(set(unplaced))} to place")
+
+
+def _lost_in_flight(order: Order) -> bool:
+    """SUBMITTING (or UNKNOWN) for longer than a sender can wait on its answer."""
+    if OrderStatus(order.status) not in (OrderStatus.SUBMITTING, OrderStatus.UNKNOWN):
+        return False
+    created = order.created_at if order.created_at.tzinfo else \
+        order.created_at.replace(tzinfo=UTC)
+    return utcnow() - created > timedelta(seconds=IN_FLIGHT_S * 3)
+
+
+def _unplaced() -> list[int]:
+    """OPEN positions with Stop at broker and no stop order at all (the placing job was
+    never enqueued: Redis was down when the entry filled) or only ones that never reached
+    the broker. A stop the broker refused or cancelled is not placed again by itself: it
+    was reported, and the monitor guards the position."""
+    with session_scope() as s:
+        rows = s.exec(select(Position.id).where(Position.status == "OPEN")
+                      .where(col(Position.broker_stop).is_(True))).all()
+        out = []
+        for pid in rows:
+            stops = stop_orders(s, pid)  # type: ignore[arg-type]
+            if all(o.status == OrderStatus.FAILED.value for o in stops):
+                out.append(pid)
+        return out  # type: ignore[return-value]
 
 
 def _book(broker: Broker, orders: list[Order]) -> list[BrokerOrder]:
