@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from rq import Queue
 from rq.job import Job
 
 from ats_app.cli import main as cli_main
@@ -392,3 +393,26 @@ def test_trails_flush_to_the_database_but_never_onto_a_closed_row(database_url: 
         assert p_open is not None and p_closed is not None
         assert (p_open.peak_price_paise, p_open.stop_paise) == (10400, 10195)
         assert (p_closed.peak_price_paise, p_closed.stop_paise) == (10000, 9500)
+
+
+def test_a_rising_trail_moves_the_stop_resting_at_the_broker_once_a_flush(
+        database_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Positions with Stop at broker: each trail flush (once a second) enqueues one move to
+    the newest stop; a position whose stop lives only with us enqueues none."""
+    monkeypatch.setenv("ATS_SIMULATOR", "false")
+    r = redis.Redis.from_url(redis_url)
+    at_broker, ours = _position(), _position(user="bea")
+    with session_scope() as s:
+        s.get(Position, at_broker).broker_stop = True  # type: ignore[union-attr]
+    m = _monitor(r)
+    now = __import__("time").time()
+    for price in (10100, 10300, 10400):  # the trail rises three times inside one flush
+        m.on_tick("NFO:43650", price, now)
+    m._periodic(1e12, dict.fromkeys(("trail", "db", "pnl", "beat"), 0.0))
+    while not m._jobs.empty():  # the housekeeping thread's work, run here
+        m._jobs.get_nowait()()
+    m.pubsub.close()
+    queued = [Job.fetch(j, connection=r) for j in Queue("exits", connection=r).job_ids]
+    moves = [j for j in queued if j.func_name.endswith("broker_stops.move_stop")]
+    assert [j.args for j in moves] == [(at_broker, 10195)]  # 104.00 less 2 %, on the tick
+    assert ours not in {j.args[0] for j in moves}
