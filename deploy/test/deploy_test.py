@@ -2,7 +2,8 @@
 the engine, Compose and the base images, and sets DOCKER_HOST and the ATS_DEPLOY_* variables).
 
 Against the real docker-compose.yml, with ATS_DOMAIN=localhost (Caddy's internal CA), from a
-copy of the committed tree (HEAD) so the upgrade's extra migration touches only that copy:
+copy of the committed tree (HEAD; ATS_DEPLOY_SOURCE=worktree: the checkout as it is) so the
+upgrade's extra migration touches only that copy:
 build; no build tools in the runtime image; `up -d` to healthy; migrations once; Chromium
 loads the dashboard over HTTPS and a user logs in; a paper alert through Caddy gets 202 and
 becomes a filled order and an open position; `--scale worker=3`; the worker killed mid-job and
@@ -103,9 +104,19 @@ def stage_source() -> None:
     if SRC.exists():
         shutil.rmtree(SRC)
     SRC.mkdir(parents=True)
-    archive = subprocess.run(["git", "archive", "HEAD"], cwd=ROOT, capture_output=True,
-                             check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(SRC)], input=archive, check=True)
+    if os.environ.get("ATS_DEPLOY_SOURCE") == "worktree":  # the checkout as it is, uncommitted
+        names = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
+                                "--exclude-standard"], cwd=ROOT, capture_output=True,
+                               check=True).stdout.split(b"\0")
+        for name in filter(None, names):
+            src = ROOT / name.decode()
+            if src.is_file():
+                (SRC / name.decode()).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, SRC / name.decode())
+    else:
+        archive = subprocess.run(["git", "archive", "HEAD"], cwd=ROOT, capture_output=True,
+                                 check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(SRC)], input=archive, check=True)
     from cryptography.fernet import Fernet
     env = {
         "ATS_SECRET_KEY": Fernet.generate_key().decode(),
