@@ -38,8 +38,58 @@ def pnl(value: rx.Var) -> rx.Component:
         rx.cond((value != "") & (value != "0.00"), "var(--green-11)", "inherit")))
 
 
+def stop_where(row: rx.Var) -> rx.Component:
+    """The stop, and where it lives: our monitor's alone ("ours"), or also an order resting at
+    the broker: what the broker has of it, its trigger and order id. A warning (red, with an
+    icon) when the broker should hold it and does not: only our monitor protects it then.
+    In the Stop column, not one of its own: a table of open positions a laptop shows whole."""
+    return rx.vstack(
+        rx.text(row["stop_price"], as_="span"),
+        rx.cond(
+            row["stop_where"] == "at broker",
+            _at_broker(row),
+            rx.cond(row["stop_price"] != "",
+                    rx.text("ours", as_="span", size="1", color="var(--gray-11)")),
+        ),
+        spacing="0",
+        id="stop-lives-" + row["id"],
+    )
+
+
+def _at_broker(row: rx.Var) -> rx.Component:
+    warn = row["stop_warning"] == "1"
+    # No nowrap: on a narrow laptop "order" goes above its number, not the table sideways.
+    small = {"as_": "span", "size": "1", "color": "var(--gray-11)"}
+    return rx.vstack(
+        rx.hstack(
+            rx.cond(warn, rx.icon("triangle-alert", size=14, color="var(--red-11)")),
+            rx.badge("at broker", color_scheme=rx.cond(warn, "red", "blue"), variant="soft"),
+            spacing="1",
+            align="center",
+        ),
+        rx.text(row["stop_state"], as_="span", size="1",
+                weight=rx.cond(warn, "bold", "regular"),
+                color=rx.cond(warn, "var(--red-11)", "inherit")),
+        rx.cond(
+            row["stop_reason"] != "",
+            # Angel's texts run long: two lines in a laptop's table, the whole of it on hover;
+            # a phone's card (no hover) shows it all.
+            rx.text(row["stop_reason"], as_="span", size="1", color="var(--red-11)",
+                    title=row["stop_reason"],
+                    style={"@media (min-width: 641px)": {
+                        "maxWidth": "11em", "display": "-webkit-box", "WebkitLineClamp": "2",
+                        "WebkitBoxOrient": "vertical", "overflow": "hidden"}}),
+        ),
+        rx.cond(row["broker_trigger"] != "", rx.text("trigger ", row["broker_trigger"], **small)),
+        rx.cond(row["broker_order_id"] != "",
+                rx.text("order ", row["broker_order_id"], **small)),
+        spacing="0",
+    )
+
+
 RENDER = {
     "status": lambda r: badge(r["status"]),
+    "stop_price": stop_where,
     "pnl": lambda r: pnl(r["pnl"]),
     "opened_ist": lambda r: stamp(r["opened_ist"]),
     "closed_ist": lambda r: stamp(r["closed_ist"]),

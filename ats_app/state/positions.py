@@ -10,6 +10,7 @@ from ats_app import routes
 from ats_app.engine.broker import prices
 from ats_app.engine.core.clock import ist_stamp
 from ats_app.engine.execution import positions
+from ats_app.engine.execution.stop_view import StopView, stop_views
 from ats_app.engine.store.db import session_scope
 from ats_app.engine.store.queueing import connection, enqueue_exit
 from ats_app.state.auth import AuthState
@@ -28,7 +29,18 @@ def position_rows(uid: int, status: str | None = None) -> list[dict[str, str]]:
                 latest[f"{p['exchange']}:{p['symboltoken']}"] = tick.ltp
     with session_scope() as s:
         rows = positions.list_positions(s, uid, status, ltp=latest)
-    return open_first([position_row(r) for r in rows])
+        stops = stop_views(s, uid, [int(str(r["id"])) for r in rows])
+    return open_first([with_stop(position_row(r), stops.get(int(str(r["id"])))) for r in rows])
+
+
+def with_stop(row: dict[str, str], view: StopView | None) -> dict[str, str]:
+    """Where the position's stop lives (ours / at broker), the resting order's trigger and
+    id, and what the broker has of it; `stop_warning` "1" when it should hold it and does
+    not."""
+    view = view or StopView("ours", "", False)
+    return {**row, "stop_where": view.where, "stop_state": view.state,
+            "stop_warning": "1" if view.warning else "", "broker_trigger": view.trigger or "",
+            "broker_order_id": view.broker_order_id or "", "stop_reason": view.reason}
 
 
 def open_first(rows: list[dict[str, str]]) -> list[dict[str, str]]:
