@@ -7,6 +7,7 @@ import json
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 from sqlmodel import select
 from starlette.testclient import TestClient
 
@@ -62,6 +63,19 @@ def test_refusals_are_listed_with_reason_and_masked_body(world: dict) -> None:
     assert _post(b, f'secret={b["secret"]} buy NIFTY') == 400
     assert _post(a, json.dumps(_good(a, id="ok-1"))) == 202
     assert _post(world["theirs"], json.dumps({"secret": "x", "action": "buy"})) == 401
+
+    with session_scope() as s:  # (the repeat below is the newest row)
+        rows = alert_detail.list_alerts(s, world["user"])
+    assert _post(a, json.dumps(_good(a, id="ok-1"))) == 200  # a repeat: kept, not traded
+    with session_scope() as s:
+        repeat, *rest = alert_detail.list_alerts(s, world["user"])
+        repeats = alert_detail.list_alerts(s, world["user"], AlertQuery(status="DUPLICATE"))
+        s.exec(sa.delete(RefusedAlert).where(RefusedAlert.status_code == 200))
+    assert rest == rows and repeats == [repeat]
+    assert (repeat["status"], repeat["code"], repeat["link"]) == ("DUPLICATE", 200, "nifty")
+    assert repeat["reason"] == (
+        f"a repeat, not traded again: the same alert as alert #{rows[0]['id']}")
+    assert a["secret"] not in repeat["body"] and '"id": "ok-1"' in repeat["body"]
 
     with session_scope() as s:
         rows = alert_detail.list_alerts(s, world["user"])

@@ -105,7 +105,10 @@ def _detail_dialog() -> rx.Component:
         rx.dialog.content(
             rx.hstack(
                 rx.dialog.title(
-                    rx.cond(d["kind"] == "refused", "Refused alert", "Alert #" + d["id"]),
+                    rx.cond(d["kind"] == "refused",
+                            rx.cond(d["status"] == "DUPLICATE", "Repeated alert",
+                                    "Refused alert"),
+                            "Alert #" + d["id"]),
                     margin="0"),
                 badge(d["status"]),
                 rx.spacer(),

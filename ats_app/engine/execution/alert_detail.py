@@ -35,9 +35,10 @@ from ats_app.engine.store.models import (
 PAPER_LABEL = "paper"  # the row of a paper link without a broker account (account_id None)
 
 REFUSED = "REFUSED"  # the list's status of a refused request (a `RefusedAlert` row)
+DUPLICATE = "DUPLICATE"  # a repeat of an earlier alert, answered 200 and not traded again
 # What the status filter offers: an alert's own statuses, then the refusals.
 STATUSES = ("ACCEPTED", "QUEUED", "PROCESSING", "PLACED", "DONE", "REJECTED", "FAILED",
-            "IGNORED", REFUSED)
+            "IGNORED", DUPLICATE, REFUSED)
 # An ignored alert's reason is a code in the table; the page says it in words.
 _PLAIN = {
     "bot_stopped": "the bot was stopped: recorded, not traded",
@@ -47,6 +48,7 @@ _PLAIN = {
 
 # What a trader reads for each refusal code (the error itself says which field and why).
 _CODES = {
+    200: "a repeat, not traded again",
     400: "not valid JSON",
     401: "wrong or missing secret",
     408: "the body did not arrive in time",
@@ -121,7 +123,7 @@ def _refused_row(r: RefusedAlert, link: str | None) -> dict[str, Any]:
         "action": action,
         "symbol": symbol,
         "instrument": "",
-        "status": REFUSED,
+        "status": DUPLICATE if r.status_code == 200 else REFUSED,
         "code": r.status_code,
         "reason": plain_reason(r.status_code, r.error),
         "body": r.body,
@@ -146,12 +148,16 @@ def list_alerts(session: Session, user_id: int, q: AlertQuery = AlertQuery(),
     if q.status and q.status not in STATUSES:
         raise ValueError(f"unknown status {q.status!r}")
     rows: list[dict[str, Any]] = []
-    if q.status != REFUSED:
+    if q.status not in (REFUSED, DUPLICATE):
         rows += recent_alerts(session, user_id, limit, q)
-    if q.status in (None, REFUSED):
+    if q.status in (None, REFUSED, DUPLICATE):
         stmt = (select(RefusedAlert, WebhookLink.name)
                 .outerjoin(WebhookLink, col(WebhookLink.id) == RefusedAlert.link_id)
                 .where(RefusedAlert.user_id == user_id))
+        if q.status == DUPLICATE:
+            stmt = stmt.where(RefusedAlert.status_code == 200)
+        elif q.status == REFUSED:
+            stmt = stmt.where(RefusedAlert.status_code != 200)
         if q.link_id:
             stmt = stmt.where(RefusedAlert.link_id == q.link_id)
         stmt = _in_days(stmt, col(RefusedAlert.received_at), q)

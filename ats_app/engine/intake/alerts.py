@@ -358,6 +358,7 @@ def _store(
     key: str,
     now: datetime,
     source_ip: str | None,
+    body: bytes | None = None,
 ) -> tuple[int, str | None]:
     """Store the alert (audited); (its id, why it is ignored or None). Duplicates raise
     _Refused(200). Core statements, not the ORM: this is the ack's whole database cost."""
@@ -379,11 +380,14 @@ def _store(
             first = s.exec(
                 select(Alert.id).where(Alert.link_id == link.id).where(Alert.dedup_key == key)
             ).first()
-        raise _Refused(
+        secret = link.facts.secret
+        raise _Refused(  # on the Alerts page too: "why did my alert not trade?" - a repeat
             Reply(200, {"status": "duplicate", "alert_id": first}),
-            lambda: audit.record_now(
-                "alert.duplicate", user_id=link.user_id, subject=link.subject,
-                first_alert_id=first,
+            lambda: refusals.record(
+                user_id=link.user_id, link_id=link.id, code=200,
+                error=f"the same alert as alert #{first}", field=None,
+                body=refusals.mask_body(body, [secret]), source_ip=source_ip,
+                action="alert.duplicate", first_alert_id=first,
             ),
         ) from None
     return alert_id, reason
@@ -426,7 +430,7 @@ def receive(
             raise
         signal = _valid_signal(link, data, count, conn, cfg, now, body, source_ip)
         key = dedup_key(data, signal, now, cfg.alert_dedup_window_seconds)
-        alert_id, ignored = _store(link, data, signal, key, now, source_ip)
+        alert_id, ignored = _store(link, data, signal, key, now, source_ip, body)
     except _Refused as refused:
         return refused.settle()
     if ignored:

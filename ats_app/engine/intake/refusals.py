@@ -62,12 +62,13 @@ def mask_body(raw: bytes | None, secrets: Iterable[str | bytes] = ()) -> str:
 
 
 def record(*, user_id: int, link_id: int, code: int, error: str, field: str | None,
-           body: str, source_ip: str | None, **detail: Any) -> None:
+           body: str, source_ip: str | None, action: str = "webhook.refused",
+           **detail: Any) -> None:
     """The refusal's audit event and its Alerts-page row, in one transaction of their own
-    (the request's has rolled back)."""
+    (the request's has rolled back). A duplicate (200) is kept the same way."""
     with session_scope() as s:
         s.add(RefusedAlert(user_id=user_id, link_id=link_id, status_code=code,
                            error=error[:500], field=field[:64] if field else None, body=body,
                            source_ip=source_ip))
-        audit.record(s, "webhook.refused", user_id=user_id, subject=str(link_id), status=code,
+        audit.record(s, action, user_id=user_id, subject=str(link_id), status=code,
                      error=error, field=field, source_ip=source_ip, **detail)
