@@ -194,10 +194,11 @@ class AngelBroker:
         params.pop("ordertag")  # not a field of modifyOrder: the order keeps its tag
         params["orderid"] = broker_order_id
         self._call("order", "modifyOrder", lambda c: c.modifyOrder(dict(params)))
-        row = next((o for o in self.orders() if o.broker_order_id == broker_order_id), None)
-        if row is None:
-            raise UnknownOutcome(f"order {broker_order_id} is not in the book after its modify")
-        return row
+        # Accepted: what the order does next comes by the order-update stream. No book read
+        # here: the book allows one a second per account, and a trail moves several stops.
+        return BrokerOrder(client_order_id=request.client_order_id,
+                           broker_order_id=broker_order_id, status=OrderStatus.OPEN,
+                           quantity=request.quantity, requested_price=request.price)
 
     def cancel_order(self, broker_order_id: str, variety: str = "NORMAL") -> BrokerOrder:
         self._call("order", "cancelOrder", lambda c: c.cancelOrder(broker_order_id, variety))

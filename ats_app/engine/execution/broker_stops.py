@@ -229,11 +229,10 @@ def _move(position_id: int, stop_paise: int) -> str:
                      subject=str(position_id), order=order.client_order_id,
                      trigger=str(trigger), limit=str(limit), was=str(before))
         s.commit()
-        if view.status != OrderStatus(order.status):
+        if is_terminal(view.status):  # paper: moved through the market, filled at once
             order = order_store.apply_report(order.id, view, quiet=True, session=s)  # type: ignore[arg-type]
             s.commit()
-            if is_terminal(OrderStatus(order.status)):
-                on_stop_report(order, conn, session=s)
+            on_stop_report(order, conn, session=s)
         return f"moved: {before} -> {trigger}"
 
 
