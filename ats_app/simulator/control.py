@@ -135,7 +135,10 @@ async def orders(request: Request) -> Response:
     client = request.query_params.get("clientcode")
     rows = [{"clientcode": o.client_code, "orderid": o.orderid, "ordertag": o.ordertag,
              "transactiontype": o.transactiontype, "quantity": o.quantity, "status": o.status,
-             "filled": o.filled, "symboltoken": o.inst.token, "tradingsymbol": o.inst.symbol}
+             "filled": o.filled, "symboltoken": o.inst.token, "tradingsymbol": o.inst.symbol,
+             # A resting stop's levels: what a check of "no stop left in the book" reads.
+             "variety": o.variety, "ordertype": o.ordertype, "price": o.price,
+             "triggerprice": o.triggerprice, "averageprice": o.averageprice, "text": o.text}
             for o in st.orders.orders.values() if client is None or o.client_code == client]
     return JSONResponse({"ok": True, "orders": rows})
 
