@@ -33,7 +33,8 @@ PHONE = {"width": 390, "height": 844}
 # Every page, and what shows once its data has arrived.
 ROUTES = {"/": "#open-positions", "/accounts": "#accounts", "/strategies": "#nav-overview",
           "/webhooks": "#links", "/orders": "#orders", "/positions": "#positions",
-          "/alerts": "#alerts", "/audit": "#audit", "/profile": "#profile-name"}
+          "/alerts": "#alerts", "/audit": "#audit", "/profile": "#profile-name",
+          "/reports": "#report-links", "/replay": "#replay-start"}
 
 # A paper link on a simulated account with the bot running, made by the app's own engine in
 # a process with the app's configuration.
