@@ -118,18 +118,21 @@ BROKER_STOP_HELP = ("Stop at broker: each position's stop-loss also rests in the
                     "--sl or --tsl)")
 
 
+def _what_it_trades(p: argparse.ArgumentParser, account_help: str) -> None:
+    """The flags `create` and `update` share: accounts, strategy and the exit levels."""
+    p.add_argument("--account", action="append", help=account_help)
+    p.add_argument("--strategy", type=int)
+    p.add_argument("--sl", help="stop-loss percent (0 or off: none)")
+    p.add_argument("--target", help="target percent (0 or off: none)")
+    p.add_argument("--tsl", help="trailing stop percent (0 or off: none)")
+
+
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     wh = sub.add_parser("webhook", help="webhook links").add_subparsers(dest="cmd", required=True)
     wc = wh.add_parser("create", parents=[common], help="create a webhook link")
     wc.add_argument("--user", required=True)
     wc.add_argument("--name", required=True)
-    wc.add_argument(
-        "--account", action="append", help="ACCOUNT_ID or ACCOUNT_ID:LOT_MULTIPLIER (repeatable)"
-    )
-    wc.add_argument("--strategy", type=int)
-    wc.add_argument("--sl", help="stop-loss percent (0 or off: none)")
-    wc.add_argument("--target", help="target percent (0 or off: none)")
-    wc.add_argument("--tsl", help="trailing stop percent (0 or off: none)")
+    _what_it_trades(wc, "ACCOUNT_ID or ACCOUNT_ID:LOT_MULTIPLIER (repeatable)")
     wc.add_argument("--exits-by-signal", action="store_true",
                     help="the alerts send the exits (needed when every level is off)")
     wc.add_argument("--paper", action="store_true", help="paper trading (no real orders)")
@@ -143,12 +146,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     wu.add_argument("--user", required=True)
     wu.add_argument("--link", type=int, required=True, help="webhook link id")
     wu.add_argument("--name")
-    wu.add_argument("--account", action="append",
-                    help="ACCOUNT_ID or ACCOUNT_ID:LOT_MULTIPLIER (repeatable; replaces the list)")
-    wu.add_argument("--strategy", type=int)
-    wu.add_argument("--sl", help="stop-loss percent (0 or off: none)")
-    wu.add_argument("--target", help="target percent (0 or off: none)")
-    wu.add_argument("--tsl", help="trailing stop percent (0 or off: none)")
+    _what_it_trades(wu, "ACCOUNT_ID or ACCOUNT_ID:LOT_MULTIPLIER (repeatable; replaces the list)")
     flag = argparse.BooleanOptionalAction
     wu.add_argument("--paper", action=flag, default=None, help="paper trading")
     wu.add_argument("--enabled", action=flag, default=None, help="the link takes alerts")
