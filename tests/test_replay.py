@@ -155,6 +155,9 @@ def test_tradingview_replay_matches_the_rules_and_a_second_run_is_free(
     assert _calls(server) - before == fetched  # the second run: zero broker calls
     assert again == first
 
+    by_day: dict[str, list[list[Any]]] = {}  # the reference scans each trade's day only
+    for row in rows:
+        by_day.setdefault(row[0][:10], []).append(row)
     results = first["results"]
     assert [(r["sl"], r["target"], r["tsl"]) for r in results] == [
         (a, b, c) for a in (0.2, 0.5) for b in (0.3, 1.0) for c in (0.0, 0.15)]
@@ -168,7 +171,8 @@ def test_tradingview_replay_matches_the_rules_and_a_second_run_is_free(
         for e, trade in zip(r["exits"], trades, strict=True):
             assert (e["entry_time"], e["entry_price"]) == (trade["entry_time"],
                                                            trade["entry_price"])
-            t, price, why = reference(trade, rows, r["sl"], r["target"], r["tsl"])
+            t, price, why = reference(trade, by_day[trade["entry_time"][:10]], r["sl"],
+                                      r["target"], r["tsl"])
             assert (e["exit_time"], e["reason"]) == (t, why)
             assert e["exit_price"] == pytest.approx(price, abs=1e-6)
             reasons.add(why)

@@ -35,7 +35,7 @@ INTERVAL = "ONE_MINUTE"
 # Angel serves at most 30 days of 1-minute candles per request (and caps the rows of one
 # answer); 20 calendar days hold at most 15 sessions x 375 minutes = 5,625 rows.
 PAGE_DAYS = 20
-RATE_LIMIT_WAITS = 12  # a job may wait out Angel's per-minute limit (5 s at a time)
+RATE_LIMIT_WAITS = 16  # 1, 2, 3, 4, then 5 s: a job may wait out Angel's per-minute limit
 _HUNDRED = Decimal(100)
 
 
@@ -89,7 +89,7 @@ def _fetch(broker: CandleSource, exchange: str, token: str, first: date, last: d
         except RateLimited:
             if attempt == RATE_LIMIT_WAITS:
                 raise
-            sleep(5.0)  # a long replay waits for Angel's window rather than failing
+            sleep(min(5.0, 1.0 + attempt))  # a replay waits for Angel's window, not fails
     return []
 
 
