@@ -11,9 +11,11 @@ import reflex as rx
 from sqlmodel import col, select
 
 from ats_app import routes
+from ats_app.engine.broker.charges import Segment
 from ats_app.engine.core.clock import ist_stamp
 from ats_app.engine.core.errors import AtsError, ValidationError
 from ats_app.engine.reports import replay
+from ats_app.engine.reports.metrics import round_trip_charges
 from ats_app.engine.reports.replay_rules import Setting
 from ats_app.engine.store import audit
 from ats_app.engine.store.db import session_scope
@@ -72,18 +74,17 @@ def heat_map(results: list[dict[str, Any]], tsl: float) -> tuple[list[str],
     return ["", *[f"target {level(t)}" for t in targets]], rows
 
 
-def curve(result: dict[str, Any], actual: dict[str, Any],
-          quantities: list[int]) -> list[dict[str, Any]]:
-    """Cumulative net P&L trade by trade: the chosen setting beside what really happened.
-    Per-trade net figures are not in the JSON, so the curve uses gross P&L less an even
-    share of the charges (exact at the end)."""
+def curve(result: dict[str, Any], actual: dict[str, Any], quantities: list[int],
+          segments: list[str]) -> list[dict[str, Any]]:
+    """Cumulative net P&L trade by trade (each trade's charges from the paper broker's
+    model, as the replay charged it): the chosen setting beside what really happened."""
     def series(r: dict[str, Any]) -> list[float]:
-        exits = r["exits"]
-        share = (r["gross_pnl"] - r["net_pnl"]) / len(exits) if exits else 0
-        total, out = 0.0, []
-        for e, q in zip(exits, quantities, strict=False):
-            total += (e["exit_price"] - e["entry_price"]) * q - share
-            out.append(round(total, 2))
+        total, out = Decimal(0), []
+        for e, q, seg in zip(r["exits"], quantities, segments, strict=False):
+            entry, exit_price = Decimal(str(e["entry_price"])), Decimal(str(e["exit_price"]))
+            total += (exit_price - entry) * q - round_trip_charges(Segment(seg), entry,
+                                                                  exit_price, q)
+            out.append(float(total.quantize(Decimal("0.01"))))
         return out
 
     mine, real = series(result), series(actual)
@@ -155,7 +156,8 @@ class ReplayState(AuthState):
         self.chosen_label = (f"SL {level(pick['sl'])} · target {level(pick['target'])} · "
                              f"trail {level(pick['tsl'])}")
         self.heat_head, self.heat = heat_map(results, pick["tsl"])
-        self.equity = curve(pick, self._result["actual"], self._result.get("quantities", []))
+        self.equity = curve(pick, self._result["actual"], self._result.get("quantities", []),
+                            self._result.get("segments", []))
 
     @rx.event
     def load(self):

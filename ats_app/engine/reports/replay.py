@@ -263,6 +263,7 @@ def replay_trades(session: Session, broker: candle_cache.CandleSource | None, so
         (actual,) = run_grid(trades, prepared, [off])
     return {"results": results, "actual": actual,
             "quantities": [t.trade.quantity for t in trades],
+            "segments": [t.segment.value for t in trades],
             "candles_missing": sum(1 for w in prepared if not w.candles)}
 
 
