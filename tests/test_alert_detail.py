@@ -156,6 +156,10 @@ def test_page_formatting() -> None:
              "not_traded": 0, "accounts": []}
     row = alert_row(alert)
     assert (row["id"], row["accounts"], row["signal"]) == ("7", "1 ordered", "BUY NIFTY")
+    refusal = {**alert, "code": 401, "reason": "wrong or missing secret", "body": "{...}"}
+    assert "body" not in alert_row(refusal)  # the list carries no bodies; the detail does
+    assert alert_row(refusal, with_body=True)["body"] == "{...}"
+    assert alert_row(refusal)["reason"] == "401 · wrong or missing secret"
     refused = {"account": "B", "outcome": "REFUSED", "ordertag": "", "order_status": "",
                "filled_quantity": 0, "quantity": 0, "fill_price": "", "created_ms": None,
                "updated_ms": None, "reason": LIMIT}

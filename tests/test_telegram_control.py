@@ -186,6 +186,9 @@ def test_kill_asks_for_a_confirmation_reply(api: BotApiServer, conn: redis.Redis
     with session_scope() as s:
         assert bot.is_running(s, asha) and not is_halted(s, asha)
     assert _say(api, conn, ASHA, "yes")[0].startswith("I answer commands only")  # too late
+    _say(api, conn, ASHA, "/kill")
+    (other,) = _say(api, conn, ASHA, "/status")  # another command cancels it, and says so
+    assert other.startswith("Kill switch not engaged: cancelled.\nBot: RUNNING")
 
     _say(api, conn, ASHA, "/kill")
     (done,) = _say(api, conn, ASHA, "yes")

@@ -43,9 +43,11 @@ def latency(ms: int | None) -> str:
     return "" if ms is None else f"{ms:,} ms"
 
 
-def alert_row(a: dict[str, Any]) -> dict[str, str]:
-    """An engine alert as the page's strings (Reflex rows are plain string dicts)."""
-    row = {k: "" if v is None else str(v) for k, v in a.items() if k != "accounts"}
+def alert_row(a: dict[str, Any], *, with_body: bool = False) -> dict[str, str]:
+    """An engine alert as the page's strings (Reflex rows are plain string dicts). A refused
+    body (up to a few KB) goes only to the detail, not to every row of the list."""
+    skip = ("accounts",) if with_body else ("accounts", "body")
+    row = {k: "" if v is None else str(v) for k, v in a.items() if k not in skip}
     row["accounts"] = accounts_summary(a.get("ordered", 0), a.get("not_traded", 0))
     row["signal"] = f"{a['action'].upper()} {a['symbol']}".strip()
     if a.get("code"):  # a refusal: its HTTP answer, as TradingView's alert log shows it
@@ -84,7 +86,7 @@ class AlertsState(AuthState):
         except NotFound:
             self.detail_open, self.detail, self.detail_rows = False, {}, []
             return False
-        self.detail = alert_row(found)
+        self.detail = alert_row(found, with_body=True)
         self.detail_rows = [account_row(r) for r in found["accounts"]]
         self.detail_open = True
         return True

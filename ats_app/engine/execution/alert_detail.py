@@ -59,7 +59,7 @@ _CODES = {
 
 
 def plain_reason(code: int, error: str) -> str:
-    """'wrong or missing secret'; '422 a field was wrong: time: alert is 75 s old…'."""
+    """'wrong or missing secret'; 'a field was wrong: alert is stale: its time is 75s old…'."""
     head = _CODES.get(code, f"refused ({code})")
     if code == 401 or not error:
         return head

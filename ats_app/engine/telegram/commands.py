@@ -26,7 +26,7 @@ from ats_app.engine.execution.order_history import paise_to_rupees
 from ats_app.engine.notify.messages import rupees
 from ats_app.engine.store import audit
 from ats_app.engine.store.db import session_scope
-from ats_app.engine.store.models import BotState, Order, Position
+from ats_app.engine.store.models import BotState, Order, Position, User
 from ats_app.engine.telegram import binding
 
 log = logging.getLogger("ats.telegram")
@@ -34,6 +34,7 @@ log = logging.getLogger("ats.telegram")
 KILL_CONFIRM_S = 60
 CONFIRM_WORD = "YES"
 MAX_LISTED = 10  # positions or orders in one answer: a phone screen, not a report
+CANCELLED = "Kill switch not engaged: cancelled."
 HELP = ("Commands: /status, /positions, /pnl, /orders, /start (start trading), "
         "/stop (stop taking entries), /kill (exit everything: asks to confirm)")
 
@@ -75,8 +76,6 @@ def _bind(msg: Incoming, code: str, conn: redis.Redis) -> str:
     try:
         with session_scope() as s:
             binding.bind(s, user_id, msg.chat_id, msg.username)
-            from ats_app.engine.store.models import User
-
             user = s.get(User, user_id)
             name = user.username if user else str(user_id)
     except ValidationError as exc:
@@ -108,7 +107,12 @@ def handle(msg: Incoming, conn: redis.Redis, *,
                              chat_id=msg.chat_id)
             return (kill or _kill)(user_id)
         if not cmd:
-            return "Kill switch not engaged: cancelled."
+            return CANCELLED
+    reply = _command(msg, cmd, user_id, conn)
+    return reply if pending is None else f"{CANCELLED}\n{reply}"
+
+
+def _command(msg: Incoming, cmd: str, user_id: int, conn: redis.Redis) -> str:
     if not cmd:
         return f"I answer commands only.\n{HELP}"
     audit.record_now("telegram.command", user_id=user_id, subject=cmd, chat_id=msg.chat_id)
