@@ -256,9 +256,10 @@ def test_a_finished_order_settles_every_alert_waiting_on_it(fleet: dict) -> None
 @pytest.mark.parametrize("fleet", [2], indirect=True)
 def test_one_accounts_slow_answer_never_holds_the_users_other_alerts(fleet: dict) -> None:
     """Two links of one user, one account each, alerts at the same instant, placeOrder
-    answering 400 ms late: the user's risk lock covers the check and the SUBMITTING rows,
+    answering 1.5 s late: the user's risk lock covers the check and the SUBMITTING rows,
     not the broker's answer, so the second order is written without waiting for the first's
-    (held across the call, the rows would be >= 400 ms apart)."""
+    (held across the call, the rows would be >= 1.5 s apart; the margin is wide so that a
+    busy machine cannot make the one look like the other)."""
     _warm(fleet)
     with session_scope() as s:
         links = [webhooks.create_link(
@@ -266,7 +267,7 @@ def test_one_accounts_slow_answer_never_holds_the_users_other_alerts(fleet: dict
             target_pct=10, trailing_stop_pct=None, paper=False,
             accounts=[webhooks.LinkAccount(a, 1)]) for i, a in enumerate(fleet["accounts"])]
         solo = [{**fleet, "link": (link.token, secret)} for link, secret in links]
-    _fault(fleet["sim"], route="placeOrder", kind="latency", ms=400)
+    _fault(fleet["sim"], route="placeOrder", kind="latency", ms=1500)
     ids = [_post(w, id=f"solo{i}") for i, w in enumerate(solo)]
     threads = [threading.Thread(target=entry.handle_alert, args=(a,)) for a in ids]
     for t in threads:
@@ -275,7 +276,7 @@ def test_one_accounts_slow_answer_never_holds_the_users_other_alerts(fleet: dict
         t.join(30)
     orders = [o for a in ids for o in _orders(a)]
     assert len(orders) == 2 and all(o.broker_order_id for o in orders), orders
-    assert _spread_ms(orders) < 200, _spread_ms(orders)
+    assert _spread_ms(orders) < 1000, _spread_ms(orders)
 
 
 @pytest.mark.parametrize("fleet", [10], indirect=True)

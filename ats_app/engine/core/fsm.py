@@ -10,11 +10,13 @@ Statuses and events are StrEnums whose values equal their names; the database st
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
 
 __all__ = [
     "AVG_PRICE_QUANTUM",
+    "FILL_TO_POSITION",
     "TRANSITIONS",
     "InvalidTransition",
     "OrderEvent",
@@ -173,6 +175,11 @@ def needs_reconciliation(status: OrderStatus) -> bool:
     """We cannot tell whether the broker has it: look it up by ordertag before acting."""
     return OrderStatus(status) in _UNRESOLVED
 
+
+# An entry filled this recently whose position is not written yet is still "on its way to a
+# position" (the stream and the follower commit a fill, then open its position): the risk
+# gate and the one-position rule count it.
+FILL_TO_POSITION = timedelta(seconds=60)
 
 # Average price kept to 1/100 paise: exact enough for P&L, bounded for the database.
 AVG_PRICE_QUANTUM = Decimal("0.0001")

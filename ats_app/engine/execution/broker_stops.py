@@ -47,6 +47,13 @@ from ats_app.engine.core.errors import AtsError
 from ats_app.engine.core.fsm import OrderEvent, OrderStatus, is_terminal
 from ats_app.engine.core.money import to_paise, to_rupees
 from ats_app.engine.execution import order_store, positions
+from ats_app.engine.execution.stop_fills import (
+    AT_BROKER,
+    STOP,
+    average_fill,
+    on_stop_report,
+    stop_orders,
+)
 from ats_app.engine.execution.submit import (
     IN_FLIGHT_S,
     after_its_sender,
@@ -58,17 +65,14 @@ from ats_app.engine.execution.submit import (
     place,
 )
 from ats_app.engine.exits.resting_stop import limit_for, trigger_for, worth_moving
-from ats_app.engine.exits.rules import ExitReason
-from ats_app.engine.store import audit, live
-from ats_app.engine.store.db import after_commit, joined, session_scope
+from ats_app.engine.store import audit
+from ats_app.engine.store.db import session_scope
 from ats_app.engine.store.models import Order, Position, utcnow
 from ats_app.engine.store.queueing import connection, enqueue_broker_stop
 
 log = logging.getLogger("ats.broker_stops")
 
-STOP = "STOP"
 VARIETY = "STOPLOSS"
-AT_BROKER = ExitReason.STOP_LOSS_AT_BROKER.value
 # Angel allows 20 order-route calls a second per account; trailing takes a few of them.
 ACCOUNT_MOVES_PER_S = 3
 CANCEL_WAIT_S = 6.0  # a cancel's confirmation, looked for in the book (1 read a second)
@@ -82,11 +86,6 @@ class StopStillWorking(RuntimeError):
 
 def client_id(position_id: int, n: int) -> str:
     return f"P{position_id}S{n}"
-
-
-def stop_orders(s: Session, position_id: int) -> list[Order]:
-    return list(s.exec(select(Order).where(Order.position_id == position_id)
-                       .where(Order.purpose == STOP).order_by(col(Order.id))).all())
 
 
 def request_of(order: Order, tick: Decimal) -> OrderRequest:
@@ -268,15 +267,6 @@ def clear_for_exit(s: Session, position: Position, broker: Broker) -> int:
     return position.quantity - filled
 
 
-def average_fill(orders: list[Order]) -> int | None:
-    """The volume-weighted fill price of these orders, in paise."""
-    qty = sum(o.filled_quantity for o in orders if o.average_price_paise)
-    if not qty:
-        return None
-    value = sum(o.filled_quantity * (o.average_price_paise or 0) for o in orders)
-    return round(value / qty)
-
-
 def _cancel(s: Session, order: Order, broker: Broker, tick: Decimal) -> None:
     assert order.id is not None
     order = after_its_sender(s, order.id, order)
@@ -314,48 +304,6 @@ def _cancel(s: Session, order: Order, broker: Broker, tick: Decimal) -> None:
     if not is_terminal(OrderStatus(order.status)):
         raise StopStillWorking(f"the stop at broker {order.client_order_id} is not cancelled "
                                "yet; the exit waits for it")
-
-
-# --- what the broker says of a stop -------------------------------------------------------
-
-def on_stop_report(order: Order, conn: redis.Redis | None, *,
-                   session: Session | None = None) -> None:
-    """A stop order reached a final status: filled, the position is closed by it; refused or
-    cancelled by the broker while the position is open, the user hears of it at once (the
-    monitor keeps protecting the position)."""
-    if order.position_id is None or not is_terminal(OrderStatus(order.status)):
-        return
-    with joined(session) as s:
-        position = s.get(Position, order.position_id, populate_existing=True)
-        if position is None or position.status == "CLOSED":
-            return
-        stops = stop_orders(s, order.position_id)
-        if sum(o.filled_quantity for o in stops) >= position.quantity:
-            positions.close_from_exit(order.position_id, order.id, AT_BROKER, conn,  # type: ignore[arg-type]
-                                      session=s, exit_price_paise=average_fill(stops))
-            s.commit()
-            return
-        if position.status != "OPEN":
-            return  # an exit job cancelled it, and sells the rest
-        audit.record(s, "position.broker_stop_lost", user_id=position.user_id,
-                     subject=str(position.id), order=order.client_order_id,
-                     status=order.status, reason=order.reason,
-                     filled=order.filled_quantity)
-        user_id, pid, symbol, reason = (position.user_id, position.id, position.symbol,
-                                        order.reason or order.status.lower())
-        after_commit(s, lambda: _tell_lost(conn, user_id, pid, symbol, reason))
-        s.commit()
-
-
-def _tell_lost(conn: redis.Redis | None, user_id: int, position_id: int, symbol: str,
-               reason: str) -> None:
-    from ats_app.engine.notify import notices  # lazy: only workers send notices
-
-    notices.emit(user_id, "broker_stop_lost", once=f"stop-lost-{position_id}-{reason[:40]}",
-                 symbol=symbol, position_id=position_id, reason=reason)
-    if conn is not None:
-        live.publish(conn, user_id, {"type": "position", "event": "broker_stop_lost",
-                                     "position_id": position_id})
 
 
 # --- recovery ---------------------------------------------------------------------------

@@ -12,11 +12,12 @@ from ats_app.engine.broker.base import Broker
 from ats_app.engine.broker.factory import broker_for
 from ats_app.engine.core.fsm import OrderStatus, is_terminal
 from ats_app.engine.core.money import to_rupees
-from ats_app.engine.execution import broker_stops, positions
+from ats_app.engine.execution import broker_stops, positions, stop_fills
 from ats_app.engine.execution.submit import (
     drive,
     job_session,
     log_outcome,
+    never_reached_broker,
     request_for,
     send_or_drive,
     write_submitting,
@@ -88,10 +89,19 @@ def exit_position(
                 reason=reason,
             )
             order = send_or_drive(s, write_submitting(s, candidate), candidate, broker, tick)
+        if never_reached_broker(order) and not position.broker_stop:
+            # Looked up and not in the broker's book (an empty or lost answer to a request
+            # that never arrived): sent once more under the next client id, which cannot sell
+            # twice. Released instead, a signal's exit was simply not done (the monitor's
+            # would claim the position again; nothing repeats a sell alert).
+            sent = s.exec(select(Order.id).where(Order.position_id == position_id)
+                          .where(Order.purpose == "EXIT")).all()
+            again = candidate_like(order, f"P{position_id}X{len(sent)}")
+            order = send_or_drive(s, write_submitting(s, again), again, broker, tick)
         if OrderStatus(order.status) == OrderStatus.FILLED:
-            sold = [order, *broker_stops.stop_orders(s, position_id)]  # a stop's part fill too
+            sold = [order, *stop_fills.stop_orders(s, position_id)]  # a stop's part fill too
             positions.close_from_exit(position_id, order.id, reason, connection(), session=s,  # type: ignore[arg-type]
-                                      exit_price_paise=broker_stops.average_fill(sold))
+                                      exit_price_paise=stop_fills.average_fill(sold))
             return f"closed: {order.client_order_id}"
         if is_terminal(OrderStatus(order.status)):
             positions.release_exit(
@@ -99,6 +109,17 @@ def exit_position(
             )
             return f"exit {order.status.lower()}: {order.reason}"
         return f"exit working: {order.client_order_id}"
+
+
+def candidate_like(order: Order, client_order_id: str) -> Order:
+    """A new attempt of `order` under another client id (its status and ids fresh)."""
+    return Order(
+        user_id=order.user_id, alert_id=order.alert_id, account_id=order.account_id,
+        link_id=order.link_id, position_id=order.position_id, client_order_id=client_order_id,
+        purpose=order.purpose, exchange=order.exchange, symbol=order.symbol,
+        symbol_token=order.symbol_token, side=order.side, quantity=order.quantity,
+        paper=order.paper, reason=order.reason,
+    )
 
 
 def handle_exit(position_id: int, reason: str) -> str:

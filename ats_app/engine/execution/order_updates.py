@@ -32,7 +32,7 @@ from sqlmodel import col, select
 from ats_app.engine.broker import parsing
 from ats_app.engine.broker.base import BrokerOrder
 from ats_app.engine.core.fsm import OrderStatus, is_terminal, is_working
-from ats_app.engine.execution import order_store, positions, verdict
+from ats_app.engine.execution import order_store, positions, stop_fills, verdict
 from ats_app.engine.risk.gate import day_start
 from ats_app.engine.store.db import session_scope
 from ats_app.engine.store.models import Order, utcnow
@@ -222,9 +222,7 @@ def after_report(order: Order, conn: redis.Redis | None, tick_of: TickLookup) ->
         if order.filled_quantity > 0:
             positions.open_from_entry(order.id, tick_of(order), conn)
     elif order.purpose == "STOP":
-        from ats_app.engine.execution import broker_stops  # lazy: its imports lead back here
-
-        broker_stops.on_stop_report(order, conn)
+        stop_fills.on_stop_report(order, conn)
     elif order.purpose == "EXIT" and order.position_id is not None:
         if status == OrderStatus.FILLED:
             positions.close_from_exit(order.position_id, order.id, order.reason or "exit", conn)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
 from decimal import Decimal
 
 import redis
@@ -18,7 +17,7 @@ from sqlalchemy import bindparam, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
-from ats_app.engine.core.fsm import OrderStatus, is_terminal
+from ats_app.engine.core.fsm import FILL_TO_POSITION, OrderStatus, is_terminal
 from ats_app.engine.core.money import to_paise, to_rupees
 from ats_app.engine.execution.order_store import locked
 from ats_app.engine.exits import rules as exits
@@ -55,7 +54,6 @@ def open_position_id(session: Session, link_id: int, account_id: int | None) -> 
 
 # An entry still working at the broker, or filled a moment ago and not yet a position.
 _WORKING = [st.value for st in OrderStatus if not is_terminal(st)]
-FILL_TO_POSITION = timedelta(seconds=60)
 
 
 def busy_accounts(session: Session, link_id: int, account_ids: list[int],

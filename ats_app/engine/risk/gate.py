@@ -23,8 +23,8 @@ from sqlmodel import Session, col, select
 
 from ats_app.engine.core.config import settings
 from ats_app.engine.core.errors import NotFound, ValidationError
+from ats_app.engine.core.fsm import FILL_TO_POSITION
 from ats_app.engine.core.money import to_paise, to_rupees
-from ats_app.engine.execution.positions import FILL_TO_POSITION
 from ats_app.engine.exits.claims import exit_all
 from ats_app.engine.market import hours
 from ats_app.engine.risk import policy as risk
