@@ -892,6 +892,35 @@ def failures(r: dict[str, Any]) -> list[str]:
     return [f"{name}: {n}" for name, n in checks.items() if n]
 
 
+def summary(r: dict[str, Any]) -> str:
+    """The oracle's figures in a few lines (the whole record is in result.json)."""
+    a, o, e, p = r["alerts"], r["orders"], r["exits"], r["positions"]
+    refused = sum(n for k, n in a["answers"].items() if k not in ("200", "202"))
+    lines = [
+        f"seed {r['seed']}: {r['load_seconds']:.0f} s of load, {sum(r['faults'].values())} "
+        f"faults {r['faults']}",
+        f"alerts: sent {a['sent']}, accepted {a['accepted']}, duplicates answered "
+        f"{a['answers'].get('200', 0)}, refused {refused}, 5xx {a['5xx']}, no answer "
+        f"{a['no_answer']}, lost {a['lost']}; ack p50 {a['ack_p50_ms']} ms, p99 "
+        f"{a['ack_p99_ms']} ms",
+        *(f"  refused {n}x: {k}" for k, n in a["refused_by_reason"].items()),
+        *(f"  accepted, not done {n}x: {k}" for k, n in a["not_done_by_reason"].items()),
+        f"orders: expected {o['expected']} {o['by_outcome']}, placed {o['placed']}, in the "
+        f"broker's book {o['in_broker_book']}, doubled {len(o['doubled_at_broker'])}, missing "
+        f"{len(o['missing_at_broker'])}, unknown to us {len(o['orphans_at_broker'])}, fills "
+        f"disagreeing {len(o['fill_mismatch'])}, hostile traded {len(o['hostile_traded'])}",
+        f"exits: due {e['due']}, done {e['done']}, late (>{LATE_EXIT_S:g} s) {e['late']}, "
+        f"missed {e['missed']}; tick -> exit order p50 {e['tick_to_exit_order_p50_ms']} ms, "
+        f"p99 {e['tick_to_exit_order_p99_ms']} ms; closed by {e['closed_by_reason']}",
+        f"positions: opened {p['opened']}, open now ours {p['our_open']} / broker's "
+        f"{p['broker_open']}, disagreeing {len(p['disagreements'])}; after exiting every "
+        f"link: ours {r['flat_after_exit_all']['our_open']}, broker's "
+        f"{r['flat_after_exit_all']['broker_open']}",
+        f"restarts {r['restarts']} (not killed by the soak: {r['unexpected_deaths']})",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -916,8 +945,7 @@ def main(argv: list[str] | None = None) -> int:
     (tmp / "result.json").write_text(json.dumps(result, indent=2, default=str))
     if args.save:
         save("soak", {k: v for k, v in result.items() if k != "fault_log"})
-    print(json.dumps({k: v for k, v in result.items() if k != "fault_log"}, indent=2,
-                     default=str))
+    print(summary(result))
     failed = failures(result)
     wall = round(time.time() - args.t0, 1)
     if failed:
