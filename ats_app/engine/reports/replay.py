@@ -405,7 +405,12 @@ def instrument_token(session: Session, user_id: int | None, account_id: int | No
     else:
         sim = factory.simulator_credentials()
         base_url = sim.base_url if sim else None
-    inst = index_for(base_url).by_symbol(exchange.upper(), symbol.strip())
+    index, ex, sym = index_for(base_url), exchange.strip().upper(), symbol.strip()
+    # The tradingsymbol as Angel spells it; a cash stock as TradingView names it (SBIN for
+    # SBIN-EQ); or the symbol token itself.
+    inst = (index.by_symbol(ex, sym)
+            or (index.by_symbol(ex, f"{sym}-EQ") if ex in ("NSE", "BSE") else None)
+            or index.by_token(ex, sym))
     if inst is None:
         raise ValidationError(f"{exchange.upper()}:{symbol} is not in the instrument master",
                               "symbol")
