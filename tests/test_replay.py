@@ -22,7 +22,7 @@ from sqlmodel import select
 from ats_app import cli
 from ats_app.engine.broker.errors import OrderRejected
 from ats_app.engine.core.clock import IST
-from ats_app.engine.core.errors import NotFound
+from ats_app.engine.core.errors import Conflict, NotFound
 from ats_app.engine.reports import replay
 from ats_app.engine.reports.replay_rules import Setting
 from ats_app.engine.store import db
@@ -281,6 +281,9 @@ def test_link_report_replay_job_and_apply(rig: dict[str, Any], redis_url: str,
                                         "account_id": acct,
                                         "trades": replay.trades_to_json(trades)})
         run_id = run.id
+    with db.session_scope() as s, pytest.raises(Conflict, match="still running"):
+        replay.create_run(s, uid, source="link", label="again", link_id=link.id,
+                          params={})  # one run at a time per user
     conn = redis.Redis.from_url(redis_url)
     replay.enqueue(run_id, conn)
     SimpleWorker([Queue("default", connection=conn)], connection=conn).work(burst=True)

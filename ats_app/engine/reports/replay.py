@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from itertools import product
 from typing import Any
@@ -23,7 +23,7 @@ from sqlmodel import Session, col, select
 from ats_app.engine.broker.base import Contract, Product
 from ats_app.engine.broker.charges import Segment, segment_for
 from ats_app.engine.broker.errors import BrokerError
-from ats_app.engine.core.errors import AtsError, NotFound, ValidationError
+from ats_app.engine.core.errors import AtsError, Conflict, NotFound, ValidationError
 from ats_app.engine.core.money import to_rupees
 from ats_app.engine.reports import candles as candle_cache
 from ats_app.engine.reports.metrics import setting_result
@@ -269,8 +269,20 @@ def replay_trades(session: Session, broker: candle_cache.CandleSource | None, so
 
 # --- the dashboard's runs (RQ jobs) ---------------------------------------------------------
 
+STUCK_AFTER = timedelta(hours=1)  # the job's own timeout: a run older is not running
+
+
 def create_run(session: Session, user_id: int, *, source: str, label: str,
                link_id: int | None, params: dict[str, Any]) -> ReplayRun:
+    """A new run, unless the user's previous one is still queued or running: a replay holds
+    one of a trading worker's job threads, so one per user at a time."""
+    busy = session.exec(
+        select(ReplayRun.id).where(ReplayRun.user_id == user_id,
+                                   col(ReplayRun.status).in_(("QUEUED", "RUNNING")),
+                                   col(ReplayRun.created_at) > utcnow() - STUCK_AFTER)
+    ).first()
+    if busy is not None:
+        raise Conflict(f"replay #{busy} is still running: wait for it to finish")
     run = ReplayRun(user_id=user_id, link_id=link_id, source=source, label=label[:255],
                     params=json.dumps(params, default=str))
     session.add(run)
