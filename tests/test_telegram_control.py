@@ -167,7 +167,13 @@ def test_each_command_answers_for_the_bound_user_only(api: BotApiServer, conn: r
     with session_scope() as s:
         assert not bot.is_running(s, asha)
     assert "Bot: STOPPED" in _say(api, conn, ASHA, "/status")[0]
-    assert _say(api, conn, ASHA, "/start")[0].startswith("Bot started")
+    # /start asks first: Telegram's START button sends a bare /start after a chat is cleared
+    assert "Start the bot" in _say(api, conn, ASHA, "/start")[0]
+    assert _say(api, conn, ASHA, "hello") == ["Bot not started: cancelled."]
+    with session_scope() as s:
+        assert not bot.is_running(s, asha)
+    _say(api, conn, ASHA, "/start")
+    assert _say(api, conn, ASHA, "yes")[0].startswith("Bot started")
     with session_scope() as s:
         assert bot.is_running(s, asha)
     assert _say(api, conn, ASHA, "/sell everything")[0].startswith("Unknown command /sell")

@@ -35,8 +35,13 @@ KILL_CONFIRM_S = 60
 CONFIRM_WORD = "YES"
 MAX_LISTED = 10  # positions or orders in one answer: a phone screen, not a report
 CANCELLED = "Kill switch not engaged: cancelled."
-HELP = ("Commands: /status, /positions, /pnl, /orders, /start (start trading), "
-        "/stop (stop taking entries), /kill (exit everything: asks to confirm)")
+START_CANCELLED = "Bot not started: cancelled."
+# Commands that trade or start trading ask for a YES first. /start too: Telegram's own START
+# button (shown after a chat is cleared) sends a bare /start, and must not restart a bot
+# its trader stopped.
+CONFIRMED = ("/kill", "/start")
+HELP = ("Commands: /status, /positions, /pnl, /orders, /start (start trading: asks to "
+        "confirm), /stop (stop taking entries), /kill (exit everything: asks to confirm)")
 
 
 @dataclass(frozen=True)
@@ -57,8 +62,8 @@ def split_command(text: str) -> tuple[str, str]:
     return head.split("@", 1)[0].lower(), rest.strip()
 
 
-def _kill_key(chat_id: int) -> str:
-    return f"ats:tg:kill:{chat_id}"
+def _confirm_key(chat_id: int) -> str:
+    return f"ats:tg:confirm:{chat_id}"
 
 
 def _ignore(msg: Incoming, why: str) -> None:
@@ -100,27 +105,33 @@ def handle(msg: Incoming, conn: redis.Redis, *,
     if user_id is None:
         _ignore(msg, "chat not linked to any user")
         return None
-    pending = conn.getdel(_kill_key(msg.chat_id)) if cmd != "/kill" else None
+    raw = conn.getdel(_confirm_key(msg.chat_id))
+    pending = raw.decode() if isinstance(raw, bytes) else raw  # "/kill:USER_ID"
     if pending is not None:
-        if msg.text.strip().upper() == CONFIRM_WORD and int(pending) == user_id:
-            audit.record_now("telegram.command", user_id=user_id, subject="/kill confirmed",
+        asked, _, owner = pending.partition(":")
+        if msg.text.strip().upper() == CONFIRM_WORD and owner == str(user_id):
+            audit.record_now("telegram.command", user_id=user_id, subject=f"{asked} confirmed",
                              chat_id=msg.chat_id)
-            return (kill or _kill)(user_id)
+            return (kill or _kill)(user_id) if asked == "/kill" else _set_running(user_id, True)
+        cancelled = CANCELLED if asked == "/kill" else START_CANCELLED
         if not cmd:
-            return CANCELLED
-    reply = _command(msg, cmd, user_id, conn)
-    return reply if pending is None else f"{CANCELLED}\n{reply}"
+            return cancelled
+        reply = _command(msg, cmd, user_id, conn)
+        return f"{cancelled}\n{reply}"
+    return _command(msg, cmd, user_id, conn)
 
 
 def _command(msg: Incoming, cmd: str, user_id: int, conn: redis.Redis) -> str:
     if not cmd:
         return f"I answer commands only.\n{HELP}"
     audit.record_now("telegram.command", user_id=user_id, subject=cmd, chat_id=msg.chat_id)
-    if cmd == "/kill":
-        conn.set(_kill_key(msg.chat_id), user_id, ex=KILL_CONFIRM_S)
-        return (f"Kill switch: stop the bot, cancel open entry orders and exit EVERY open "
-                f"position at market. Reply {CONFIRM_WORD} within {KILL_CONFIRM_S} s to go "
-                "ahead; anything else cancels.")
+    if cmd in CONFIRMED:
+        conn.set(_confirm_key(msg.chat_id), f"{cmd}:{user_id}", ex=KILL_CONFIRM_S)
+        what = ("Kill switch: stop the bot, cancel open entry orders and exit EVERY open "
+                "position at market." if cmd == "/kill" else
+                "Start the bot: alerts trade again from now on (a kill switch is released).")
+        return (f"{what} Reply {CONFIRM_WORD} within {KILL_CONFIRM_S} s to go ahead; "
+                "anything else cancels.")
     answer = _COMMANDS.get(cmd)
     if answer is None:
         return f"Unknown command {cmd}.\n{HELP}"
@@ -258,7 +269,6 @@ _COMMANDS: dict[str, Callable[[int], str]] = {
     "/positions": positions,
     "/pnl": pnl,
     "/orders": orders,
-    "/start": lambda uid: _set_running(uid, True),
     "/stop": lambda uid: _set_running(uid, False),
     "/help": lambda uid: HELP,
 }
