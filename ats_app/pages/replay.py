@@ -38,9 +38,12 @@ def _form() -> rx.Component:
                                         "Loaded: " + ReplayState.csv_name,
                                         "Drop the Strategy Tester's 'List of trades' CSV here, "
                                         "or click to choose it"), size="2"),
-                        id="tv_csv", accept={"text/csv": [".csv"]}, max_files=1,
+                        id="tv_csv", accept={"text/csv": [".csv"]}, max_files=1, multiple=False,
                         on_drop=ReplayState.upload(rx.upload_files(upload_id="tv_csv")),
                         border="1px dashed var(--gray-7)", padding="12px", width="100%",
+                        # react-dropzone keeps its file input as a 1-px clipped box; the zone
+                        # opens the dialog itself, so the input need not be laid out at all.
+                        style={"& input[type=file]": {"display": "none !important"}},
                     ),
                     rx.flex(
                         rx.vstack(rx.text("Symbol the export traded", size="2",
