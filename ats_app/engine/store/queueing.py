@@ -124,16 +124,49 @@ def _enqueue_now(q: Queue, jobs: Sequence[tuple[str, tuple[object, ...], str, Re
     ])
 
 
-def existing_jobs(job_ids: Collection[str], conn: redis.Redis) -> set[str]:
-    """Which of these jobs exist, in one round trip: recovery asks about every pending alert
-    and claimed exit, and a backlog (workers down) is exactly when there are thousands."""
+# A job popped from its queue is marked started within milliseconds; one still "queued" this
+# long after its enqueue and in no queue list was popped by a worker that died (or lost
+# Redis) before recording it: RQ pops from several queues at once with BLPOP, which keeps
+# no copy, so such a job is in no queue and no registry and would never run.
+STRANDED_AFTER = timedelta(seconds=30)
+
+
+def existing_jobs(job_ids: Collection[str], conn: redis.Redis,
+                  now: datetime | None = None) -> set[str]:
+    """Which of these jobs exist and will run or have run — not stranded (see
+    STRANDED_AFTER). Two round trips whatever their number: recovery asks about every
+    pending alert and claimed exit, and a backlog (workers down) is when there are
+    thousands."""
     ids = list(job_ids)
     if not ids:
         return set()
     pipe = conn.pipeline(transaction=False)
     for job_id in ids:
-        pipe.exists(Job.key_for(job_id))
-    return {job_id for job_id, n in zip(ids, pipe.execute(), strict=True) if n}
+        pipe.hmget(Job.key_for(job_id), "status", "origin", "enqueued_at")
+    rows = dict(zip(ids, pipe.execute(), strict=True))
+    present = {job_id for job_id, (status, _, _) in rows.items() if status is not None}
+    cutoff = (now or datetime.now(UTC)) - STRANDED_AFTER
+    suspects = [job_id for job_id, (status, origin, enqueued) in rows.items()
+                if status == b"queued" and origin and _parsed(enqueued) < cutoff]
+    if suspects:
+        pipe = conn.pipeline(transaction=False)
+        for job_id in suspects:
+            queue_key = Queue(rows[job_id][1].decode(), connection=conn).key
+            pipe.lpos(queue_key, job_id)
+            pipe.lpos(f"{queue_key}:intermediate", job_id)
+        found = pipe.execute()
+        for i, job_id in enumerate(suspects):
+            if found[2 * i] is None and found[2 * i + 1] is None:
+                present.discard(job_id)
+    return present
+
+
+def _parsed(stamp: bytes | None) -> datetime:
+    """RQ's enqueued_at (naive UTC ISO); unreadable or absent counts as just now."""
+    try:
+        return datetime.fromisoformat(stamp.decode().rstrip("Z")).replace(tzinfo=UTC)  # type: ignore[union-attr]
+    except (AttributeError, ValueError):
+        return datetime.now(UTC)
 
 
 # A job that failed for good (its own quick retries spent, e.g. the database was down for all
