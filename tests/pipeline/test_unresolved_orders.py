@@ -125,6 +125,7 @@ def test_an_exit_alerts_sell_that_never_reached_the_broker_is_sent_again(fleet: 
                        .where(Order.purpose == "EXIT").order_by(Order.id)).all()
     assert [o.status for o in sells] == ["FAILED", "FILLED"]
     assert _position(buy).status == "CLOSED"
+    assert _position(buy).exit_reason == "signal"  # the exit's reason, not the attempt's fate
     assert _alert(sell).status == "DONE"
     book = [o for o in _book(sim) if o["transactiontype"] == "SELL"]
     assert [o["ordertag"] for o in book] == [sells[1].client_order_id]  # sold once

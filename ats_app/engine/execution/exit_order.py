@@ -96,7 +96,7 @@ def exit_position(
             # would claim the position again; nothing repeats a sell alert).
             sent = s.exec(select(Order.id).where(Order.position_id == position_id)
                           .where(Order.purpose == "EXIT")).all()
-            again = candidate_like(order, f"P{position_id}X{len(sent)}")
+            again = candidate_like(order, f"P{position_id}X{len(sent)}", reason)
             order = send_or_drive(s, write_submitting(s, again), again, broker, tick)
         if OrderStatus(order.status) == OrderStatus.FILLED:
             sold = [order, *stop_fills.stop_orders(s, position_id)]  # a stop's part fill too
@@ -111,14 +111,15 @@ def exit_position(
         return f"exit working: {order.client_order_id}"
 
 
-def candidate_like(order: Order, client_order_id: str) -> Order:
-    """A new attempt of `order` under another client id (its status and ids fresh)."""
+def candidate_like(order: Order, client_order_id: str, reason: str) -> Order:
+    """A new attempt of `order` under another client id (its status and ids fresh, its
+    reason the exit's: the failed attempt's now says why it failed)."""
     return Order(
         user_id=order.user_id, alert_id=order.alert_id, account_id=order.account_id,
         link_id=order.link_id, position_id=order.position_id, client_order_id=client_order_id,
         purpose=order.purpose, exchange=order.exchange, symbol=order.symbol,
         symbol_token=order.symbol_token, side=order.side, quantity=order.quantity,
-        paper=order.paper, reason=order.reason,
+        paper=order.paper, reason=reason,
     )
 
 
