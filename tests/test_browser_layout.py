@@ -57,7 +57,8 @@ with session_scope() as s:
     for name in ("Open ORB", "Closed ORB"):
         link, secret = webhooks.create_link(
             s, uid, name=name, strategy_id=None, stop_loss_pct=20, target_pct=40,
-            trailing_stop_pct=None, paper=True, accounts=[webhooks.LinkAccount(acc, 1)])
+            trailing_stop_pct=None, paper=True, accounts=[webhooks.LinkAccount(acc, 1)],
+            broker_stop=name == "Open ORB")  # its stop also rests in the (paper) book
         links[name] = {"token": link.token, "secret": secret}
     bot.set_running(s, uid, True)
 print(json.dumps(links))
@@ -161,6 +162,7 @@ def test_ports_ist_times_and_phone_cards(app: ReflexProcess, page) -> None:  # n
     positions = page.locator("#positions")
     expect(positions).to_contain_text(SHOWN_TIME)
     assert not RAW_TIME.search(positions.inner_text())
+    _refresh_until(page, "text=Refresh", "#positions", "at broker")  # Open ORB's resting stop
     _no_overflow(page, "/positions at 1280px")
     _shot(page, "layout-positions-1280")
 
@@ -183,7 +185,8 @@ def test_ports_ist_times_and_phone_cards(app: ReflexProcess, page) -> None:  # n
     page.fill("#filter-date_from", today.strftime("%d-%m-%Y"))
     page.fill("#filter-date_to", today.strftime("%d-%m-%Y"))
     page.click("#filter-apply")
-    expect(page.locator("#orders-count")).to_have_text("1–3 of 3")
+    # two entries, one exit, and Open ORB's stop resting at the broker
+    expect(page.locator("#orders-count")).to_have_text("1–4 of 4")
     expect(page.locator("#filter-error")).to_have_count(0)
     _no_overflow(page, "/orders at 1280px")
     _shot(page, "layout-orders-1280")

@@ -55,6 +55,9 @@ def test_positions_show_open_and_close_times_in_ist() -> None:
     # A closed position shows its exit price, not the instrument's price now.
     assert position_row({**raw, "ltp": "69.90"})["ltp"] == ""
     assert position_row({**raw, "status": "OPEN", "ltp": "69.90"})["ltp"] == "69.90"
+    # the exit reason in words, which wrap (a code such as stop_loss_at_broker does not)
+    assert position_row({**raw, "exit_reason": "stop_loss_at_broker"})["exit_reason"] == \
+        "stop-loss at broker"
     cli = position_in_ist({**raw, "closed_at": None})
     assert (cli["opened_at"], cli["closed_at"]) == ("2026-12-05T15:10:05.405230+05:30", None)
 

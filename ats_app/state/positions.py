@@ -11,6 +11,7 @@ from ats_app.engine.broker import prices
 from ats_app.engine.core.clock import ist_stamp
 from ats_app.engine.execution import positions
 from ats_app.engine.execution.stop_view import StopView, stop_views
+from ats_app.engine.notify.messages import EXIT_REASONS
 from ats_app.engine.store.db import session_scope
 from ats_app.engine.store.queueing import connection, enqueue_exit
 from ats_app.state.auth import AuthState
@@ -57,6 +58,9 @@ def position_row(r: dict[str, object]) -> dict[str, str]:
     for key in ("opened", "closed"):
         at = row[f"{key}_at"]
         row[f"{key}_ist"] = ist_stamp(datetime.fromisoformat(at)) if at else ""
+    # In words, as the notices say it ("stop-loss at broker"): a code such as
+    # stop_loss_at_broker cannot wrap, and pushed the table past a laptop's width.
+    row["exit_reason"] = EXIT_REASONS.get(row.get("exit_reason", ""), row.get("exit_reason", ""))
     return row
 
 
