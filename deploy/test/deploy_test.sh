@@ -71,8 +71,11 @@ cleanup() {
 	fi
 	if [ -f "$RUN/dockerd.pid" ]; then
 		log "stopping the private dockerd"
-		# Stop the stack first so no container outlives the daemon's data root.
+		# Stop the stack first so no container outlives the daemon's data root, and remove
+		# its network: dockerd leaves a network's bridge on the host, and a later run's
+		# bridge on the same subnet then routes nowhere.
 		docker ps -q 2>/dev/null | xargs -r docker kill >/dev/null 2>&1 || true
+		docker network prune -f >/dev/null 2>&1 || true
 		kill "$(cat "$RUN/dockerd.pid")" 2>/dev/null || true
 		for _ in $(seq 60); do [ -f "$RUN/dockerd.pid" ] || break; sleep 0.5; done
 	fi
@@ -98,6 +101,11 @@ docker version >/dev/null 2>&1 || die "dockerd did not answer on $DOCKER_HOST wi
 docker compose version >/dev/null || die "the Compose plugin at $PLUGIN does not run"
 log "engine $(docker version -f '{{.Server.Version}}') up; $(docker compose version)"
 
+# The stack's fixed subnet (docker-compose.yml, ATS_SUBNET) must be free on this host.
+subnet=${ATS_SUBNET:-172.30.57.0/24}
+if taken=$(ip -o route show "$subnet" 2>/dev/null) && [ -n "$taken" ]; then
+	die "the stack's subnet $subnet is already routed on this host ($taken): a bridge left by an earlier run? (ip link delete <that br-...>), or set ATS_SUBNET and ATS_PROXY_IP"
+fi
 # Caddy publishes 80 and 443 on this host, as on EC2.
 busy=$(ss -Hltn '( sport = :80 or sport = :443 )' 2>/dev/null || true)
 [ -z "$busy" ] || die "ports 80/443 are taken on this host (the stack publishes them): $busy"
