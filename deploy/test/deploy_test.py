@@ -337,14 +337,15 @@ def sim_fault(spec: dict[str, Any] | None) -> None:
 
 
 def kill_worker_mid_job(link: dict[str, Any], ctx: ssl.SSLContext) -> int:
-    """Price calls held 20 s: the alert's order row is written and its fill waits on a quote
-    when every worker is SIGKILLed; then Redis restarts. Recovery must finish the job, once."""
+    """Price calls held 20 s: the alert's job is running (PROCESSING) when every worker is
+    SIGKILLed; then Redis restarts. Recovery must finish the job: one filled order."""
     for route in ("quote", "getLtpData"):
         sim_fault({"route": route, "kind": "latency", "ms": 20000})
     row = alert(link, ctx, "deploy-test-kill")
-    status = until("the alert's order row, written mid-job",
-                   lambda: sql(f"SELECT status FROM orders WHERE alert_id = {row}"), 40,
-                   every=0.3)
+    until("the alert's job running", lambda: sql(
+        f"SELECT status FROM alerts WHERE id = {row}") == [["PROCESSING"]], 40, every=0.3)
+    time.sleep(1.0)
+    status = sql(f"SELECT status FROM orders WHERE alert_id = {row}") or [["no order yet"]]
     if status[0][0] == "FILLED":
         raise Failed("the job finished before the workers were killed")
     workers = [r["Name"] for r in services()["worker"]]
