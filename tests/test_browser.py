@@ -290,11 +290,11 @@ def test_trading_flow_paper(app: ReflexProcess, page) -> None:
     page.click("#nav-positions")
     for _ in range(30):  # the kill switch's exit job sells it within seconds
         page.click("text=Refresh")
-        if "kill_switch" in page.locator("#positions").inner_text():
+        if "kill switch" in page.locator("#positions").inner_text():
             break
         page.wait_for_timeout(1000)
     expect(page.locator("#positions")).to_contain_text("CLOSED")
-    expect(page.locator("#positions")).to_contain_text("kill_switch")
+    expect(page.locator("#positions")).to_contain_text("kill switch")
     page.click("#nav-overview")
     expect(page.locator("#pnl-chart")).to_be_visible()  # the day's realized P&L, charted
     _shot(page, "overview-closed")
