@@ -140,3 +140,34 @@ def test_mask_body_and_plain_reason() -> None:
     with pytest.raises(ValueError, match="unknown status"):
         alert_detail.list_alerts(None, 1, AlertQuery(status="NOPE"))  # type: ignore[arg-type]
     assert date(2026, 1, 1)  # (dates used above through AlertQuery)
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_refusal_answers_even_when_its_database_connection_is_killed(
+        world: dict, database_url: str) -> None:
+    """PostgreSQL kills the connection writing the refusal's row (as the soak does with
+    pg_terminate_backend): TradingView still gets its 401, not a 500, and the row is
+    written on a fresh connection."""
+    import psycopg
+    from sqlalchemy import event
+
+    from ats_app.engine.store.db import get_engine
+
+    killed: list[int] = []
+
+    def kill_once(conn, _cursor, statement: str, *_args: object) -> None:  # type: ignore[no-untyped-def]
+        if "INSERT INTO refused_alerts" in statement and not killed:
+            pid = conn.connection.dbapi_connection.info.backend_pid
+            with psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            killed.append(pid)
+
+    event.listen(get_engine(), "before_cursor_execute", kill_once)
+    try:
+        assert _post(world["a"], json.dumps({"secret": "wrong-one", "action": "buy"})) == 401
+    finally:
+        event.remove(get_engine(), "before_cursor_execute", kill_once)
+    assert killed
+    with session_scope() as s:
+        rows = s.exec(select(RefusedAlert)).all()
+    assert [r.status_code for r in rows] == [401]

@@ -68,8 +68,21 @@ class _Refused(Exception):
 
     def settle(self) -> Reply:
         for record in self.after:
-            record()
+            _best_effort(record)
         return self.reply
+
+
+def _best_effort(record: Callable[[], None]) -> None:
+    """A refusal's records (audit event, Alerts-page row, counters) never turn its answer
+    into a 500: a connection killed under one (the soak's PostgreSQL kills, a Redis
+    restart) is tried once more on a fresh one, then logged. TradingView still hears why."""
+    for attempt in (1, 2):
+        try:
+            record()
+            return
+        except (sa.exc.DBAPIError, redis.RedisError) as exc:
+            if attempt == 2:
+                log.error("a refusal was answered but not recorded: %s", exc)
 
 
 def _refusal(
