@@ -129,3 +129,38 @@ def test_an_exit_alerts_sell_that_never_reached_the_broker_is_sent_again(fleet: 
     assert _alert(sell).status == "DONE"
     book = [o for o in _book(sim) if o["transactiontype"] == "SELL"]
     assert [o["ordertag"] for o in book] == [sells[1].client_order_id]  # sold once
+
+
+@pytest.mark.parametrize("fleet", [1], indirect=True)
+def test_a_second_exit_job_follows_the_attempt_another_job_sent_again(fleet: dict) -> None:
+    """The soak (seed 70417): the monitor's exit and a sell alert ran at once on one position.
+    Both looked the first sell (lost answer) up; the monitor's job found it absent and sent
+    it again as P..X1; the alert's job, finding the same absence a moment later, sent a
+    third attempt (its id from a count of attempts): sold twice. Its successor's id now
+    follows from the failed attempt's own, so the second job finds X1 and follows it."""
+    from ats_app.engine.execution.exit_order import exit_position
+
+    _warm(fleet)
+    sim, (a0,) = fleet["sim"], fleet["accounts"]
+    buy = _post(fleet, id="buy3")
+    entry.handle_alert(buy)
+    follower.follow_account(fleet["user"], a0)
+    _fault(sim, route="placeOrder", kind="empty", times=1)  # the first sell never arrives
+    sell = _post(fleet, action="exit", id="sell3")
+    entry.handle_alert(sell)  # X0 looked up, absent, FAILED; X1 sent and filled
+    follower.follow_account(fleet["user"], a0)
+    position = _position(buy)
+    # What the other job read as it began, before the first job's look-up ended: the
+    # position EXITING, its first sell still UNKNOWN.
+    with session_scope() as s:
+        first = s.exec(select(Order).where(Order.client_order_id == f"P{position.id}X0")).one()
+        first.status = "UNKNOWN"
+        s.get(Position, position.id).status = "EXITING"  # type: ignore[union-attr]
+    exit_position(position.id, "trailing_stop")  # type: ignore[arg-type]
+    book = [o["ordertag"] for o in _book(sim) if o["transactiontype"] == "SELL"]
+    assert book == [f"P{position.id}X1"]  # sold once
+    with session_scope() as s:
+        tags = s.exec(select(Order.client_order_id).where(Order.position_id == position.id)
+                      .where(Order.purpose == "EXIT")).all()
+    assert sorted(tags) == [f"P{position.id}X0", f"P{position.id}X1"]
+    assert _position(buy).status == "CLOSED"

@@ -94,9 +94,12 @@ def exit_position(
             # that never arrived): sent once more under the next client id, which cannot sell
             # twice. Released instead, a signal's exit was simply not done (the monitor's
             # would claim the position again; nothing repeats a sell alert).
-            sent = s.exec(select(Order.id).where(Order.position_id == position_id)
-                          .where(Order.purpose == "EXIT")).all()
-            again = candidate_like(order, f"P{position_id}X{len(sent)}", reason)
+            # Its successor's id follows from its own, not from a count of the attempts: when
+            # another job (the monitor's exit and a sell alert at once) has already sent the
+            # next attempt, this finds that row and follows it instead of selling again (a
+            # count-based id was a third attempt: sold twice in a soak, seed 70417).
+            n = int(order.client_order_id.rsplit("X", 1)[1])
+            again = candidate_like(order, f"P{position_id}X{n + 1}", reason)
             order = send_or_drive(s, write_submitting(s, again), again, broker, tick)
         if OrderStatus(order.status) == OrderStatus.FILLED:
             sold = [order, *stop_fills.stop_orders(s, position_id)]  # a stop's part fill too
