@@ -308,6 +308,10 @@ def _cancel(s: Session, order: Order, broker: Broker, tick: Decimal) -> None:
 
 # --- recovery ---------------------------------------------------------------------------
 
+# Read in SQL, not filtered in Python: the table keeps every stop ever placed.
+_NOT_FINAL = [st.value for st in OrderStatus if not is_terminal(st)]
+
+
 def sync_resting() -> str:
     """The RQ job (every recovery pass, and so at every start): each account's resting stops
     looked up in its order book, one read per account; a stop that filled while nothing of
@@ -315,8 +319,8 @@ def sync_resting() -> str:
     sender died before Angel had it is marked so (never resent blindly), and an open
     position that should have a stop and has none gets its placing job again."""
     with session_scope() as s:
-        working = [o for o in s.exec(select(Order).where(Order.purpose == STOP)).all()
-                   if not is_terminal(OrderStatus(o.status))]
+        working = list(s.exec(select(Order).where(Order.purpose == STOP)
+                              .where(col(Order.status).in_(_NOT_FINAL))).all())
     unplaced = _unplaced()
     by_account: dict[tuple[int, int | None, bool], list[Order]] = defaultdict(list)
     for o in working:
