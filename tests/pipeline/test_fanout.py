@@ -24,13 +24,15 @@ from starlette.testclient import TestClient
 from ats_app.api import build_api
 from ats_app.engine.broker.factory import broker_for
 from ats_app.engine.core.config import reset_settings_cache
-from ats_app.engine.execution import entry, follower, recovery, submit
+from ats_app.engine.execution import entry, follower, recovery, submit, verdict
 from ats_app.engine.risk import bot, gate
 from ats_app.engine.store.db import session_scope
 from ats_app.engine.store.models import Alert, AlertTarget, AuditEvent, Order, Position
 from ats_app.engine.tenants import accounts, users, webhooks
 from ats_app.simulator.config import AccountSpec, SimConfig
 from ats_app.simulator.server import ServerThread
+from tests.pipeline.sim_book import book as _book
+from tests.pipeline.sim_book import market_filled_at_sim as _market_filled_at_sim
 
 SECRET = "KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU"
 
@@ -96,7 +98,7 @@ def _warm(world: dict) -> None:
     # The warm entries are finished (as the order-update stream would) and become positions:
     # while one is working, the next entry on that account is ignored.
     for a in world["accounts"]:
-        follower.follow_account(world["user"], a)
+        _follow(world, a)
     # Their positions would make the next entry "already open": close them out of the way.
     with session_scope() as s:
         for p in s.exec(select(Position)).all():
@@ -110,13 +112,16 @@ def _orders(alert_id: int) -> list[Order]:
                            .order_by(col(Order.id))).all())
 
 
+def _follow(world: dict, account_id: int) -> None:
+    """One follower round for the account, once its market orders have filled at the
+    simulator (as the order-update stream would report them)."""
+    _market_filled_at_sim(world["sim"])
+    follower.follow_account(world["user"], account_id)
+
+
 def _spread_ms(orders: list[Order]) -> float:
     times = sorted(o.created_at for o in orders)
     return (times[-1] - times[0]) / timedelta(milliseconds=1)
-
-
-def _book(sim: ServerThread) -> list[dict]:
-    return [o.book_row() for o in sim.state.orders.orders.values()]
 
 
 @pytest.mark.parametrize("fleet", [10], indirect=True)
@@ -137,7 +142,7 @@ def test_ten_accounts_at_angels_pace_are_sent_at_once_and_each_exactly_once(flee
     assert sorted(o.client_order_id for o in orders) == sorted(
         f"A{alert_id}E{a}" for a in fleet["accounts"])
     for user_id, account_id in {(o.user_id, o.account_id) for o in orders}:
-        follower.follow_account(user_id, account_id)  # type: ignore[arg-type]
+        _follow({**fleet, "user": user_id}, account_id)  # type: ignore[arg-type]
     orders = _orders(alert_id)
     assert all(o.status == "FILLED" for o in orders), [o.status for o in orders]
     with session_scope() as s:
@@ -162,7 +167,7 @@ def test_a_lost_answer_and_a_rate_limit_stay_with_their_accounts(fleet: dict) ->
     others = [o for a, o in orders.items() if a not in (lost, limited)]
     assert len(others) == 8 and _spread_ms(others) < 100  # on time, whatever 3 and 7 did
     for a in fleet["accounts"]:
-        follower.follow_account(fleet["user"], a)
+        _follow(fleet, a)
     orders = {o.account_id: o for o in _orders(alert_id)}
     assert all(o.status == "FILLED" for o in orders.values()), {
         a: (o.status, o.reason) for a, o in orders.items()}
@@ -224,7 +229,7 @@ def test_an_entry_while_another_is_still_working_is_ignored_per_account(fleet: d
     assert {t.outcome for t in rows} == {"IGNORED"}
     assert all(f"still on its way to a fill (alert #{first})" in (t.reason or "") for t in rows)
     for a in fleet["accounts"]:
-        follower.follow_account(fleet["user"], a)
+        _follow(fleet, a)
     with session_scope() as s:
         held = s.exec(select(Position.account_id).where(Position.status == "OPEN")).all()
     assert sorted(held) == sorted(fleet["accounts"])  # one position each, from the first
@@ -247,10 +252,43 @@ def test_a_finished_order_settles_every_alert_waiting_on_it(fleet: dict) -> None
                               account_key=o.account_id or 0, outcome="ORDERED",
                               order_id=o.id))
     for a in fleet["accounts"]:
-        follower.follow_account(fleet["user"], a)
+        _follow(fleet, a)
     with session_scope() as s:
         assert s.get(Alert, first).status == "DONE"  # type: ignore[union-attr]
         assert s.get(Alert, waiting).status == "DONE"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("fleet", [2], indirect=True)
+def test_a_finished_order_leaves_an_alert_its_job_still_writes(fleet: dict) -> None:
+    """An exit alert's accounts run in threads, each committing its own outcome row: while
+    the job is still PROCESSING, the first account's fill must not give the alert its
+    verdict from the rows so far (it did: DONE with the second account's row missing, and a
+    worker killed then left that account's exit never done, the retry finding the alert
+    final). The job's own settle, with every row written, gives it."""
+    _warm(fleet)
+    first = _post(fleet, id="first")
+    entry.handle_alert(first)
+    waiting = _post(fleet, id="waiting")
+    one = _orders(first)[0]
+    with session_scope() as s:
+        alert = s.get(Alert, waiting)
+        alert.status = "PROCESSING"  # type: ignore[union-attr]
+        s.add(alert)
+        s.add(AlertTarget(alert_id=waiting, user_id=fleet["user"], account_id=one.account_id,
+                          account_key=one.account_id or 0, outcome="ORDERED",
+                          order_id=one.id))
+    for a in fleet["accounts"]:
+        _follow(fleet, a)
+    with session_scope() as s:
+        assert s.get(Alert, first).status == "DONE"  # type: ignore[union-attr]
+        assert s.get(Alert, waiting).status == "PROCESSING"  # type: ignore[union-attr]
+    assert recovery.settle_placed() == []  # the backstop leaves a PROCESSING alert too
+    other = next(o for o in _orders(first) if o.account_id != one.account_id)
+    with session_scope() as s:
+        s.add(AlertTarget(alert_id=waiting, user_id=fleet["user"], account_id=other.account_id,
+                          account_key=other.account_id or 0, outcome="IGNORED",
+                          reason="no open position to exit"))
+    assert verdict.settle(waiting, by_job=True) == "DONE"
 
 
 @pytest.mark.parametrize("fleet", [2], indirect=True)
@@ -289,7 +327,7 @@ def test_an_exit_alert_sells_on_every_account_at_once(fleet: dict) -> None:
     opened = _post(fleet, id="open")
     entry.handle_alert(opened)
     for a in fleet["accounts"]:
-        follower.follow_account(fleet["user"], a)
+        _follow(fleet, a)
     with session_scope() as s:
         held = s.exec(select(Position.id).where(Position.status == "OPEN")).all()
     assert len(held) == 10
@@ -301,7 +339,7 @@ def test_an_exit_alert_sells_on_every_account_at_once(fleet: dict) -> None:
     assert sorted(o.position_id for o in orders) == sorted(held)  # type: ignore[type-var]
     assert _spread_ms(orders) < 600, _spread_ms(orders)
     for a in fleet["accounts"]:
-        follower.follow_account(fleet["user"], a)
+        _follow(fleet, a)
     with session_scope() as s:
         statuses = s.exec(select(Position.status).where(col(Position.id).in_(held))).all()
         assert s.get(Alert, sold).status == "DONE"  # type: ignore[union-attr]
@@ -325,7 +363,7 @@ def test_recovery_gives_a_placed_alert_its_verdict_once_every_order_is_final(
     done = _post(fleet, id="done")
     entry.handle_alert(done)
     for a in fleet["accounts"]:
-        follower.follow_account(fleet["user"], a)
+        _follow(fleet, a)
     working = _post(fleet, id="working", action="sell")
     entry.handle_alert(working)  # its sells are left working
     with session_scope() as s:

@@ -23,6 +23,8 @@ from ats_app.engine.store.models import Alert, AuditEvent, Order, Position, Webh
 from ats_app.engine.store.queueing import connection
 from ats_app.engine.tenants import accounts
 from ats_app.simulator.server import ServerThread
+from tests.pipeline.sim_book import book as _sim_book
+from tests.pipeline.sim_book import market_filled_at_sim
 from tests.pipeline.test_pipeline import _orders, _post, _run_burst_worker
 from tests.simulator.sim_kit import wait_for
 
@@ -189,6 +191,7 @@ def test_consumer_down_the_follower_polls_the_book_and_still_fills(world: dict) 
     assert order.status == "OPEN" and _calls(world["sim"], "getOrderBook") == books
     # The job armed the account's follower: one round reads the book and finishes it.
     assert connection().exists(follower.lease_key(world["account"]))
+    market_filled_at_sim(world["sim"])
     follower.follow_account(world["user"], world["account"])
     assert order_store.get(order.id).status == "FILLED"
     assert _calls(world["sim"], "getOrderBook") == books + 1
@@ -221,10 +224,6 @@ def test_dropped_socket_reconnects_and_the_stream_comes_back(
     stream = process.streams[world["account"]]
     assert wait_for(lambda: stream.reconnects >= 1, 10)
     assert wait_for(lambda: order_updates.stream_up(connection(), world["account"]), 10)
-
-
-def _sim_book(sim: ServerThread) -> list[dict]:
-    return [o.book_row() for o in sim.state.orders.orders.values()]
 
 
 def test_catch_up_opens_only_todays_orphaned_entries(world: dict) -> None:

@@ -33,6 +33,7 @@ from ats_app.engine.store.models import Alert, Order, Position
 from ats_app.engine.tenants import accounts, strategies, users, webhooks
 from ats_app.simulator.config import AccountSpec, SimConfig, demo_account
 from ats_app.simulator.server import ServerThread
+from tests.pipeline.sim_book import market_filled_at_sim
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT, PIN, SECRET, API_KEY = "T2001", "2468", "KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU", "k1"
@@ -126,6 +127,23 @@ def _run_burst_worker(timeout: float = 90) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     if os.environ.get("PIPELINE_DEBUG"):
         print(proc.stderr[-6000:])
+    _follow_working()
+
+
+def _follow_working(timeout: float = 10) -> None:
+    """What the order-update stream does for a market order the job left working: the
+    simulator fills it on its next engine tick (50 ms), and a burst worker's follower round
+    that read the book sooner re-arms itself for later and the burst ends without it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with session_scope() as s:
+            working = {(o.user_id, o.account_id) for o in s.exec(select(Order)).all()
+                       if o.account_id is not None and o.status == "OPEN"
+                       and o.order_type == "MARKET"}
+        if not working or time.monotonic() > deadline:
+            return
+        for user_id, account_id in working:
+            follower.follow_account(user_id, account_id)
 
 
 def _post(link: tuple[str, str], **fields: object) -> dict:
@@ -476,6 +494,7 @@ def test_entry_outside_hours_waits_for_the_open_when_the_link_allows(
     assert handle_alert(waiting).startswith("open")  # placed; the job does not wait
     with session_scope() as s:
         assert s.get(Alert, waiting).status == "PLACED"
+    market_filled_at_sim(world["sim"])
     follower.follow_account(world["user"], world["account"])  # the book shows the fill
     (order,) = _orders()
     assert order.status == "FILLED" and order.alert_id == waiting

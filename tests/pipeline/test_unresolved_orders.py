@@ -15,10 +15,19 @@ import pytest
 from sqlmodel import select
 
 from ats_app.engine.broker.errors import BrokerError
-from ats_app.engine.execution import entry, follower
+from ats_app.engine.execution import entry
 from ats_app.engine.store.db import session_scope
 from ats_app.engine.store.models import Alert, AlertTarget, AuditEvent, Order, Position
-from tests.pipeline.test_fanout import _book, _client, _fault, _orders, _post, _warm, fleet
+from tests.pipeline.test_fanout import (
+    _book,
+    _client,
+    _fault,
+    _follow,
+    _orders,
+    _post,
+    _warm,
+    fleet,
+)
 
 __all__ = ["fleet"]  # the fixture, shared with test_fanout
 
@@ -56,7 +65,7 @@ def test_an_unknown_order_with_the_book_unreadable_is_retried_not_failed(fleet: 
     httpx.request("DELETE", f"{sim.base_url}/sim/faults", json={}).raise_for_status()
     entry.handle_alert(alert_id)
     for a in (a0, a1):
-        follower.follow_account(fleet["user"], a)
+        _follow(fleet, a)
     with session_scope() as s:
         sent = s.exec(select(Order).where(Order.alert_id == alert_id)
                       .where(Order.account_id == a0)).all()
@@ -81,7 +90,7 @@ def test_an_exit_alerts_unknown_sell_with_the_book_unreadable_is_retried_not_fai
     sim, (a0,) = fleet["sim"], fleet["accounts"]
     buy = _post(fleet, id="buy")
     entry.handle_alert(buy)
-    follower.follow_account(fleet["user"], a0)
+    _follow(fleet, a0)
     assert _position(buy).status == "OPEN"
     _fault(sim, route="placeOrder", kind="empty", times=1)
     _fault(sim, route="getOrderBook", kind="empty")
@@ -95,7 +104,7 @@ def test_an_exit_alerts_unknown_sell_with_the_book_unreadable_is_retried_not_fai
     # sent once more under the next client id; the position closes, the alert is DONE.
     httpx.request("DELETE", f"{sim.base_url}/sim/faults", json={}).raise_for_status()
     entry.handle_alert(sell)
-    follower.follow_account(fleet["user"], a0)
+    _follow(fleet, a0)
     assert _position(buy).status == "CLOSED"
     assert _alert(sell).status == "DONE"
     with session_scope() as s:
@@ -115,11 +124,11 @@ def test_an_exit_alerts_sell_that_never_reached_the_broker_is_sent_again(fleet: 
     sim, (a0,) = fleet["sim"], fleet["accounts"]
     buy = _post(fleet, id="buy2")
     entry.handle_alert(buy)
-    follower.follow_account(fleet["user"], a0)
+    _follow(fleet, a0)
     _fault(sim, route="placeOrder", kind="empty", times=1)  # the sell never arrives
     sell = _post(fleet, action="exit", id="sell2")
     entry.handle_alert(sell)
-    follower.follow_account(fleet["user"], a0)
+    _follow(fleet, a0)
     with session_scope() as s:
         sells = s.exec(select(Order).where(Order.position_id == _position(buy).id)
                        .where(Order.purpose == "EXIT").order_by(Order.id)).all()
@@ -144,11 +153,11 @@ def test_a_second_exit_job_follows_the_attempt_another_job_sent_again(fleet: dic
     sim, (a0,) = fleet["sim"], fleet["accounts"]
     buy = _post(fleet, id="buy3")
     entry.handle_alert(buy)
-    follower.follow_account(fleet["user"], a0)
+    _follow(fleet, a0)
     _fault(sim, route="placeOrder", kind="empty", times=1)  # the first sell never arrives
     sell = _post(fleet, action="exit", id="sell3")
     entry.handle_alert(sell)  # X0 looked up, absent, FAILED; X1 sent and filled
-    follower.follow_account(fleet["user"], a0)
+    _follow(fleet, a0)
     position = _position(buy)
     # What the other job read as it began, before the first job's look-up ended: the
     # position EXITING, its first sell still UNKNOWN.

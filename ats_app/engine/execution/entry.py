@@ -157,7 +157,7 @@ def _handle_alert(s: Session, alert_id: int) -> str:
                                     has_orders, conn, first_run=first_run)
     else:
         outcomes = _exit_all(s, alert_id, user_id, link, targets, paper, conn)
-    settled = verdict.settle(alert_id, session=s, alert=alert)
+    settled = verdict.settle(alert_id, session=s, alert=alert, by_job=True)
     if settled is None:
         # Some order is still working at the broker: its stream or follower settles it.
         s.refresh(alert)
@@ -168,7 +168,7 @@ def _handle_alert(s: Session, alert_id: int) -> str:
             # An order that finished while this job wrote its outcome rows may have found
             # the alert not yet waiting on it (or settled it just before PLACED overwrote
             # the verdict): look once more, now that PLACED is committed.
-            verdict.settle(alert_id, session=s)
+            verdict.settle(alert_id, session=s, by_job=True)
     return "; ".join(outcomes)
 
 

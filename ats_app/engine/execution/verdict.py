@@ -10,8 +10,9 @@ order (or as its refusal), so nothing is skipped silently:
 
 The alert's status ends as the broker's verdict once every order is final (`settle`): the
 job calls it when it is done, the order-update stream and the account's follower after
-each order they finish. DONE when at least one account traded (or had nothing to do);
-REJECTED when every account was refused, rejected or failed, with each one's reason.
+each order they finish, once the job has written PLACED. DONE when at least one account
+traded (or had nothing to do); REJECTED when every account was refused, rejected or
+failed, with each one's reason.
 Refusals and failures on one account of several are notified (`account_not_traded`).
 """
 
@@ -157,31 +158,39 @@ def _views(s: Session, alert_id: int) -> list[TargetView]:
 
 
 def settle_waiting_on(order_id: int, alert_id: int | None) -> list[str]:
-    """A finished order's verdicts: its own alert's, and every other alert still open whose
+    """A finished order's verdicts: its own alert's, and every other PLACED alert whose
     account waits on this order (an exit alert that found the position already exiting is
     answered by the first exit's sell). Returns the statuses given."""
     with joined(None) as s:
         waiting = set(s.exec(
             select(AlertTarget.alert_id).join(Alert, col(Alert.id) == AlertTarget.alert_id)
             .where(AlertTarget.order_id == order_id)
-            .where(col(Alert.status).in_(OPEN_STATUSES))).all())
+            .where(Alert.status == "PLACED")).all())
     if alert_id is not None:
         waiting.add(alert_id)
     return [st for a in sorted(waiting) if (st := settle(a)) is not None]
 
 
 def settle(alert_id: int | None, *, session: Session | None = None,
-           alert: Alert | None = None) -> str | None:
+           alert: Alert | None = None, by_job: bool = False) -> str | None:
     """Give the alert its verdict if every account's outcome is final; returns the status
     it got (None: still waiting, or settled already). Safe to call from any process: the
-    status changes only from PROCESSING/PLACED, in one conditional update. `alert`: the
-    job's own row, current in `session` (no read)."""
+    status changes only in one conditional update. `alert`: the job's own row, current in
+    `session` (no read).
+
+    Only the alert's own job (`by_job`) settles a PROCESSING alert: until the job writes
+    PLACED, some account may have no outcome row yet (an exit alert's accounts run in
+    threads, each committing its own), and a verdict over the rows so far would end the
+    alert with that account's exit or entry never done (the soak's DONE alerts missing an
+    account's row: the stream settled on the first sell's fill, then a worker kill made
+    the retry find the alert final)."""
     if alert_id is None:
         return None
+    allowed = OPEN_STATUSES if by_job else ("PLACED",)
     with joined(session) as s:
         if alert is None:
             alert = s.get(Alert, alert_id, populate_existing=True)
-        if alert is None or alert.status not in OPEN_STATUSES:
+        if alert is None or alert.status not in allowed:
             return None
         decided = verdict(_views(s, alert_id))
         if decided is None:
@@ -190,7 +199,7 @@ def settle(alert_id: int | None, *, session: Session | None = None,
         user_id = alert.user_id
         won = s.execute(
             sa.update(Alert).where(col(Alert.id) == alert_id)
-            .where(col(Alert.status).in_(OPEN_STATUSES))
+            .where(col(Alert.status).in_(allowed))
             .values(status=status, reason=reason and reason[:500], processed_at=utcnow())
         ).rowcount
         if not won:
