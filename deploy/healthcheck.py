@@ -1,4 +1,4 @@
-"""Container health checks: `python deploy/healthcheck.py backend|worker|monitor|database`.
+"""Container health checks: `python deploy/healthcheck.py backend|worker|monitor|feed|database`.
 
 Exit status 0 when healthy, 1 otherwise (one line on stderr says why). Used by the Dockerfile's
 HEALTHCHECK and docker-compose.yml; runnable as is on a systemd host too.
@@ -7,6 +7,7 @@ HEALTHCHECK and docker-compose.yml; runnable as is on a systemd host too.
   worker    an RQ worker started on this host (container) is registered in Redis
   monitor   the monitor heartbeat in Redis is fresh
   order-updates  the order-update consumer's status in Redis is fresh
+  feed      the market-data feed's status in Redis is fresh
   database  the database answers SELECT 1 (the one-shot migrate service)
 """
 
@@ -59,15 +60,27 @@ def monitor() -> str | None:
     return None if age < MONITOR_STALE_SECONDS else f"monitor heartbeat is {age:.0f}s old"
 
 
-def order_updates() -> str | None:
-    from ats_app.engine.services.order_update_stream import STATUS_KEY
+def _fresh_status(key: str, what: str) -> str | None:
+    """A process's status key in Redis, written every second, is under 10 s old."""
     from ats_app.engine.store.redis_conn import connect
 
-    status = connect(socket_timeout=3, socket_connect_timeout=3).get(STATUS_KEY)
+    status = connect(socket_timeout=3, socket_connect_timeout=3).get(key)
     if not status:
-        return "no order-update consumer status in Redis"
+        return f"no {what} status in Redis"
     age = time.time() - json.loads(status)["at"]
-    return None if age < MONITOR_STALE_SECONDS else f"order-update status is {age:.0f}s old"
+    return None if age < MONITOR_STALE_SECONDS else f"{what} status is {age:.0f}s old"
+
+
+def order_updates() -> str | None:
+    from ats_app.engine.services.order_update_stream import STATUS_KEY
+
+    return _fresh_status(STATUS_KEY, "order-update consumer")
+
+
+def feed() -> str | None:
+    from ats_app.engine.market.tickbus import FEED_STATUS_KEY
+
+    return _fresh_status(FEED_STATUS_KEY, "feed")
 
 
 def database() -> str | None:
@@ -81,7 +94,7 @@ def database() -> str | None:
 
 
 CHECKS = {"backend": backend, "worker": worker, "monitor": monitor,
-          "order-updates": order_updates, "database": database}
+          "order-updates": order_updates, "feed": feed, "database": database}
 
 
 def main(argv: list[str]) -> int:

@@ -37,7 +37,8 @@ ARTIFACTS = ROOT / ".test-artifacts" / "deploy-test"
 BASE = "https://localhost"
 USER, PASSWORD = f"trader{secrets.token_hex(3)}", "deploy-test-pass-1"
 TIMINGS: dict[str, float] = {}
-SERVICES = ("postgres", "redis", "backend", "worker", "monitor", "order-updates", "proxy")
+SERVICES = ("postgres", "redis", "backend", "worker", "monitor", "feed", "order-updates",
+            "proxy")
 
 
 class Failed(Exception):

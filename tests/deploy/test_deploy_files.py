@@ -52,9 +52,9 @@ HEALTHCHECK = ROOT / "deploy" / "healthcheck.py"
 
 # TradingView's published webhook source addresses.
 TRADINGVIEW_IPS = {"52.89.214.238", "34.212.75.30", "54.218.53.128", "52.32.178.7"}
-SERVICES = {"backend", "worker", "monitor", "order-updates", "migrate", "redis", "postgres",
-            "proxy"}
-APP_SERVICES = {"backend", "worker", "monitor", "order-updates"}
+SERVICES = {"backend", "worker", "monitor", "feed", "order-updates", "migrate", "redis",
+            "postgres", "proxy"}
+APP_SERVICES = {"backend", "worker", "monitor", "feed", "order-updates"}
 CLI = ["python", "-m", "ats_app.cli"]
 
 
@@ -101,7 +101,7 @@ def test_compose_app_services_wait_for_migrate(compose: dict) -> None:
 def test_compose_commands_are_real_cli_commands(compose: dict) -> None:
     parser = build_parser()
     expected = {"migrate": "cmd_db_upgrade", "worker": "cmd_worker", "monitor": "cmd_monitor",
-                "order-updates": "cmd_order_updates"}
+                "order-updates": "cmd_order_updates", "feed": "cmd_feed"}
     for name, fn_name in expected.items():
         cmd = compose["services"][name]["command"]
         assert cmd[:3] == CLI, name
@@ -443,6 +443,7 @@ def test_systemd_units_run_real_cli_commands() -> None:
         "ats-worker@.service": "cmd_worker",
         "ats-monitor.service": "cmd_monitor",
         "ats-order-updates.service": "cmd_order_updates",
+        "ats-feed.service": "cmd_feed",
     }
     for name, fn_name in expected.items():
         unit = _unit(name)
@@ -455,6 +456,13 @@ def test_systemd_units_run_real_cli_commands() -> None:
             assert "ats-migrate.service" in unit["Unit"]["Requires"], name
             assert "ats-migrate.service" in unit["Unit"]["After"], name
     assert _unit("ats-migrate.service")["Service"]["Type"] == "oneshot"
+    # Every long-running service is started with the target (the feed was missing from both
+    # deploy paths: the monitor then priced positions by REST only once ticks went stale).
+    wanted = set((UNITS / "ats.target").read_text().split("Wants=", 1)[1].split("[Install]")[0]
+                 .replace("Wants=", " ").split())
+    units = {u.name for u in UNITS.glob("*.service") if "@" not in u.name}
+    optional = {"ats-telegram.service"}  # only with a bot token: enabled on its own
+    assert units - optional <= wanted, units - optional - wanted
     backend = _unit("ats-backend.service")
     argv = shlex.split(backend["Service"]["ExecStart"])
     assert argv[0] == "/opt/ats/.venv/bin/reflex"
@@ -475,7 +483,7 @@ def test_systemd_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     (tmp_path / "ats-worker@1.service").symlink_to(tmp_path / "ats-worker@.service")
     names = [str(tmp_path / n) for n in ("ats.target", "ats-migrate.service",
                                          "ats-backend.service", "ats-monitor.service",
-                                         "ats-order-updates.service",
+                                         "ats-order-updates.service", "ats-feed.service",
                                          "ats-worker@1.service")]
     out = subprocess.run([analyze, "verify", *names], capture_output=True, text=True,
                          timeout=60, env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"})
@@ -490,7 +498,7 @@ def test_cli_help_lists_the_production_services() -> None:
     out = subprocess.run([sys.executable, "-m", "ats_app.cli", "--help"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    for cmd in ("worker", "monitor", "order-updates", "db"):
+    for cmd in ("worker", "monitor", "feed", "order-updates", "db"):
         assert re.search(rf"\b{cmd}\b", out.stdout), cmd
 
 
@@ -552,7 +560,7 @@ def test_container_commands_start_the_real_services(
     # Before anything runs, every health check reports unhealthy (so it can fail).
     port = _free_port()
     env = {**prod_env, "BACKEND_PORT": str(port)}
-    for name in ("backend", "worker", "monitor", "order-updates"):
+    for name in ("backend", "worker", "monitor", "feed", "order-updates"):
         assert _healthcheck(compose, name, env).returncode == 1, name
 
     migrate = subprocess.run(_local(services["migrate"]["command"]), cwd=ROOT, env=env,
@@ -574,12 +582,13 @@ def test_container_commands_start_the_real_services(
         for name, argv in (("worker", services["worker"]["command"]),
                            ("monitor", services["monitor"]["command"]),
                            ("order-updates", services["order-updates"]["command"]),
+                           ("feed", services["feed"]["command"]),
                            ("backend", backend_cmd)):
             logs[name] = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115
             procs.append(subprocess.Popen(_local(argv), cwd=ROOT, env=env, stdout=logs[name],
                                           stderr=subprocess.STDOUT, start_new_session=True))
         deadline = time.monotonic() + 60
-        pending = {"backend", "worker", "monitor", "order-updates"}
+        pending = {"backend", "worker", "monitor", "feed", "order-updates"}
         while pending and time.monotonic() < deadline:
             for p in procs:
                 assert p.poll() is None, _tails(tmp_path)
