@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 import redis
-from rq import Queue, Worker
+from rq import Queue, Retry, Worker
 from rq.job import Job
+from rq.registry import StartedJobRegistry
 
-from ats_app.engine.services.worker import TradingJob, TradingWorker
+from ats_app.engine.execution.recovery import cleanup_abandoned_jobs
+from ats_app.engine.services.worker import JOB_BEAT_S, JOB_TTL_S, TradingJob, TradingWorker
 from ats_app.engine.store.queueing import current_job_path
 from ats_app.engine.store.redis_conn import ALERTS_QUEUE
 
@@ -119,6 +121,37 @@ def test_one_worker_process_runs_as_many_jobs_at_once_as_it_has_threads(redis_ur
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def _expiry(conn: redis.Redis, queue: Queue) -> float:
+    (entry,) = conn.zrange(StartedJobRegistry(queue=queue).key, 0, -1, withscores=True)
+    return float(entry[1])
+
+
+def test_a_killed_workers_job_is_retried_within_half_a_minute(redis_url: str) -> None:
+    """A running job's registry entry is renewed every few seconds and lasts half a minute:
+    a SIGKILLed worker's job is retried by the next recovery pass after that, not after
+    its whole timeout + 60 s (three minutes for an order job, which came back stale)."""
+    conn = redis.Redis.from_url(redis_url)
+    conn.flushdb()
+    queue = Queue(ALERTS_QUEUE, connection=conn)
+    proc = _worker(redis_url, "--threads", "2")
+    try:
+        _until(lambda: len(Worker.all(connection=conn)) == 2, 60, proc)
+        job = queue.enqueue("tests.worker_jobs.wait", 60, job_timeout=120, retry=Retry(max=1))
+        _until(lambda: job.get_status(refresh=True) == "started", 30, proc)
+        first = _expiry(conn, queue)
+        assert first - time.time() <= JOB_TTL_S + 1  # not 120 + 60 s
+        time.sleep(2 * JOB_BEAT_S + 1)
+        assert _expiry(conn, queue) >= first + JOB_BEAT_S  # renewed while it runs
+        proc.kill()
+        proc.wait(10)
+        cleanup_abandoned_jobs(conn, at=time.time() + JOB_TTL_S + 1)
+        assert job.get_status(refresh=True) == "queued"  # retried: back on its queue
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
 
 
 def test_a_warm_stop_lets_every_threads_job_finish_then_exits(redis_url: str) -> None:

@@ -110,6 +110,21 @@ def test_compose_commands_are_real_cli_commands(compose: dict) -> None:
     assert backend[:5] == ["reflex", "run", "--env", "prod", "--backend-only"]
 
 
+def test_the_deploy_tests_overlay_covers_every_built_service(compose: dict) -> None:
+    """`make deploy-test`'s overlay builds each image on the host's network (the only way to
+    the package registries here) with the test's settings: a service it misses is built by
+    BuildKit, which looks its base image up on Docker Hub (the feed's did, and the run failed)."""
+    import yaml
+
+    overlay = yaml.safe_load((ROOT / "deploy" / "test" / "compose.test.yml").read_text())
+    built = {name for name, svc in compose["services"].items() if "build" in svc}
+    covered = {name for name, svc in overlay["services"].items()
+               if (svc.get("build") or {}).get("network") == "host"}
+    assert built <= covered, built - covered
+    for name in APP_SERVICES | {"migrate"}:
+        assert overlay["services"][name].get("environment"), name
+
+
 def test_compose_prod_config_is_fail_closed(compose: dict) -> None:
     for name in APP_SERVICES | {"migrate"}:
         env = compose["services"][name]["environment"]

@@ -275,8 +275,8 @@ def _kill_worker_while_submitting(sim: ServerThread, fault: dict) -> None:
 
 
 def _retry_abandoned(redis_url: str) -> None:
-    # RQ's registry cleanup requeues a job whose worker stopped heart-beating (~3 min for our
-    # 120 s job timeout); run it as of that moment rather than sleeping through it.
+    # RQ's registry cleanup requeues a job whose worker stopped heart-beating (after 30 s);
+    # run it as of a later moment rather than sleeping through it.
     cleanup_abandoned_jobs(redis.Redis.from_url(redis_url), at=time.time() + 600)
     _run_burst_worker()
 

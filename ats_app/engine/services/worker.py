@@ -42,6 +42,15 @@ class TradingJob(Job):
         return import_attribute(current_job_path(self.func_name))
 
 
+# A running job's entry in RQ's started registry lasts JOB_TTL_S past its last beat, and each
+# worker process beats for every job it runs every JOB_BEAT_S (`JobKeeper`). RQ's
+# SimpleWorker gives a job its whole timeout + 60 s (180 s) with no beat in between, so a
+# worker killed mid-sell left that exit waiting three minutes for its retry, and an entry
+# caught so came back refused as stale. Recovery (every 30 s) now finds it within a minute.
+JOB_BEAT_S = 5.0
+JOB_TTL_S = 30
+
+
 class TradingWorker(SimpleWorker):
     """RQ's SimpleWorker (jobs run in this process, see `run_worker`), its heartbeat sent in
     one round trip. RQ sends a heartbeat's three commands one at a time, up to three times a
@@ -82,6 +91,18 @@ class TradingWorker(SimpleWorker):
         super().handle_warm_shutdown_request()
         for other in self.job_threads:
             other.stop_after_current_job()
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        return JOB_TTL_S  # kept alive by the process's JobKeeper while the job runs
+
+    def beat_running_job(self) -> None:
+        """Renew the running job's registry entry (RQ's own beat for a forked job)."""
+        if not self.executions:
+            return  # idle: nothing to renew, and no Redis read
+        execution = next(iter(dict(self.executions).values()), None)
+        job = self.get_current_job() if execution is not None else None
+        if execution is not None and job is not None:
+            self.maintain_heartbeats(job, execution)
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         if pipeline is not None:  # already part of one of RQ's own pipelines
@@ -149,6 +170,31 @@ class JobThread(TradingWorker):
         return self.get_state() == WorkerStatus.BUSY
 
 
+class JobKeeper:
+    """A thread of the worker process that beats for every job its workers run."""
+
+    def __init__(self, workers: list[TradingWorker]) -> None:
+        self.workers = workers
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="job-keeper", daemon=True)
+
+    def start(self) -> JobKeeper:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(JOB_BEAT_S + 1)
+
+    def _run(self) -> None:
+        while not self.stopping.wait(JOB_BEAT_S):
+            for w in self.workers:
+                try:
+                    w.beat_running_job()
+                except Exception as exc:  # Redis away, the job just ended: next beat
+                    logging.getLogger("ats.worker").warning("job beat of %s: %s", w.name, exc)
+
+
 def run_worker(burst: bool = False, queue_names: list[str] | None = None,
                threads: int | None = None) -> bool:
     """Trading queues by default. Notifications get their own worker (`--queues
@@ -180,6 +226,7 @@ def run_worker(burst: bool = False, queue_names: list[str] | None = None,
     logging.getLogger("ats.worker").info("worker %s on %s, %d job threads", worker.name,
                                          ", ".join(names), 1 + len(worker.job_threads))
     worker.burst = burst  # its job threads start once its own work begins
+    keeper = JobKeeper([worker, *worker.job_threads]).start()
     # The scheduler lets jobs be enqueued for later (risk/day schedules); RQ elects one
     # scheduler among workers, so several workers still run each schedule once.
     try:
@@ -189,6 +236,7 @@ def run_worker(burst: bool = False, queue_names: list[str] | None = None,
         worked = False
     finally:
         _stop_job_threads(worker.job_threads, stop=not burst)
+        keeper.stop()
     return worked or any(other.worked for other in worker.job_threads)
 
 
