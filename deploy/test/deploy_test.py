@@ -338,9 +338,11 @@ def sim_fault(spec: dict[str, Any] | None) -> None:
 
 
 def kill_worker_mid_job(link: dict[str, Any], ctx: ssl.SSLContext) -> int:
-    """Price calls held 20 s: the alert's job is running (PROCESSING) when every worker is
-    SIGKILLed; then Redis restarts. Recovery must finish the job: one filled order."""
-    for route in ("quote", "getLtpData"):
+    """placeOrder held 20 s: the alert's job is running (PROCESSING, its order SUBMITTING)
+    when every worker is SIGKILLed; then Redis restarts. Recovery must finish the job: one
+    filled order. (Holding the price calls no longer holds the job: with the feed in the
+    stack, the job reads the index spot from Redis.)"""
+    for route in ("placeOrder", "quote", "getLtpData"):
         sim_fault({"route": route, "kind": "latency", "ms": 20000})
     row = alert(link, ctx, "deploy-test-kill")
     until("the alert's job running", lambda: sql(
@@ -357,7 +359,8 @@ def kill_worker_mid_job(link: dict[str, Any], ctx: ssl.SSLContext) -> int:
     sim_fault(None)
     dc("up", "-d", "--scale", "worker=3")
     wait_healthy(workers=3)
-    # RQ finds the killed worker's job abandoned, and recovery re-runs it (minutes).
+    # RQ finds the killed worker's job abandoned (30 s after its last beat), and recovery
+    # re-runs it.
     timed("kill_recovery_s", lambda: filled(row, timeout=600, position_open=False))
     return row
 
