@@ -12,10 +12,11 @@ def book(sim: ServerThread) -> list[dict]:
 
 
 def market_filled_at_sim(sim: ServerThread, timeout: float = 5.0) -> None:
-    """Wait for the simulator's engine to fill every market order it holds (it ticks every
-    20-50 ms): a follower round reading the book sooner finds them still open, and whether
-    it does depends only on how warm the test process is."""
+    """Wait for the simulator's engine to admit every order and fill every market order it
+    holds (it ticks every 20-50 ms): a follower round reading the book sooner finds them
+    still open, and whether it does depends only on how warm the test process is."""
     deadline = time.monotonic() + timeout
-    while any(o["status"] == "open" and o["ordertype"] == "MARKET" for o in book(sim)):
+    while any(o["status"] == "open pending"  # accepted, admitted on the engine's next pass
+              or (o["status"] == "open" and o["ordertype"] == "MARKET") for o in book(sim)):
         assert time.monotonic() < deadline, "the simulator never filled its market orders"
         time.sleep(0.01)

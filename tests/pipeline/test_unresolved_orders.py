@@ -15,7 +15,7 @@ import pytest
 from sqlmodel import select
 
 from ats_app.engine.broker.errors import BrokerError
-from ats_app.engine.execution import entry
+from ats_app.engine.execution import entry, fanout
 from ats_app.engine.store.db import session_scope
 from ats_app.engine.store.models import Alert, AlertTarget, AuditEvent, Order, Position
 from tests.pipeline.test_fanout import (
@@ -173,3 +173,41 @@ def test_a_second_exit_job_follows_the_attempt_another_job_sent_again(fleet: dic
                       .where(Order.purpose == "EXIT")).all()
     assert sorted(tags) == [f"P{position.id}X0", f"P{position.id}X1"]
     assert _position(buy).status == "CLOSED"
+
+
+@pytest.mark.parametrize("fleet", [1], indirect=True)
+def test_a_resent_entry_with_its_answer_lost_and_the_book_unreadable_is_retried(
+        fleet: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 3-minute soak (seed 3): an entry's first attempt never reached Angel and was sent
+    again; that attempt's answer was lost and the book could not be read. The job took the
+    first attempt (FAILED) for the account's order and gave the alert REJECTED, the resent
+    order left UNKNOWN for good: at Angel, a position nobody would have watched."""
+    _warm(fleet)
+    sim, (a0,) = fleet["sim"], fleet["accounts"]
+    real = fanout.send_or_drive
+
+    def resend_meets_faults(*args: object) -> Order:
+        # Angel takes the resent order but its answer never comes; its book answers 500.
+        _fault(sim, route="placeOrder", kind="lost_answer", ms=9000, times=1)
+        _fault(sim, route="getOrderBook", kind="http500")
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fanout, "send_or_drive", resend_meets_faults)
+    _fault(sim, route="placeOrder", kind="empty", times=1)  # the first attempt never arrives
+    alert_id = _post(fleet, id="resent-lost")
+    with pytest.raises(BrokerError):
+        entry.handle_alert(alert_id)
+    assert _alert(alert_id).status == "PROCESSING"  # no verdict while an order is unknown
+    assert [o.status for o in _orders(alert_id)] == ["FAILED", "UNKNOWN"]
+    # RQ's retry, the book readable again: the resent order is found, never sent a third time.
+    httpx.delete(f"{sim.base_url}/sim/faults").raise_for_status()
+    monkeypatch.setattr(fanout, "send_or_drive", real)
+    entry.handle_alert(alert_id)
+    _follow(fleet, a0)
+    orders = _orders(alert_id)
+    assert [o.status for o in orders] == ["FAILED", "FILLED"]
+    assert _alert(alert_id).status == "DONE"
+    book = [o["ordertag"] for o in _book(sim)]
+    assert book == [*book[:-1], orders[1].client_order_id]  # the retry sent nothing
+    assert book.count(orders[1].client_order_id) == 1
+    assert orders[0].client_order_id not in book

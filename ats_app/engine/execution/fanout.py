@@ -350,6 +350,10 @@ def _finish(s: Session, alert_id: int, user_id: int, e: Entry, conn: redis.Redis
         s.commit()  # the failed attempt stays failed whatever happens to the next insert
         candidate = as_attempt(order, e.client_id, attempt)
         order = write_submitting(s, candidate)
+        # The account's order is this attempt from now on: if its answer is lost and the
+        # book unreadable, `_guard` must find it unresolved, not the earlier one FAILED (the
+        # soak, seed 3: the alert REJECTED with this attempt UNKNOWN for good).
+        e.order = order
         e.row = verdict.record(s, alert_id, user_id, e.target.account_id, verdict.ORDERED,
                                order_id=order.id, row=e.row)
         order = send_or_drive(s, order, candidate, broker, e.tick)
