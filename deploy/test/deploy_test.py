@@ -328,35 +328,39 @@ def counts(tables: tuple[str, ...] = (*STABLE, "audit_events")) -> dict[str, str
     return {t: n for t, n in rows}
 
 
-def sim_fault(spec: dict[str, Any] | None) -> None:
-    code = ("import json,sys,urllib.request as u;"
-            "b=sys.stdin.read().encode() or None;"
-            "r=u.Request('http://127.0.0.1:9100/sim/faults',data=b,"
-            "method='POST' if b else 'DELETE',headers={'Content-Type':'application/json'});"
-            "print(u.urlopen(r,timeout=10).read().decode())")
-    dc("exec", "-T", "sim", "python", "-c", code, stdin=json.dumps(spec) if spec else "")
-
-
 def kill_worker_mid_job(link: dict[str, Any], ctx: ssl.SSLContext) -> int:
-    """placeOrder held 20 s: the alert's job is running (PROCESSING, its order SUBMITTING)
-    when every worker is SIGKILLed; then Redis restarts. Recovery must finish the job: one
-    filled order. (Holding the price calls no longer holds the job: with the feed in the
-    stack, the job reads the index spot from Redis.)"""
-    for route in ("placeOrder", "quote", "getLtpData"):
-        sim_fault({"route": route, "kind": "latency", "ms": 20000})
-    row = alert(link, ctx, "deploy-test-kill")
-    until("the alert's job running", lambda: sql(
-        f"SELECT status FROM alerts WHERE id = {row}") == [["PROCESSING"]], 40, every=0.3)
-    time.sleep(1.0)
-    status = sql(f"SELECT status FROM orders WHERE alert_id = {row}") or [["no order yet"]]
-    if status[0][0] == "FILLED":
-        raise Failed("the job finished before the workers were killed")
-    workers = [r["Name"] for r in services()["worker"]]
-    sh("docker", "kill", *workers)
+    """The orders table locked for a while (a psql session holding EXCLUSIVE): the alert's
+    job is running (PROCESSING), blocked writing its order, when every worker is SIGKILLed;
+    then Redis restarts. Recovery must finish the job: one filled order. (Holding the
+    simulator's price calls held the job only when no fresh tick was in Redis: with the feed
+    in the stack, it often was, and the step never saw the job running.)"""
+    files = [a for f in FILES if f != "-f" for a in ("-f", f)]
+    lock = subprocess.Popen(
+        ["docker", "compose", "--env-file", str(RUN / "test.env"), *files, "exec", "-T",
+         "postgres", "psql", "-U", "ats", "-d", "ats", "-c",
+         "BEGIN; LOCK TABLE orders IN EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT;"],
+        cwd=SRC, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        until("the orders table locked", lambda: sql(
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+            " WHERE c.relname = 'orders' AND l.mode = 'ExclusiveLock' AND l.granted")
+            == [["1"]], 30, every=0.3)
+        row = alert(link, ctx, "deploy-test-kill")
+        until("the alert's job running", lambda: sql(
+            f"SELECT status FROM alerts WHERE id = {row}") == [["PROCESSING"]], 40, every=0.3)
+        time.sleep(1.0)
+        status = sql(f"SELECT status FROM orders WHERE alert_id = {row}") or [["no order yet"]]
+        if status[0][0] == "FILLED":
+            raise Failed("the job finished before the workers were killed")
+        workers = [r["Name"] for r in services()["worker"]]
+        sh("docker", "kill", *workers)
+    finally:
+        sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE query LIKE '%LOCK TABLE orders%' AND pid <> pg_backend_pid()")
+        lock.wait(30)
     log(f"killed {len(workers)} workers with alert {row}'s order {status[0][0]};"
         " restarting Redis")
     dc("restart", "redis")
-    sim_fault(None)
     dc("up", "-d", "--scale", "worker=3")
     wait_healthy(workers=3)
     # RQ finds the killed worker's job abandoned (30 s after its last beat), and recovery
