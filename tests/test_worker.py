@@ -101,15 +101,26 @@ def _finished(jobs: list[Job]) -> bool:
     return all(j.get_status(refresh=True) == "finished" for j in jobs)
 
 
+def _ready_worker(redis_url: str, threads: int) -> tuple[redis.Redis, Queue, subprocess.Popen]:
+    """A flushed Redis, the alerts queue, and a worker process with every job thread
+    registered."""
+    conn = redis.Redis.from_url(redis_url)
+    conn.flushdb()
+    proc = _worker(redis_url, "--threads", str(threads))
+    try:
+        _until(lambda: len(Worker.all(connection=conn)) == threads, 60, proc)
+    except BaseException:
+        proc.kill()
+        proc.wait(10)
+        raise
+    return conn, Queue(ALERTS_QUEUE, connection=conn), proc
+
+
 def test_one_worker_process_runs_as_many_jobs_at_once_as_it_has_threads(redis_url: str) -> None:
     """Four jobs waiting 1.5 s each, as order jobs wait on Angel: one process with 4 job
     threads runs them side by side (one after another they would take 6 s)."""
-    conn = redis.Redis.from_url(redis_url)
-    conn.flushdb()
-    queue = Queue(ALERTS_QUEUE, connection=conn)
-    proc = _worker(redis_url, "--threads", "4")
+    conn, queue, proc = _ready_worker(redis_url, 4)
     try:
-        _until(lambda: len(Worker.all(connection=conn)) == 4, 60, proc)
         assert {w.pid for w in Worker.all(connection=conn)} == {proc.pid}
         jobs = [queue.enqueue("tests.worker_jobs.wait", 1.5) for _ in range(4)]
         _until(lambda: _finished(jobs), 30, proc)
@@ -132,12 +143,8 @@ def test_a_killed_workers_job_is_retried_within_half_a_minute(redis_url: str) ->
     """A running job's registry entry is renewed every few seconds and lasts half a minute:
     a SIGKILLed worker's job is retried by the next recovery pass after that, not after
     its whole timeout + 60 s (three minutes for an order job, which came back stale)."""
-    conn = redis.Redis.from_url(redis_url)
-    conn.flushdb()
-    queue = Queue(ALERTS_QUEUE, connection=conn)
-    proc = _worker(redis_url, "--threads", "2")
+    conn, queue, proc = _ready_worker(redis_url, 2)
     try:
-        _until(lambda: len(Worker.all(connection=conn)) == 2, 60, proc)
         job = queue.enqueue("tests.worker_jobs.wait", 60, job_timeout=120, retry=Retry(max=1))
         _until(lambda: job.get_status(refresh=True) == "started", 30, proc)
         first = _expiry(conn, queue)
@@ -155,12 +162,8 @@ def test_a_killed_workers_job_is_retried_within_half_a_minute(redis_url: str) ->
 
 
 def test_a_warm_stop_lets_every_threads_job_finish_then_exits(redis_url: str) -> None:
-    conn = redis.Redis.from_url(redis_url)
-    conn.flushdb()
-    queue = Queue(ALERTS_QUEUE, connection=conn)
-    proc = _worker(redis_url, "--threads", "3")
+    conn, queue, proc = _ready_worker(redis_url, 3)
     try:
-        _until(lambda: len(Worker.all(connection=conn)) == 3, 60, proc)
         jobs = [queue.enqueue("tests.worker_jobs.wait", 2.0) for _ in range(2)]
         _until(lambda: all(j.get_status(refresh=True) == "started" for j in jobs), 30, proc)
         stopped = time.monotonic()

@@ -59,9 +59,13 @@ def sh(*args: str, stdin: str | None = None, timeout: float = 1800, check: bool 
     return proc
 
 
-def dc(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+def compose_cmd(*args: str) -> list[str]:
     files = [a for f in FILES if f != "-f" for a in ("-f", f)]
-    return sh("docker", "compose", "--env-file", str(RUN / "test.env"), *files, *args, **kw)
+    return ["docker", "compose", "--env-file", str(RUN / "test.env"), *files, *args]
+
+
+def dc(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return sh(*compose_cmd(*args), **kw)
 
 
 def timed(name: str, fn: Callable[[], Any]) -> Any:
@@ -334,11 +338,9 @@ def kill_worker_mid_job(link: dict[str, Any], ctx: ssl.SSLContext) -> int:
     then Redis restarts. Recovery must finish the job: one filled order. (Holding the
     simulator's price calls held the job only when no fresh tick was in Redis: with the feed
     in the stack, it often was, and the step never saw the job running.)"""
-    files = [a for f in FILES if f != "-f" for a in ("-f", f)]
     lock = subprocess.Popen(
-        ["docker", "compose", "--env-file", str(RUN / "test.env"), *files, "exec", "-T",
-         "postgres", "psql", "-U", "ats", "-d", "ats", "-c",
-         "BEGIN; LOCK TABLE orders IN EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT;"],
+        compose_cmd("exec", "-T", "postgres", "psql", "-U", "ats", "-d", "ats", "-c",
+                    "BEGIN; LOCK TABLE orders IN EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT;"),
         cwd=SRC, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         until("the orders table locked", lambda: sql(

@@ -235,6 +235,21 @@ def test_an_entry_while_another_is_still_working_is_ignored_per_account(fleet: d
     assert sorted(held) == sorted(fleet["accounts"])  # one position each, from the first
 
 
+def _waiting_on(fleet: dict, status: str, orders: list[Order]) -> int:
+    """An exit alert as its job left it: `status`, its accounts' rows ORDERED on `orders`
+    (the first exit's sells it found the positions already selling)."""
+    waiting = _post(fleet, id="waiting")
+    with session_scope() as s:
+        alert = s.get(Alert, waiting)
+        alert.status = status  # type: ignore[union-attr]
+        s.add(alert)
+        for o in orders:
+            s.add(AlertTarget(alert_id=waiting, user_id=fleet["user"], account_id=o.account_id,
+                              account_key=o.account_id or 0, outcome="ORDERED",
+                              order_id=o.id))
+    return waiting
+
+
 @pytest.mark.parametrize("fleet", [2], indirect=True)
 def test_a_finished_order_settles_every_alert_waiting_on_it(fleet: dict) -> None:
     """An exit alert that finds the position already exiting waits on the first exit's
@@ -242,15 +257,7 @@ def test_a_finished_order_settles_every_alert_waiting_on_it(fleet: dict) -> None
     _warm(fleet)
     first = _post(fleet, id="first")
     entry.handle_alert(first)
-    waiting = _post(fleet, id="waiting")
-    with session_scope() as s:
-        alert = s.get(Alert, waiting)
-        alert.status = "PLACED"  # type: ignore[union-attr]
-        s.add(alert)
-        for o in _orders(first):
-            s.add(AlertTarget(alert_id=waiting, user_id=fleet["user"], account_id=o.account_id,
-                              account_key=o.account_id or 0, outcome="ORDERED",
-                              order_id=o.id))
+    waiting = _waiting_on(fleet, "PLACED", _orders(first))
     for a in fleet["accounts"]:
         _follow(fleet, a)
     with session_scope() as s:
@@ -268,15 +275,8 @@ def test_a_finished_order_leaves_an_alert_its_job_still_writes(fleet: dict) -> N
     _warm(fleet)
     first = _post(fleet, id="first")
     entry.handle_alert(first)
-    waiting = _post(fleet, id="waiting")
     one = _orders(first)[0]
-    with session_scope() as s:
-        alert = s.get(Alert, waiting)
-        alert.status = "PROCESSING"  # type: ignore[union-attr]
-        s.add(alert)
-        s.add(AlertTarget(alert_id=waiting, user_id=fleet["user"], account_id=one.account_id,
-                          account_key=one.account_id or 0, outcome="ORDERED",
-                          order_id=one.id))
+    waiting = _waiting_on(fleet, "PROCESSING", [one])
     for a in fleet["accounts"]:
         _follow(fleet, a)
     with session_scope() as s:
